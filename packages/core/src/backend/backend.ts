@@ -1,0 +1,68 @@
+import type { Shape } from '../ir/graph.js';
+import type { HostTensor } from '../tensor.js';
+import { completeKernels, type Kernels } from './kernels.js';
+
+/**
+ * A program is written once against the kernel contract and handed to a backend, which either runs
+ * it eagerly on every call (TF.js) or traces it once into a graph (ONNX Runtime). Everything gradfeat
+ * executes — trunk extraction, head features, each method's training step — is a Program.
+ */
+export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) => Record<string, T>;
+
+export interface CompiledProgram {
+  run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>>;
+  dispose(): void;
+}
+
+export interface CompileOptions {
+  /** Shown in errors and profiles. */
+  readonly name?: string;
+}
+
+/** What a backend plugin provides once initialised. */
+export interface Backend {
+  /** Specific runtime, e.g. 'tfjs-wasm' or 'onnxruntime-cpu'. */
+  readonly name: string;
+  compile(program: Program, inputShapes: Readonly<Record<string, Shape>>, options?: CompileOptions): Promise<CompiledProgram>;
+  dispose?(): void | Promise<void>;
+}
+
+/** The eager half of the contract: kernels plus moving data and freeing intermediates. */
+export interface EagerRuntime<T> {
+  readonly name: string;
+  readonly kernels: Partial<Kernels<T>>;
+  upload(value: HostTensor): T;
+  download(x: T): Promise<HostTensor>;
+  /** Runs fn, freeing every tensor it created except those it returns. */
+  tidy<R extends Record<string, T>>(fn: () => R): R;
+  dispose(x: T): void;
+}
+
+/** Turns kernels into a Backend that runs programs eagerly; what a typical plugin needs. */
+export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
+  const kernels = completeKernels(runtime.name, runtime.kernels);
+  return {
+    name: runtime.name,
+    async compile(program, _inputShapes, options) {
+      return {
+        async run(inputs) {
+          const outputs = runtime.tidy(() => {
+            const handles: Record<string, T> = {};
+            for (const [key, value] of Object.entries(inputs)) handles[key] = runtime.upload(value);
+            return program(kernels, handles);
+          });
+          const result: Record<string, HostTensor> = {};
+          try {
+            for (const [key, handle] of Object.entries(outputs)) result[key] = await runtime.download(handle);
+          } catch (error) {
+            throw new Error(`program '${options?.name ?? 'anonymous'}' on ${runtime.name}: ${(error as Error).message}`, { cause: error });
+          } finally {
+            for (const handle of Object.values(outputs)) runtime.dispose(handle);
+          }
+          return result;
+        },
+        dispose() {},
+      };
+    },
+  };
+}

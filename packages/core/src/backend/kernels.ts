@@ -1,0 +1,128 @@
+import type { Conv2DAttrs, Pair, PoolAttrs } from '../ir/graph.js';
+import type { HostTensor } from '../tensor.js';
+
+/**
+ * The backend contract: the kernels that gradfeat's op rules are written in. `T` is the backend's
+ * tensor handle: a real tensor for eager backends (TF.js), a symbolic value for graph backends
+ * (ONNX Runtime), which record the calls into a graph instead of running them.
+ *
+ * Conventions: NCHW, float32, row-major. Shapes may hold -1 for the batch dimension in graph mode.
+ * Elementwise binary kernels broadcast like NumPy. Comparison kernels return 1 or 0 as float32.
+ */
+export interface Kernels<T> {
+  /** Shape of a handle (batch may be -1 while a graph is being traced). */
+  shape(x: T): readonly number[];
+  /** A constant tensor; eager backends upload it once per HostTensor object. */
+  constant(value: HostTensor): T;
+  scalar(value: number): T;
+
+  add(a: T, b: T): T;
+  sub(a: T, b: T): T;
+  mul(a: T, b: T): T;
+  div(a: T, b: T): T;
+  maximum(a: T, b: T): T;
+  minimum(a: T, b: T): T;
+  greater(a: T, b: T): T;
+  less(a: T, b: T): T;
+  exp(x: T): T;
+  log(x: T): T;
+  abs(x: T): T;
+  sqrt(x: T): T;
+
+  sum(x: T, axes: readonly number[], keepDims: boolean): T;
+  max(x: T, axes: readonly number[], keepDims: boolean): T;
+
+  /** Target shape may contain one -1. */
+  reshape(x: T, shape: readonly number[]): T;
+  transpose(x: T, perm: readonly number[]): T;
+  /** Zero padding; pads = [begin per axis…, end per axis…] over all axes. */
+  pad(x: T, pads: readonly number[]): T;
+  /** Per-axis begin, end (exclusive) and positive step over all axes; end may be larger than the axis. */
+  slice(x: T, begins: readonly number[], ends: readonly number[], steps: readonly number[]): T;
+  concat(xs: readonly T[], axis: number): T;
+
+  /** a·b for 2-D operands, optionally transposing either. */
+  matMul(a: T, b: T, transposeA: boolean, transposeB: boolean): T;
+
+  /** x [N,C,H,W] ⋆ w [O, C/groups, kh, kw] (+ bias [O]). */
+  conv2d(x: T, w: T, bias: T | undefined, attrs: Conv2DAttrs): T;
+  /** Transpose of conv2d in x: dy [N,O,Ho,Wo] → dx [N,C,H,W] for an input of spatial size `inputSize`. */
+  conv2dBackpropInput(dy: T, w: T, inputSize: Pair, attrs: Conv2DAttrs): T;
+  /** Transpose of conv2d in w: (x, dy) → dw of shape `filterShape` [O, C/groups, kh, kw]. */
+  conv2dBackpropFilter(x: T, dy: T, filterShape: readonly number[], attrs: Conv2DAttrs): T;
+
+  avgPool(x: T, attrs: PoolAttrs): T;
+  /** Transpose of avgPool: dy → dx for an input of spatial size `inputSize`. */
+  avgPoolBackprop(dy: T, inputSize: Pair, attrs: PoolAttrs): T;
+  maxPool(x: T, attrs: PoolAttrs): T;
+  /** Tangent of maxPool at x: dx read at each window's first maximum of x. */
+  maxPoolJvp(x: T, dx: T, attrs: PoolAttrs): T;
+  /** Transpose of maxPoolJvp: dy scattered (summed) to each window's first maximum of x. */
+  maxPoolBackprop(x: T, dy: T, attrs: PoolAttrs): T;
+}
+
+export type KernelName = keyof Kernels<unknown>;
+
+export const KERNEL_NAMES: readonly KernelName[] = [
+  'shape',
+  'constant',
+  'scalar',
+  'add',
+  'sub',
+  'mul',
+  'div',
+  'maximum',
+  'minimum',
+  'greater',
+  'less',
+  'exp',
+  'log',
+  'abs',
+  'sqrt',
+  'sum',
+  'max',
+  'reshape',
+  'transpose',
+  'pad',
+  'slice',
+  'concat',
+  'matMul',
+  'conv2d',
+  'conv2dBackpropInput',
+  'conv2dBackpropFilter',
+  'avgPool',
+  'avgPoolBackprop',
+  'maxPool',
+  'maxPoolJvp',
+  'maxPoolBackprop',
+];
+
+export class MissingKernelError extends Error {
+  constructor(
+    readonly backend: string,
+    readonly kernel: string,
+  ) {
+    super(
+      `backend '${backend}' has no kernel '${kernel}': register it in the backend's kernel list (see packages/core/src/backend/kernels.ts)`,
+    );
+    this.name = 'MissingKernelError';
+  }
+}
+
+/**
+ * Completes a backend's kernel list: a kernel it does not register becomes a function that throws a
+ * MissingKernelError naming it, so a partial plugin runs every network that does not need the gap.
+ */
+export function completeKernels<T>(backend: string, registered: Partial<Kernels<T>>): Kernels<T> {
+  const full: Record<string, unknown> = {};
+  for (const name of KERNEL_NAMES) {
+    const kernel = registered[name];
+    full[name] =
+      typeof kernel === 'function'
+        ? kernel.bind(registered)
+        : () => {
+            throw new MissingKernelError(backend, name);
+          };
+  }
+  return full as unknown as Kernels<T>;
+}

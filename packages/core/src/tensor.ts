@@ -1,0 +1,42 @@
+/** A dense float32 tensor in host memory, row-major (C order). Layout of images is NCHW throughout gradfeat. */
+export interface HostTensor {
+  readonly shape: readonly number[];
+  readonly data: Float32Array;
+}
+
+export function sizeOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function hostTensor(shape: readonly number[], data?: Float32Array | readonly number[]): HostTensor {
+  const n = sizeOf(shape);
+  const buffer = data === undefined ? new Float32Array(n) : Float32Array.from(data);
+  if (buffer.length !== n) {
+    throw new Error(`tensor data has ${buffer.length} values but shape [${shape.join(', ')}] needs ${n}`);
+  }
+  return { shape: [...shape], data: buffer };
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** max |a − b| / max |b|: the relative error used for every reference comparison in gradfeat. */
+export function relativeError(ours: ArrayLike<number>, reference: ArrayLike<number>): { absolute: number; relative: number } {
+  if (ours.length !== reference.length) {
+    throw new Error(`cannot compare tensors of ${ours.length} and ${reference.length} values`);
+  }
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < ours.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(ours[i] - reference[i]));
+    maxRef = Math.max(maxRef, Math.abs(reference[i]));
+  }
+  return { absolute: maxDiff, relative: maxRef === 0 ? maxDiff : maxDiff / maxRef };
+}
