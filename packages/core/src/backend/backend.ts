@@ -66,3 +66,26 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
     },
   };
 }
+
+/** The shapes to compile for: batch-indexed inputs get a free (-1) leading dimension. */
+export function inputShapesOf(inputs: Readonly<Record<string, HostTensor>>, batchInputs: readonly string[]): Record<string, Shape> {
+  return Object.fromEntries(
+    Object.entries(inputs).map(([name, value]) => [name, batchInputs.includes(name) ? [-1, ...value.shape.slice(1)] : value.shape]),
+  );
+}
+
+/** Compiles, runs once, and frees a program. */
+export async function runProgramOnce(
+  backend: Backend,
+  program: Program,
+  inputs: Readonly<Record<string, HostTensor>>,
+  batchInputs: readonly string[],
+  name: string,
+): Promise<Record<string, HostTensor>> {
+  const compiled = await backend.compile(program, inputShapesOf(inputs, batchInputs), { name });
+  try {
+    return await compiled.run(inputs);
+  } finally {
+    compiled.dispose();
+  }
+}

@@ -1,0 +1,62 @@
+import type { Graph } from '../ir/graph.js';
+import { inferShapes } from '../ir/shapes.js';
+import type { HostTensor } from '../tensor.js';
+import { cutNetwork } from '../transforms/cut.js';
+import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
+import { type ParamScales, ntkParametrisation, standardParametrisation } from '../transforms/reparametrise.js';
+
+export type Parametrisation = 'ntk' | 'standard';
+
+export interface Classifier {
+  /** [classes, features] */
+  readonly weight: HostTensor;
+  /** [classes] */
+  readonly bias: HostTensor;
+}
+
+/** A pre-trained network prepared for the paper's methods: BN folded, cut, θ2 reparametrised. */
+export interface LinearisedModel {
+  readonly trunk: Graph;
+  /** θ2 in stored coordinates (see `scales`). */
+  readonly head: Graph;
+  readonly scales: ParamScales;
+  readonly cut: string;
+  readonly features: string;
+  readonly featureCount: number;
+  /** Per-sample shape of the cut value (the trunk's output, the head's input). */
+  readonly cutShape: readonly number[];
+  /** The network's own classifier (its source task's ω). */
+  readonly sourceClassifier: Classifier;
+  /** Keys of θ2's trainable parameters (Conv2D and Dense weights and biases). */
+  readonly headParamKeys: readonly string[];
+}
+
+export interface LineariseOptions {
+  readonly cut: string;
+  /** Default 'ntk', as in the paper. */
+  readonly parametrisation?: Parametrisation;
+  /** Default true: BatchNorm must be folded for θ2's convolutions to be trainable. */
+  readonly foldBatchNorm?: boolean;
+}
+
+export function linearise(network: Graph, options: LineariseOptions): LinearisedModel {
+  const prepared = options.foldBatchNorm === false ? network : foldBatchNorm(network);
+  const split = cutNetwork(prepared, options.cut);
+  const { graph: head, scales } = (options.parametrisation ?? 'ntk') === 'ntk' ? ntkParametrisation(split.head) : standardParametrisation(split.head);
+  const featureShape = inferShapes(head).get(split.features) as readonly number[];
+  if (featureShape.length !== 2) {
+    throw new Error(`the classifier's input '${split.features}' must be [batch, features], got [${featureShape.join(', ')}]`);
+  }
+  const headParamKeys = head.nodes.filter((n) => n.op === 'Conv2D' || n.op === 'Dense').flatMap((n) => Object.values(n.params));
+  return {
+    trunk: split.trunk,
+    head,
+    scales,
+    cut: split.cut,
+    features: split.features,
+    featureCount: featureShape[1],
+    cutShape: (inferShapes(head).get(split.cut) as readonly number[]).slice(1),
+    sourceClassifier: { weight: split.classifier.weight, bias: split.classifier.bias },
+    headParamKeys,
+  };
+}

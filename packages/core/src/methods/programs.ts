@@ -1,0 +1,189 @@
+import type { Program } from '../backend/backend.js';
+import type { Kernels } from '../backend/kernels.js';
+import { backward, evaluate, jvp } from '../engine/interpreter.js';
+import { isZero, type Tangent } from '../ops/rule.js';
+import type { Graph } from '../ir/graph.js';
+import type { HostTensor } from '../tensor.js';
+import { effectiveParams } from '../transforms/reparametrise.js';
+import { type LossKind, lossAndGradient } from '../train/losses.js';
+import type { Classifier, LinearisedModel } from './linearised-model.js';
+
+/**
+ * The paper's four models. With f the features of the frozen network, J the Jacobian of f with
+ * respect to θ2 and ω̄ the activation baseline's classifier:
+ * - activation: w1ᵀ f + b1 (the linear probe; it yields ω̄)
+ * - gradient:   ω̄ᵀ J w2
+ * - full:       w1ᵀ f + b1 + ω̄ᵀ J w2, with w1 ← ω̄, w2 ← 0 and ω̄ a frozen copy
+ * - finetune:   w1ᵀ f_θ2 + b1, training θ2 and the classifier
+ */
+export type Method = 'activation' | 'gradient' | 'full' | 'finetune';
+export const METHODS: readonly Method[] = ['activation', 'gradient', 'full', 'finetune'];
+
+/** Trainable-parameter names: the classifier, the direction w2 per θ2 key, or θ2 itself. */
+export const W1 = 'w1.weight';
+export const B1 = 'w1.bias';
+export const w2Name = (key: string): string => `w2:${key}`;
+export const theta2Name = (key: string): string => `theta2:${key}`;
+export const gradName = (name: string): string => `grad:${name}`;
+
+/** Program inputs besides the trainable parameters. */
+export const INPUT = 'inputs';
+export const TARGETS = 'targets';
+export const MASK = 'mask';
+export const BATCH_SCALE = 'batchScale';
+
+function copy(t: HostTensor): HostTensor {
+  return { shape: [...t.shape], data: Float32Array.from(t.data) };
+}
+
+/** What the method's batches feed in: the features f(x) for the linear probe, else the cut value. */
+export function methodInputShape(model: LinearisedModel, method: Method): readonly number[] {
+  return method === 'activation' ? [model.featureCount] : model.cutShape;
+}
+
+/** The trainable parameters a method starts from. ω̄ is copied, never aliased. */
+export function initialParams(model: LinearisedModel, method: Method, omegaBar: Classifier): Map<string, HostTensor> {
+  const params = new Map<string, HostTensor>();
+  if (method === 'activation') {
+    params.set(W1, { shape: omegaBar.weight.shape, data: new Float32Array(omegaBar.weight.data.length) });
+    params.set(B1, { shape: omegaBar.bias.shape, data: new Float32Array(omegaBar.bias.data.length) });
+    return params;
+  }
+  if (model.headParamKeys.length === 0) {
+    throw new Error(`method '${method}' needs parameters in θ2, but the cut '${model.cut}' is at the features; cut earlier`);
+  }
+  if (method === 'full' || method === 'finetune') {
+    params.set(W1, copy(omegaBar.weight));
+    params.set(B1, copy(omegaBar.bias));
+  }
+  for (const key of model.headParamKeys) {
+    const stored = model.head.params.get(key) as HostTensor;
+    if (method === 'finetune') params.set(theta2Name(key), copy(stored));
+    else params.set(w2Name(key), { shape: stored.shape, data: new Float32Array(stored.data.length) });
+  }
+  return params;
+}
+
+/**
+ * × the parametrisation scale of `key`: maps stored values to effective ones, and (chain rule)
+ * gradients of effective values to gradients of stored ones.
+ */
+function applyScale<T>(k: Kernels<T>, model: LinearisedModel, key: string, x: T): T {
+  const scale = model.scales.get(key) ?? 1;
+  return scale === 1 ? x : k.mul(x, k.scalar(scale));
+}
+
+interface Forward<T> {
+  readonly logits: T;
+  /** Cotangent of the loss w.r.t. logits → gradients of every trainable parameter. */
+  gradients(dlogits: T): Record<string, T>;
+}
+
+/**
+ * Builds a method's logits from program inputs, and the backward pass for its trainables. Frozen
+ * values (θ̄2, ω̄) are constants captured once, so eager backends upload them once and graph
+ * backends store them as initializers.
+ */
+function methodForward(model: LinearisedModel, method: Method, omegaBar: Classifier) {
+  const frozenHead = effectiveParams(model.head, model.scales);
+  const frozenOmega = copy(omegaBar.weight);
+
+  return <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>): Forward<T> => {
+    const classify = (features: T) => k.add(k.matMul(features, inputs[W1], false, true), inputs[B1]);
+    const classifierGradients = (features: T, dlogits: T) => ({
+      [W1]: k.matMul(dlogits, features, true, false),
+      [B1]: k.sum(dlogits, [0], false),
+    });
+
+    if (method === 'activation') {
+      const features = inputs[INPUT];
+      return { logits: classify(features), gradients: (dlogits) => classifierGradients(features, dlogits) };
+    }
+
+    const headParams: Record<string, T> = {};
+    for (const [key, value] of frozenHead) headParams[key] = k.constant(value);
+    if (method === 'finetune') for (const key of model.headParamKeys) headParams[key] = applyScale(k, model, key, inputs[theta2Name(key)]);
+    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
+    const features = primals.get(model.features) as T;
+    const headGradients = (featureCotangent: T, name: (key: string) => string) => {
+      const grads = backward(k, model.head, primals, headParams, { [model.features]: featureCotangent }, { params: model.headParamKeys });
+      const out: Record<string, T> = {};
+      for (const key of model.headParamKeys) out[name(key)] = applyScale(k, model, key, grads.params[key]);
+      return out;
+    };
+
+    if (method === 'finetune') {
+      return {
+        logits: classify(features),
+        gradients: (dlogits) => ({ ...classifierGradients(features, dlogits), ...headGradients(k.matMul(dlogits, inputs[W1], false, false), theta2Name) }),
+      };
+    }
+
+    const omega = k.constant(frozenOmega);
+    const gradientTerm = k.matMul(directionTangent(k, model, primals, headParams, inputs), omega, false, true);
+    // Linear in w2, so its gradient is the head's backward pass of ω̄ᵀ·∂L/∂logits.
+    const directionGradients = (dlogits: T) => headGradients(k.matMul(dlogits, omega, false, false), w2Name);
+    if (method === 'gradient') return { logits: gradientTerm, gradients: directionGradients };
+    return {
+      logits: k.add(classify(features), gradientTerm),
+      gradients: (dlogits) => ({ ...classifierGradients(features, dlogits), ...directionGradients(dlogits) }),
+    };
+  };
+}
+
+/**
+ * J w2: the tangent of the features along the direction w2 (program inputs `w2:<key>`, in stored
+ * coordinates), from one tangent pass that starts at zero at the cut.
+ */
+function directionTangent<T>(k: Kernels<T>, model: LinearisedModel, primals: ReadonlyMap<string, T>, headParams: Record<string, T>, inputs: Readonly<Record<string, T>>): T {
+  const direction: Record<string, Tangent<T>> = {};
+  for (const key of model.headParamKeys) direction[key] = applyScale(k, model, key, inputs[w2Name(key)]);
+  const tangent = jvp(k, model.head, primals, headParams, direction).get(model.features) as Tangent<T>;
+  if (isZero(tangent)) throw new Error(`θ2 does not affect the features '${model.features}'`);
+  return tangent;
+}
+
+/** inputs (cut value) + `w2:<key>` → { features, tangent: J w2 }. */
+export function tangentProgram(model: LinearisedModel): Program {
+  const frozenHead = effectiveParams(model.head, model.scales);
+  return (k, inputs) => {
+    const headParams: Record<string, (typeof inputs)[string]> = {};
+    for (const [key, value] of frozenHead) headParams[key] = k.constant(value);
+    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
+    return { features: primals.get(model.features) as (typeof inputs)[string], tangent: directionTangent(k, model, primals, headParams, inputs) };
+  };
+}
+
+/** inputs + trainables → { logits }. */
+export function logitsProgram(model: LinearisedModel, method: Method, omegaBar: Classifier): Program {
+  const forward = methodForward(model, method, omegaBar);
+  return (k, inputs) => ({ logits: forward(k, inputs).logits });
+}
+
+/** inputs, targets, batchScale (and mask) + trainables → { loss, logits, grad:<name> for each trainable }. */
+export function trainStepProgram(model: LinearisedModel, method: Method, omegaBar: Classifier, loss: LossKind): Program {
+  const forward = methodForward(model, method, omegaBar);
+  return (k, inputs) => {
+    const { logits, gradients } = forward(k, inputs);
+    const terms = lossAndGradient(k, loss, logits, inputs[TARGETS], inputs[BATCH_SCALE], inputs[MASK]);
+    const outputs: Record<string, typeof logits> = { loss: terms.loss, logits };
+    for (const [name, grad] of Object.entries(gradients(terms.dlogits))) outputs[gradName(name)] = grad;
+    return outputs;
+  };
+}
+
+/** cut value (`inputs`) → features f(x) of the frozen head. */
+export function featuresProgram(model: LinearisedModel): Program {
+  const head = forwardProgram({ ...model.head, params: effectiveParams(model.head, model.scales) });
+  return (k, inputs) => ({ features: head(k, { [model.cut]: inputs[INPUT] })[model.features] });
+}
+
+/** Any graph's forward pass as a program: its inputs → its outputs. */
+export function forwardProgram(graph: Graph): Program {
+  return (k, inputs) => {
+    const params: Record<string, (typeof inputs)[string]> = {};
+    for (const [key, value] of graph.params) params[key] = k.constant(value);
+    const values = evaluate(k, graph, inputs, params);
+    return Object.fromEntries(graph.outputs.map((name) => [name, values.get(name) as (typeof inputs)[string]]));
+  };
+}

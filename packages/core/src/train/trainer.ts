@@ -1,0 +1,176 @@
+import { type Backend, inputShapesOf, type Program } from '../backend/backend.js';
+import type { SampleSource } from '../data/source.js';
+import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
+import { BATCH_SCALE, gradName, INPUT, initialParams, MASK, type Method, methodInputShape, TARGETS, trainStepProgram } from '../methods/programs.js';
+import { Rng } from '../random.js';
+import type { HostTensor } from '../tensor.js';
+import type { LossKind } from './losses.js';
+import { applyUpdate, clipGradientNorm, learningRateAt, type OptimiserConfig, type OptimiserState, type ScheduleConfig } from './optimisers.js';
+
+export interface TrainingData {
+  /** Features f(x) for the activation method, cut values for the others. */
+  readonly inputs: SampleSource;
+  /** [N, K]: one-hot for softmax-ce, 0/1 for sigmoid-bce. */
+  readonly targets: HostTensor;
+  /** [N, K], sigmoid-bce only: 0 where an entry is ignored (VOC "difficult"). */
+  readonly mask?: HostTensor;
+}
+
+export interface TrainConfig {
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly optimiser: OptimiserConfig;
+  readonly schedule?: ScheduleConfig;
+  /** Clip the global gradient norm to this value. */
+  readonly clipNorm?: number;
+  readonly seed: number;
+}
+
+export interface StepRecord {
+  readonly step: number;
+  readonly epoch: number;
+  readonly loss: number;
+}
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainState {
+  readonly method: Method;
+  step: number;
+  epoch: number;
+  /** Next batch within the current epoch. */
+  batchInEpoch: number;
+  /** Generator state at the start of the current epoch (its permutation is redrawn from it). */
+  epochRng: number[];
+  params: Map<string, HostTensor>;
+  optimiser: OptimiserState;
+  history: StepRecord[];
+}
+
+export interface StepInfo extends StepRecord {
+  readonly totalSteps: number;
+  readonly learningRate: number;
+}
+
+export interface TrainHooks {
+  readonly onStep?: (info: StepInfo) => void;
+  /** Called every `checkpointEvery` steps and at the end, with the state to persist. */
+  readonly checkpoint?: (state: TrainState) => Promise<void>;
+  readonly checkpointEvery?: number;
+}
+
+export function initialTrainState(model: LinearisedModel, method: Method, omegaBar: Classifier, seed: number): TrainState {
+  return { method, step: 0, epoch: 0, batchInEpoch: 0, epochRng: new Rng(seed).snapshot(), params: initialParams(model, method, omegaBar), optimiser: {}, history: [] };
+}
+
+function gatherRows(tensor: HostTensor, indices: readonly number[]): HostTensor {
+  const width = tensor.data.length / tensor.shape[0];
+  const data = new Float32Array(indices.length * width);
+  indices.forEach((index, row) => data.set(tensor.data.subarray(index * width, (index + 1) * width), row * width));
+  return { shape: [indices.length, ...tensor.shape.slice(1)], data };
+}
+
+/**
+ * Trains one method with minibatches, the step program compiled once on `backend`. Resumes from
+ * `state` (a fresh `initialTrainState` or a checkpoint) and gives the same numbers either way.
+ */
+export async function trainMethod(
+  backend: Backend,
+  model: LinearisedModel,
+  omegaBar: Classifier,
+  loss: LossKind,
+  data: TrainingData,
+  config: TrainConfig,
+  state: TrainState,
+  hooks: TrainHooks = {},
+): Promise<TrainState> {
+  const count = data.inputs.count;
+  if (data.targets.shape[0] !== count) throw new Error(`${data.targets.shape[0]} targets for ${count} training samples`);
+  const expected = methodInputShape(model, state.method);
+  if (data.inputs.sampleShape.join(',') !== expected.join(',')) {
+    throw new Error(`method '${state.method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`);
+  }
+  const program: Program = trainStepProgram(model, state.method, omegaBar, loss);
+  const exampleInputs: Record<string, HostTensor> = {
+    [INPUT]: { shape: [1, ...expected], data: new Float32Array(0) },
+    [TARGETS]: data.targets,
+    [BATCH_SCALE]: { shape: [1], data: new Float32Array(1) },
+    ...(data.mask ? { [MASK]: data.mask } : {}),
+    ...Object.fromEntries(state.params),
+  };
+  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, [INPUT, TARGETS, MASK]), { name: `${state.method} training step` });
+  const batchesPerEpoch = Math.ceil(count / config.batchSize);
+  const totalSteps = batchesPerEpoch * config.epochs;
+  const grads = new Map<string, Float32Array>();
+  try {
+    while (state.epoch < config.epochs) {
+      const order = new Rng(state.epochRng).permutation(count);
+      while (state.batchInEpoch < batchesPerEpoch) {
+        const indices = order.slice(state.batchInEpoch * config.batchSize, (state.batchInEpoch + 1) * config.batchSize);
+        const feed: Record<string, HostTensor> = {
+          [INPUT]: await data.inputs.read(indices),
+          [TARGETS]: gatherRows(data.targets, indices),
+          [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / indices.length) },
+          ...Object.fromEntries(state.params),
+        };
+        if (data.mask) feed[MASK] = gatherRows(data.mask, indices);
+        const outputs = await compiled.run(feed);
+        for (const name of state.params.keys()) grads.set(name, outputs[gradName(name)].data);
+        if (config.clipNorm !== undefined) clipGradientNorm(grads, config.clipNorm);
+        const learningRate = learningRateAt(config.optimiser, config.schedule, state.step);
+        state.step += 1;
+        applyUpdate(config.optimiser, state.params, grads, state.optimiser, learningRate, state.step);
+        state.batchInEpoch += 1;
+        const record = { step: state.step, epoch: state.epoch, loss: outputs.loss.data[0] };
+        if (!Number.isFinite(record.loss)) {
+          throw new Error(`${state.method}: loss became ${record.loss} at step ${state.step}; lower the learning rate or set a gradient clip`);
+        }
+        state.history.push(record);
+        hooks.onStep?.({ ...record, totalSteps, learningRate });
+        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0) await hooks.checkpoint(state);
+      }
+      const next = new Rng(state.epochRng);
+      next.permutation(count);
+      state.epochRng = next.snapshot();
+      state.epoch += 1;
+      state.batchInEpoch = 0;
+    }
+    await hooks.checkpoint?.(state);
+    return state;
+  } finally {
+    compiled.dispose();
+  }
+}
+
+/** Runs a program over a source in batches and stacks one output: features, logits, trunk outputs. */
+export async function mapBatches(
+  backend: Backend,
+  program: Program,
+  source: SampleSource,
+  batchSize: number,
+  output: string,
+  extraInputs: ReadonlyMap<string, HostTensor> = new Map(),
+  onBatch?: (done: number, total: number) => void,
+): Promise<HostTensor> {
+  const example = { [INPUT]: { shape: [1, ...source.sampleShape], data: new Float32Array(0) }, ...Object.fromEntries(extraInputs) };
+  const compiled = await backend.compile(program, inputShapesOf(example, [INPUT]), { name: output });
+  try {
+    const parts: Float32Array[] = [];
+    let rowShape: readonly number[] = [];
+    for (let start = 0; start < source.count; start += batchSize) {
+      const indices = Array.from({ length: Math.min(batchSize, source.count - start) }, (_, i) => start + i);
+      const result = (await compiled.run({ [INPUT]: await source.read(indices), ...Object.fromEntries(extraInputs) }))[output];
+      rowShape = result.shape.slice(1);
+      parts.push(result.data);
+      onBatch?.(start + indices.length, source.count);
+    }
+    const data = new Float32Array(parts.reduce((total, p) => total + p.length, 0));
+    let offset = 0;
+    for (const part of parts) {
+      data.set(part, offset);
+      offset += part.length;
+    }
+    return { shape: [source.count, ...rowShape], data };
+  } finally {
+    compiled.dispose();
+  }
+}
