@@ -5,7 +5,7 @@ import type { HostTensor } from '../tensor.js';
 import type { LossKind } from '../train/losses.js';
 import { initialTrainState, mapBatches, type StepInfo, type TrainConfig, type TrainState, trainMethod } from '../train/trainer.js';
 import type { Classifier, LinearisedModel } from './linearised-model.js';
-import { B1, featuresProgram, logitsProgram, type Method, W1 } from './programs.js';
+import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
 
 export interface LabelledSplit {
   /** Cut values (the trunk's outputs) of every sample. */
@@ -39,7 +39,7 @@ export interface ComparisonEvents {
 
 /** Features f(x) of every sample through the frozen head. */
 export async function computeFeatures(backend: Backend, model: LinearisedModel, cut: SampleSource, batchSize: number): Promise<HostTensor> {
-  return mapBatches(backend, featuresProgram(model), cut, batchSize, 'features');
+  return mapBatches(backend, featuresProgram(model), cut, batchSize, OUTPUT);
 }
 
 /** Logits of a trained method over a source (cut values, or features for 'activation'). */

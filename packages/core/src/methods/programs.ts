@@ -28,6 +28,7 @@ export const gradName = (name: string): string => `grad:${name}`;
 
 /** Program inputs besides the trainable parameters. */
 export const INPUT = 'inputs';
+export const OUTPUT = 'outputs';
 export const TARGETS = 'targets';
 export const MASK = 'mask';
 export const BATCH_SCALE = 'batchScale';
@@ -172,18 +173,20 @@ export function trainStepProgram(model: LinearisedModel, method: Method, omegaBa
   };
 }
 
-/** cut value (`inputs`) → features f(x) of the frozen head. */
+/** cut value (`inputs`) → `outputs`: the features f(x) of the frozen head. */
 export function featuresProgram(model: LinearisedModel): Program {
-  const head = forwardProgram({ ...model.head, params: effectiveParams(model.head, model.scales) });
-  return (k, inputs) => ({ features: head(k, { [model.cut]: inputs[INPUT] })[model.features] });
+  return forwardProgram({ ...model.head, params: effectiveParams(model.head, model.scales) });
 }
 
-/** Any graph's forward pass as a program: its inputs → its outputs. */
+/** A single-input, single-output graph's forward pass as a program: `inputs` → `outputs`. */
 export function forwardProgram(graph: Graph): Program {
+  if (graph.inputs.length !== 1 || graph.outputs.length !== 1) {
+    throw new Error(`a forward program needs one input and one output; this graph has ${graph.inputs.length} and ${graph.outputs.length}`);
+  }
   return (k, inputs) => {
     const params: Record<string, (typeof inputs)[string]> = {};
     for (const [key, value] of graph.params) params[key] = k.constant(value);
-    const values = evaluate(k, graph, inputs, params);
-    return Object.fromEntries(graph.outputs.map((name) => [name, values.get(name) as (typeof inputs)[string]]));
+    const values = evaluate(k, graph, { [graph.inputs[0].name]: inputs[INPUT] }, params);
+    return { [OUTPUT]: values.get(graph.outputs[0]) as (typeof inputs)[string] };
   };
 }

@@ -23,7 +23,8 @@ export interface CutPoint {
   readonly headParameters: number;
 }
 
-function finalClassifier(graph: Graph): Node<'Dense'> {
+/** The network's final Dense, which gradient features take as the classifier ω. */
+export function finalClassifier(graph: Graph): Node<'Dense'> {
   const last = graph.nodes[graph.nodes.length - 1];
   if (graph.outputs.length !== 1 || !last || last.name !== graph.outputs[0] || last.op !== 'Dense') {
     throw new Error(

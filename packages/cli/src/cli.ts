@@ -1,0 +1,23 @@
+import { Command } from 'commander';
+import { registerCheckFixture } from './commands/check-fixture.js';
+import { registerDemo } from './commands/demo.js';
+
+/** The gradfeat command line: each command registers itself from its own module. */
+export function createCli(): Command {
+  const program = new Command('gradfeat')
+    .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
+    .version('0.1.0')
+    .showHelpAfterError();
+  for (const register of [registerDemo, registerCheckFixture]) register(program);
+  return program;
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await createCli().parseAsync([...argv]);
+  } catch (error) {
+    process.stderr.write(`gradfeat: error: ${(error as Error).message}\n`);
+    if (process.env.GRADFEAT_DEBUG) process.stderr.write(`${(error as Error).stack}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,1 @@
+export { createCli, main } from './cli.js';
