@@ -59,7 +59,8 @@ function subgraph(graph: Graph, nodes: readonly Node[], inputs: Graph['inputs'],
 function headNodes(graph: Graph, cut: string, features: string): Node[] | string {
   const needed = ancestors(graph, features, cut);
   if (!needed.has(cut)) return `the features '${features}' do not depend on '${cut}'`;
-  const head = graph.nodes.filter((n) => needed.has(n.name) && n.name !== cut);
+  const position = graph.nodes.findIndex((n) => n.name === cut);
+  const head = graph.nodes.filter((n, index) => index > position && needed.has(n.name));
   const inside = new Set([cut, ...head.map((n) => n.name)]);
   for (const node of head) {
     const outside = node.inputs.find((input) => !inside.has(input));

@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest';
+import { describeFixtureCheck } from '../../../test-support/fixture-check.js';
+import {
+  BATCH_SCALE,
+  type Classifier,
+  createReferenceBackend,
+  gradName,
+  type HostTensor,
+  INPUT,
+  initialParams,
+  initialTrainState,
+  type LinearisedModel,
+  linearise,
+  logitsProgram,
+  MASK,
+  memorySource,
+  type Method,
+  METHODS,
+  relativeError,
+  Rng,
+  runProgramOnce,
+  smallCnn,
+  TARGETS,
+  type TrainConfig,
+  tangentProgram,
+  trainMethod,
+  trainStepProgram,
+  w2Name,
+  type LossKind,
+} from '../src/index.js';
+
+const backend = createReferenceBackend();
+
+describeFixtureCheck('the float64 reference backend', () => backend);
+
+function randomTensor(shape: readonly number[], rng: Rng, scale = 1): HostTensor {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * scale;
+  return { shape, data };
+}
+
+/** A tiny pre-trained-looking network: 3 conv blocks, cut after the second. */
+function tinyModel(parametrisation: 'ntk' | 'standard' = 'ntk'): LinearisedModel {
+  const network = smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 });
+  return linearise(network, { cut: 'block2', parametrisation });
+}
+
+function batch(model: LinearisedModel, method: Method, rng: Rng, n = 5, classes = 4) {
+  const targets = new Float32Array(n * classes);
+  for (let i = 0; i < n; i++) targets[i * classes + rng.int(classes)] = 1;
+  const shape = method === 'activation' ? [n, model.featureCount] : [n, ...model.cutShape];
+  return { inputs: randomTensor(shape, rng), targets: { shape: [n, classes], data: targets } as HostTensor };
+}
+
+function omegaFor(model: LinearisedModel, rng: Rng): Classifier {
+  return { weight: randomTensor(model.sourceClassifier.weight.shape, rng), bias: randomTensor(model.sourceClassifier.bias.shape, rng) };
+}
+
+async function lossAndGrads(model: LinearisedModel, method: Method, omega: Classifier, params: Map<string, HostTensor>, data: ReturnType<typeof batch>, loss: LossKind, mask?: HostTensor) {
+  const inputs: Record<string, HostTensor> = {
+    [INPUT]: data.inputs,
+    [TARGETS]: data.targets,
+    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / data.inputs.shape[0]) },
+    ...Object.fromEntries(params),
+    ...(mask ? { [MASK]: mask } : {}),
+  };
+  return runProgramOnce(backend, trainStepProgram(model, method, omega, loss), inputs, [INPUT, TARGETS, MASK], method);
+}
+
+describe('the four methods', () => {
+  it('at initialisation the gradient model is 0 and the full model equals the linear probe with ω̄', async () => {
+    const model = tinyModel();
+    const rng = new Rng(1);
+    const omega = omegaFor(model, rng);
+    const cut = randomTensor([3, ...model.cutShape], rng);
+    const gradientParams = Object.fromEntries(initialParams(model, 'gradient', omega));
+    const gradient = await runProgramOnce(backend, logitsProgram(model, 'gradient', omega), { [INPUT]: cut, ...gradientParams }, [INPUT], 'g');
+    expect(Math.max(...gradient.logits.data.map(Math.abs))).toBe(0);
+    const full = await runProgramOnce(backend, logitsProgram(model, 'full', omega), { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'full', omega)) }, [INPUT], 'f');
+    const finetune = await runProgramOnce(backend, logitsProgram(model, 'finetune', omega), { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) }, [INPUT], 'ft');
+    expect(relativeError(full.logits.data, finetune.logits.data).relative).toBeLessThan(1e-7);
+  });
+
+  it('w1 starts as a copy of ω̄, never an alias', () => {
+    const model = tinyModel();
+    const omega = omegaFor(model, new Rng(2));
+    const params = initialParams(model, 'full', omega);
+    const w1 = params.get('w1.weight') as HostTensor;
+    expect(w1.data).toEqual(omega.weight.data);
+    w1.data[0] += 1;
+    expect(w1.data[0]).not.toBe(omega.weight.data[0]);
+  });
+
+  it('the NTK direction w2 acts as the standard direction s ⊙ w2 (s = √(1/C_out) for weights, √0.1 for biases)', async () => {
+    const ntk = tinyModel('ntk');
+    const standard = tinyModel('standard');
+    const rng = new Rng(3);
+    const cut = randomTensor([2, ...ntk.cutShape], rng);
+    const direction = new Map(ntk.headParamKeys.map((key) => [key, randomTensor((ntk.head.params.get(key) as HostTensor).shape, rng)]));
+    const feed = (scaleOf: (key: string) => number) =>
+      Object.fromEntries(ntk.headParamKeys.map((key) => [w2Name(key), { ...(direction.get(key) as HostTensor), data: (direction.get(key) as HostTensor).data.map((v) => v * scaleOf(key)) }]));
+    const a = await runProgramOnce(backend, tangentProgram(ntk), { [INPUT]: cut, ...feed(() => 1) }, [INPUT], 'ntk');
+    const b = await runProgramOnce(backend, tangentProgram(standard), { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) }, [INPUT], 'std');
+    expect(relativeError(a.tangent.data, b.tangent.data).relative).toBeLessThan(1e-6);
+    expect(relativeError(a.features.data, b.features.data).relative).toBeLessThan(1e-6);
+  });
+
+  // Central differences of the loss in float64 along a random direction of all trainables at once:
+  // checks rules, NTK scaling and loss gradients end to end. ReLU kinks are measure-zero here.
+  for (const [method, loss] of [...METHODS.map((m) => [m, 'softmax-ce'] as const), ['full', 'sigmoid-bce'] as const]) {
+    it(`${method} with ${loss}: the gradient matches central differences of the loss (1e-3 relative: inputs are float32)`, async () => {
+      const model = tinyModel();
+      const rng = new Rng(10 + METHODS.indexOf(method));
+      const omega = omegaFor(model, rng);
+      const data = batch(model, method, rng);
+      const mask = loss === 'sigmoid-bce' ? { shape: data.targets.shape, data: data.targets.data.map((_, i) => (i % 3 === 0 ? 0 : 1)) } : undefined;
+      const params = initialParams(model, method, omega);
+      for (const [name, value] of params) params.set(name, randomTensor(value.shape, rng, 0.3));
+      const direction = new Map([...params].map(([name, value]) => [name, randomTensor(value.shape, rng)]));
+      const outputs = await lossAndGrads(model, method, omega, params, data, loss, mask);
+      let analytic = 0;
+      for (const [name, d] of direction) {
+        const grad = outputs[gradName(name)].data;
+        for (let i = 0; i < d.data.length; i++) analytic += grad[i] * d.data[i];
+      }
+      const epsilon = 1e-3;
+      const shifted = async (sign: number) => {
+        const moved = new Map([...params].map(([name, value]) => [name, { shape: value.shape, data: value.data.map((v, i) => v + sign * epsilon * (direction.get(name) as HostTensor).data[i]) }]));
+        return (await lossAndGrads(model, method, omega, moved, data, loss, mask)).loss.data[0];
+      };
+      const numeric = ((await shifted(1)) - (await shifted(-1))) / (2 * epsilon);
+      expect(Math.abs(numeric - analytic) / Math.abs(analytic)).toBeLessThan(1e-3);
+    });
+  }
+});
+
+describe('training', () => {
+  const config: TrainConfig = { epochs: 2, batchSize: 4, seed: 5, optimiser: { kind: 'adam', learningRate: 1e-2 } };
+
+  async function train(method: Method, stopAfter?: number) {
+    const model = tinyModel();
+    const rng = new Rng(20);
+    const omega = omegaFor(model, rng);
+    const data = batch(model, method, rng, 10);
+    const state = initialTrainState(model, method, omega, config.seed);
+    const source = { inputs: memorySource(data.inputs), targets: data.targets };
+    if (stopAfter === undefined) return trainMethod(backend, model, omega, 'softmax-ce', source, config, state);
+    // Interrupt mid-epoch, keep a deep copy of the state as a checkpoint would, and resume from it.
+    let checkpoint = '';
+    await expect(
+      trainMethod(backend, model, omega, 'softmax-ce', source, config, state, {
+        checkpointEvery: 1,
+        checkpoint: async (s) => {
+          checkpoint = JSON.stringify({ ...s, params: [...s.params].map(([k, v]) => [k, v.shape, [...v.data]]), optimiser: Object.entries(s.optimiser).map(([k, v]) => [k, v.map((a) => [...a])]) });
+          if (s.step === stopAfter) throw new Error('killed');
+        },
+      }),
+    ).rejects.toThrow('killed');
+    const saved = JSON.parse(checkpoint);
+    const restored = {
+      ...saved,
+      params: new Map(saved.params.map(([k, shape, data]: [string, number[], number[]]) => [k, { shape, data: Float32Array.from(data) }])),
+      optimiser: Object.fromEntries(saved.optimiser.map(([k, arrays]: [string, number[][]]) => [k, arrays.map((a) => Float32Array.from(a))])),
+    };
+    return trainMethod(backend, model, omega, 'softmax-ce', source, config, restored);
+  }
+
+  it('gives the same numbers for the same seed, and the loss goes down', async () => {
+    const a = await train('full');
+    const b = await train('full');
+    expect(a.history.map((h) => h.loss)).toEqual(b.history.map((h) => h.loss));
+    expect(a.history).toHaveLength(6);
+    expect(a.history.at(-1)?.loss).toBeLessThan(a.history[0].loss);
+  });
+
+  it('resumes from a mid-epoch checkpoint to exactly the uninterrupted result', async () => {
+    const straight = await train('finetune');
+    const resumed = await train('finetune', 4);
+    expect(resumed.step).toBe(straight.step);
+    for (const [name, value] of straight.params) expect(resumed.params.get(name)?.data).toEqual(value.data);
+  });
+
+  it('refuses data of the wrong shape for the method', async () => {
+    const model = tinyModel();
+    const omega = omegaFor(model, new Rng(1));
+    const data = batch(model, 'activation', new Rng(1));
+    await expect(
+      trainMethod(backend, model, omega, 'softmax-ce', { inputs: memorySource(data.inputs), targets: data.targets }, config, initialTrainState(model, 'full', omega, 1)),
+    ).rejects.toThrow(/method 'full' needs samples of shape \[4, 3, 3\]/);
+  });
+});

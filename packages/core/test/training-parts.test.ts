@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyUpdate,
+  averagePrecision,
+  clipGradientNorm,
+  createReferenceBackend,
+  type HostTensor,
+  learningRateAt,
+  lossAndGradient,
+  meanAveragePrecision,
+  type OptimiserState,
+  runProgramOnce,
+  topKAccuracy,
+} from '../src/index.js';
+
+const param = (values: number[]): HostTensor => ({ shape: [values.length], data: Float32Array.from(values) });
+
+describe('optimisers', () => {
+  it('SGD with momentum and weight decay follows v ← μv + g + λw, w ← w − ηv', () => {
+    const params = new Map([['w', param([1, -2])]]);
+    const state: OptimiserState = {};
+    const config = { kind: 'sgd', learningRate: 0.1, momentum: 0.9, weightDecay: 0.01 } as const;
+    applyUpdate(config, params, new Map([['w', Float32Array.of(0.5, 1)]]), state, 0.1, 1);
+    // v = 0.5 + 0.01 = 0.51, w = 1 − 0.051; v = 1 − 0.02 = 0.98, w = −2 − 0.098
+    expect([...(params.get('w') as HostTensor).data]).toEqual([Math.fround(1 - 0.051), Math.fround(-2 - 0.098)]);
+    applyUpdate(config, params, new Map([['w', Float32Array.of(0, 0)]]), state, 0.1, 2);
+    expect((params.get('w') as HostTensor).data[0]).toBeCloseTo(0.949 - 0.1 * (0.9 * 0.51 + 0.01 * 0.949), 6);
+  });
+
+  it("Adam's first step moves each weight by the learning rate against the gradient's sign (β1 = 0.5 default)", () => {
+    const params = new Map([['w', param([1, 1])]]);
+    const state: OptimiserState = {};
+    applyUpdate({ kind: 'adam', learningRate: 0.01 }, params, new Map([['w', Float32Array.of(3, -0.2)]]), state, 0.01, 1);
+    expect((params.get('w') as HostTensor).data[0]).toBeCloseTo(0.99, 6);
+    expect((params.get('w') as HostTensor).data[1]).toBeCloseTo(1.01, 6);
+    expect(state.w[0][0]).toBeCloseTo(1.5, 6);
+  });
+
+  it('halves the learning rate every K steps and clips the global gradient norm', () => {
+    const config = { kind: 'sgd', learningRate: 0.8 } as const;
+    expect([0, 9, 10, 25].map((s) => learningRateAt(config, { halveEvery: 10 }, s))).toEqual([0.8, 0.8, 0.4, 0.2]);
+    expect(learningRateAt(config, undefined, 1000)).toBe(0.8);
+    const grads = new Map([['a', Float32Array.of(3)], ['b', Float32Array.of(4)]]);
+    expect(clipGradientNorm(grads, 1)).toBeCloseTo(5, 6);
+    expect(grads.get('a')?.[0]).toBeCloseTo(0.6, 6);
+    expect(grads.get('b')?.[0]).toBeCloseTo(0.8, 6);
+  });
+
+  it('names a parameter that got no gradient', () => {
+    expect(() => applyUpdate({ kind: 'sgd', learningRate: 1 }, new Map([['w2:x', param([1])]]), new Map(), {}, 1, 1)).toThrow(/'w2:x'/);
+  });
+});
+
+describe('losses', () => {
+  const backend = createReferenceBackend();
+  const logits = { shape: [2, 3], data: Float32Array.of(1, 2, 3, -1, 0, 4) };
+  const targets = { shape: [2, 3], data: Float32Array.of(0, 0, 1, 1, 0, 0) };
+  const run = (kind: 'softmax-ce' | 'sigmoid-bce', mask?: HostTensor) =>
+    runProgramOnce(
+      backend,
+      (k, inputs) => {
+        const terms = lossAndGradient(k, kind, inputs.logits, inputs.targets, inputs.scale, inputs.mask);
+        return { loss: terms.loss, dlogits: terms.dlogits };
+      },
+      { logits, targets, scale: { shape: [1], data: Float32Array.of(0.5) }, ...(mask ? { mask } : {}) },
+      [],
+      kind,
+    );
+
+  it('softmax cross-entropy equals −mean log softmax and its gradient is (p − y)/N', async () => {
+    const { loss, dlogits } = await run('softmax-ce');
+    const lse = (a: number[]) => Math.log(a.reduce((s, v) => s + Math.exp(v), 0));
+    const expected = (-(3 - lse([1, 2, 3])) - (-1 - lse([-1, 0, 4]))) / 2;
+    expect(loss.data[0]).toBeCloseTo(expected, 5);
+    expect(dlogits.data[2]).toBeCloseTo((Math.exp(3 - lse([1, 2, 3])) - 1) / 2, 6);
+  });
+
+  it('masked sigmoid cross-entropy ignores masked entries', async () => {
+    const mask = { shape: [2, 3], data: Float32Array.of(1, 1, 1, 0, 1, 1) };
+    const { loss, dlogits } = await run('sigmoid-bce', mask);
+    const bce = (x: number, y: number) => -(y * Math.log(1 / (1 + Math.exp(-x))) + (1 - y) * Math.log(1 - 1 / (1 + Math.exp(-x))));
+    const expected = (bce(1, 0) + bce(2, 0) + bce(3, 1) + bce(0, 0) + bce(4, 0)) / 2;
+    expect(loss.data[0]).toBeCloseTo(expected, 5);
+    expect(Math.abs(dlogits.data[3])).toBe(0);
+  });
+});
+
+describe('metrics', () => {
+  it('top-k accuracy counts ties against the label', () => {
+    const logits = { shape: [3, 3], data: Float32Array.of(0.1, 0.9, 0.0, 0.5, 0.5, 0.2, 0.3, 0.2, 0.1) };
+    expect(topKAccuracy(logits, [1, 1, 2], 1)).toBeCloseTo(1 / 3, 12);
+    expect(topKAccuracy(logits, [1, 1, 2], 2)).toBeCloseTo(2 / 3, 12);
+  });
+
+  it('average precision: VOC07 11-point and area under the precision envelope, ignoring difficult', () => {
+    // Ranked truth: +, −, +, (difficult), −, +  → precision at the positives 1, 2/3, 3/5
+    const scores = [0.9, 0.8, 0.7, 0.65, 0.6, 0.5];
+    const truth = [1, 0, 1, -1, 0, 1];
+    expect(averagePrecision(scores, truth, 'area')).toBeCloseTo((1 + 2 / 3 + 3 / 5) / 3, 10);
+    // Recall 0..1/3 → 1 (4 thresholds), ..2/3 → 2/3 (3 thresholds), ..1 → 3/5 (4 thresholds).
+    expect(averagePrecision(scores, truth, 'voc07')).toBeCloseTo((4 * 1 + 3 * (2 / 3) + 4 * (3 / 5)) / 11, 10);
+    expect(Number.isNaN(averagePrecision([0.1], [0], 'area'))).toBe(true);
+  });
+
+  it('mAP averages the classes that have positives', () => {
+    const scores = { shape: [2, 2], data: Float32Array.of(0.9, 0.1, 0.2, 0.8) };
+    const truth = { shape: [2, 2], data: Float32Array.of(1, 0, 0, 0) };
+    const result = meanAveragePrecision(scores, truth, 'area');
+    expect(result.perClass[0]).toBe(1);
+    expect(Number.isNaN(result.perClass[1])).toBe(true);
+    expect(result.mean).toBe(1);
+  });
+});
