@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { registerCheckFixture } from './commands/check-fixture.js';
 import { registerDemo } from './commands/demo.js';
+import { registerInfo } from './commands/info.js';
 
 /** The gradfeat command line: each command registers itself from its own module. */
 export function createCli(): Command {
@@ -8,7 +9,7 @@ export function createCli(): Command {
     .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
     .version('0.1.0')
     .showHelpAfterError();
-  for (const register of [registerDemo, registerCheckFixture]) register(program);
+  for (const register of [registerDemo, registerCheckFixture, registerInfo]) register(program);
   return program;
 }
 

@@ -203,7 +203,9 @@ function poolGeometry(kernel: string, input: readonly number[], attrs: PoolAttrs
   }
   const expected = [batch, channels, outHeight, outWidth];
   if (output && expected.some((d, i) => d !== output[i])) {
-    throw new Error(`${kernel}: output gradient ${formatShape(output)} does not match input ${formatShape(input)}; expected ${formatShape(expected)}`);
+    throw new Error(
+      `${kernel}: output gradient ${formatShape(output)} does not match input ${formatShape(input)}; expected ${formatShape(expected)}`,
+    );
   }
   return { batch, channels, height, width, outHeight, outWidth, attrs };
 }
@@ -277,7 +279,12 @@ export function avgPoolBackprop(dy: ReferenceTensor, inputSize: Pair, attrs: Poo
  * Index in x of each window's first maximum in row-major order within the window: a later equal
  * value does not replace it. Padding acts as −∞, so it is never chosen.
  */
-function firstMaxima(kernel: string, x: ReferenceTensor, attrs: PoolAttrs, output?: readonly number[]): { g: PoolGeometry; at: Int32Array } {
+function firstMaxima(
+  kernel: string,
+  x: ReferenceTensor,
+  attrs: PoolAttrs,
+  output?: readonly number[],
+): { g: PoolGeometry; at: Int32Array } {
   const g = poolGeometry(kernel, x.shape, attrs, output);
   const at = new Int32Array(outputCount(g));
   forEachWindow(g, kernel, (out, plane, top, bottom, left, right) => {

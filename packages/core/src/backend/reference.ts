@@ -1,7 +1,16 @@
 import { formatShape, type HostTensor, sizeOf } from '../tensor.js';
 import { type Backend, type EagerRuntime, eagerBackend } from './backend.js';
 import type { Kernels } from './kernels.js';
-import { avgPool, avgPoolBackprop, conv2d, conv2dBackpropFilter, conv2dBackpropInput, maxPool, maxPoolBackprop, maxPoolJvp } from './reference-windows.js';
+import {
+  avgPool,
+  avgPoolBackprop,
+  conv2d,
+  conv2dBackpropFilter,
+  conv2dBackpropInput,
+  maxPool,
+  maxPoolBackprop,
+  maxPoolJvp,
+} from './reference-windows.js';
 import type { BackendPlugin } from './registry.js';
 
 /**
@@ -14,8 +23,6 @@ export interface ReferenceTensor {
   readonly shape: readonly number[];
   readonly data: Float64Array;
 }
-
-export const REFERENCE_RUNTIME_NAME = 'js-reference';
 
 export function createReferenceBackend(): Backend {
   return eagerBackend(referenceRuntime());
@@ -30,7 +37,7 @@ export const referenceBackendPlugin: BackendPlugin = {
 /** The runtime behind the reference backend; wrap it with eagerBackend() to swap or add kernels. */
 export function referenceRuntime(): EagerRuntime<ReferenceTensor> {
   return {
-    name: REFERENCE_RUNTIME_NAME,
+    name: 'js-reference',
     kernels: referenceKernels(),
     upload: toReference,
     download: async (x) => ({ shape: [...x.shape], data: Float32Array.from(x.data) }),
@@ -44,6 +51,7 @@ function toReference(value: HostTensor): ReferenceTensor {
   return { shape: [...value.shape], data: Float64Array.from(value.data) };
 }
 
+/** The kernels themselves, callable directly on ReferenceTensors; each call gets its own constant cache. */
 export function referenceKernels(): Kernels<ReferenceTensor> {
   const constants = new WeakMap<HostTensor, ReferenceTensor>();
   return {
@@ -220,7 +228,9 @@ function scatterInto(out: Float64Array, x: ReferenceTensor, target: Int32Array):
 function pad(x: ReferenceTensor, pads: readonly number[]): ReferenceTensor {
   const rank = x.shape.length;
   if (pads.length !== 2 * rank || pads.some((p) => !Number.isInteger(p) || p < 0)) {
-    throw new Error(`pad: pads must be ${2 * rank} non-negative integers (begins then ends) for ${formatShape(x.shape)}, got [${pads.join(', ')}]`);
+    throw new Error(
+      `pad: pads must be ${2 * rank} non-negative integers (begins then ends) for ${formatShape(x.shape)}, got [${pads.join(', ')}]`,
+    );
   }
   const shape = x.shape.map((d, axis) => d + pads[axis] + pads[axis + rank]);
   const strides = stridesOf(shape);

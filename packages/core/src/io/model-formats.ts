@@ -1,0 +1,36 @@
+import 'reflect-metadata';
+import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import type { Graph } from '../ir/graph.js';
+
+/**
+ * A model file format plugin (ONNX, TF.js layers, …): backend packages register the importers they
+ * ship, and `loadNetwork` picks the one that recognises a path.
+ */
+export interface ModelFormat {
+  readonly name: string;
+  /** What paths look like, for error messages, e.g. "a .onnx file". */
+  readonly describes: string;
+  canLoad(path: string): boolean;
+  load(path: string): Promise<Graph>;
+}
+
+export const MODEL_FORMAT: InjectionToken<ModelFormat> = Symbol.for('gradfeat.ModelFormat');
+
+export function registerModelFormat(format: ModelFormat, container: DependencyContainer = rootContainer): void {
+  if (registeredModelFormats(container).some((f) => f.name === format.name)) return;
+  container.register(MODEL_FORMAT, { useValue: format });
+}
+
+export function registeredModelFormats(container: DependencyContainer = rootContainer): ModelFormat[] {
+  return container.isRegistered(MODEL_FORMAT, true) ? [...container.resolveAll(MODEL_FORMAT)] : [];
+}
+
+export async function loadNetwork(path: string, container: DependencyContainer = rootContainer): Promise<Graph> {
+  const formats = registeredModelFormats(container);
+  const format = formats.find((f) => f.canLoad(path));
+  if (!format) {
+    const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
+    throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
+  }
+  return format.load(path);
+}
