@@ -11,7 +11,17 @@ export function describeFixtureCheck(backendName: string, makeBackend: () => Pro
     it(`matches every fixture tensor within ${tolerance} relative error`, async () => {
       const report = await checkJvpFixture(sharedPath('fixtures', 'resnet20-jvp'), await makeBackend(), tolerance);
       expect(report.comparisons.map((c) => c.tensor)).toEqual(
-        expect.arrayContaining(['features', 'jvp_features', 'jvp_logits', 'full_logits', 'loss', 'grad.w1', 'grad.b1', 'grad.dir.conv1.weight', 'grad.dir.conv2.bias']),
+        expect.arrayContaining([
+          'features',
+          'jvp_features',
+          'jvp_logits',
+          'full_logits',
+          'loss',
+          'grad.w1',
+          'grad.b1',
+          'grad.dir.conv1.weight',
+          'grad.dir.conv2.bias',
+        ]),
       );
       for (const comparison of report.comparisons) {
         expect(comparison.relativeError, `${comparison.tensor}: max abs ${comparison.absoluteError}`).toBeLessThanOrEqual(tolerance);

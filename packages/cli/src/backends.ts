@@ -6,7 +6,9 @@ import { Option } from 'commander';
 for (const plugin of [onnxBackendPlugin, tfjsBackendPlugin, referenceBackendPlugin]) registerBackend(plugin);
 
 export function backendOption(): Option {
-  return new Option('--backend <name>', 'execution backend; default: the fastest that starts').choices(registeredBackends().map((p) => p.name));
+  return new Option('--backend <name>', 'execution backend; default: the fastest that starts').choices(
+    registeredBackends().map((p) => p.name),
+  );
 }
 
 export function openBackend(name: string | undefined): Promise<Backend> {

@@ -56,7 +56,9 @@ export function createProgress(stream: Writable & { isTTY?: boolean; columns?: n
       const details = Object.entries(extra)
         .map(([key, value]) => `${key} ${Number.isInteger(value) ? value : value.toPrecision(4)}`)
         .join('  ');
-      stream.write(`\r\x1b[2K${phase.padEnd(12)} [${'█'.repeat(filled)}${'·'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${done}/${total}  ${details}`);
+      stream.write(
+        `\r\x1b[2K${phase.padEnd(12)} [${'█'.repeat(filled)}${'·'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${done}/${total}  ${details}`,
+      );
       barShown = true;
       if (finished) {
         stream.write('\n');

@@ -3,7 +3,8 @@ import { InvalidArgumentError } from 'commander';
 export function integerOption(flag: string, minimum = 0): (value: string) => number {
   return (value) => {
     const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < minimum) throw new InvalidArgumentError(`${flag} takes a whole number ≥ ${minimum}, got '${value}'`);
+    if (!Number.isInteger(parsed) || parsed < minimum)
+      throw new InvalidArgumentError(`${flag} takes a whole number ≥ ${minimum}, got '${value}'`);
     return parsed;
   };
 }

@@ -10,14 +10,15 @@ import {
   initialParams,
   initialTrainState,
   type LinearisedModel,
+  type LossKind,
   linearise,
   logitsProgram,
   MASK,
-  memorySource,
-  type Method,
   METHODS,
-  relativeError,
+  type Method,
+  memorySource,
   Rng,
+  relativeError,
   runProgramOnce,
   smallCnn,
   TARGETS,
@@ -26,7 +27,6 @@ import {
   trainMethod,
   trainStepProgram,
   w2Name,
-  type LossKind,
 } from '../src/index.js';
 
 const backend = createReferenceBackend();
@@ -56,7 +56,15 @@ function omegaFor(model: LinearisedModel, rng: Rng): Classifier {
   return { weight: randomTensor(model.sourceClassifier.weight.shape, rng), bias: randomTensor(model.sourceClassifier.bias.shape, rng) };
 }
 
-async function lossAndGrads(model: LinearisedModel, method: Method, omega: Classifier, params: Map<string, HostTensor>, data: ReturnType<typeof batch>, loss: LossKind, mask?: HostTensor) {
+async function lossAndGrads(
+  model: LinearisedModel,
+  method: Method,
+  omega: Classifier,
+  params: Map<string, HostTensor>,
+  data: ReturnType<typeof batch>,
+  loss: LossKind,
+  mask?: HostTensor,
+) {
   const inputs: Record<string, HostTensor> = {
     [INPUT]: data.inputs,
     [TARGETS]: data.targets,
@@ -74,10 +82,28 @@ describe('the four methods', () => {
     const omega = omegaFor(model, rng);
     const cut = randomTensor([3, ...model.cutShape], rng);
     const gradientParams = Object.fromEntries(initialParams(model, 'gradient', omega));
-    const gradient = await runProgramOnce(backend, logitsProgram(model, 'gradient', omega), { [INPUT]: cut, ...gradientParams }, [INPUT], 'g');
+    const gradient = await runProgramOnce(
+      backend,
+      logitsProgram(model, 'gradient', omega),
+      { [INPUT]: cut, ...gradientParams },
+      [INPUT],
+      'g',
+    );
     expect(Math.max(...gradient.logits.data.map(Math.abs))).toBe(0);
-    const full = await runProgramOnce(backend, logitsProgram(model, 'full', omega), { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'full', omega)) }, [INPUT], 'f');
-    const finetune = await runProgramOnce(backend, logitsProgram(model, 'finetune', omega), { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) }, [INPUT], 'ft');
+    const full = await runProgramOnce(
+      backend,
+      logitsProgram(model, 'full', omega),
+      { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'full', omega)) },
+      [INPUT],
+      'f',
+    );
+    const finetune = await runProgramOnce(
+      backend,
+      logitsProgram(model, 'finetune', omega),
+      { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
+      [INPUT],
+      'ft',
+    );
     expect(relativeError(full.logits.data, finetune.logits.data).relative).toBeLessThan(1e-7);
   });
 
@@ -98,9 +124,20 @@ describe('the four methods', () => {
     const cut = randomTensor([2, ...ntk.cutShape], rng);
     const direction = new Map(ntk.headParamKeys.map((key) => [key, randomTensor((ntk.head.params.get(key) as HostTensor).shape, rng)]));
     const feed = (scaleOf: (key: string) => number) =>
-      Object.fromEntries(ntk.headParamKeys.map((key) => [w2Name(key), { ...(direction.get(key) as HostTensor), data: (direction.get(key) as HostTensor).data.map((v) => v * scaleOf(key)) }]));
+      Object.fromEntries(
+        ntk.headParamKeys.map((key) => [
+          w2Name(key),
+          { ...(direction.get(key) as HostTensor), data: (direction.get(key) as HostTensor).data.map((v) => v * scaleOf(key)) },
+        ]),
+      );
     const a = await runProgramOnce(backend, tangentProgram(ntk), { [INPUT]: cut, ...feed(() => 1) }, [INPUT], 'ntk');
-    const b = await runProgramOnce(backend, tangentProgram(standard), { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) }, [INPUT], 'std');
+    const b = await runProgramOnce(
+      backend,
+      tangentProgram(standard),
+      { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) },
+      [INPUT],
+      'std',
+    );
     expect(relativeError(a.tangent.data, b.tangent.data).relative).toBeLessThan(1e-6);
     expect(relativeError(a.features.data, b.features.data).relative).toBeLessThan(1e-6);
   });
@@ -113,7 +150,8 @@ describe('the four methods', () => {
       const rng = new Rng(10 + METHODS.indexOf(method));
       const omega = omegaFor(model, rng);
       const data = batch(model, method, rng);
-      const mask = loss === 'sigmoid-bce' ? { shape: data.targets.shape, data: data.targets.data.map((_, i) => (i % 3 === 0 ? 0 : 1)) } : undefined;
+      const mask =
+        loss === 'sigmoid-bce' ? { shape: data.targets.shape, data: data.targets.data.map((_, i) => (i % 3 === 0 ? 0 : 1)) } : undefined;
       const params = initialParams(model, method, omega);
       for (const [name, value] of params) params.set(name, randomTensor(value.shape, rng, 0.3));
       const direction = new Map([...params].map(([name, value]) => [name, randomTensor(value.shape, rng)]));
@@ -125,7 +163,12 @@ describe('the four methods', () => {
       }
       const epsilon = 1e-3;
       const shifted = async (sign: number) => {
-        const moved = new Map([...params].map(([name, value]) => [name, { shape: value.shape, data: value.data.map((v, i) => v + sign * epsilon * (direction.get(name) as HostTensor).data[i]) }]));
+        const moved = new Map(
+          [...params].map(([name, value]) => [
+            name,
+            { shape: value.shape, data: value.data.map((v, i) => v + sign * epsilon * (direction.get(name) as HostTensor).data[i]) },
+          ]),
+        );
         return (await lossAndGrads(model, method, omega, moved, data, loss, mask)).loss.data[0];
       };
       const numeric = ((await shifted(1)) - (await shifted(-1))) / (2 * epsilon);
@@ -151,7 +194,11 @@ describe('training', () => {
       trainMethod(backend, model, omega, 'softmax-ce', source, config, state, {
         checkpointEvery: 1,
         checkpoint: async (s) => {
-          checkpoint = JSON.stringify({ ...s, params: [...s.params].map(([k, v]) => [k, v.shape, [...v.data]]), optimiser: Object.entries(s.optimiser).map(([k, v]) => [k, v.map((a) => [...a])]) });
+          checkpoint = JSON.stringify({
+            ...s,
+            params: [...s.params].map(([k, v]) => [k, v.shape, [...v.data]]),
+            optimiser: Object.entries(s.optimiser).map(([k, v]) => [k, v.map((a) => [...a])]),
+          });
           if (s.step === stopAfter) throw new Error('killed');
         },
       }),
@@ -160,7 +207,9 @@ describe('training', () => {
     const restored = {
       ...saved,
       params: new Map(saved.params.map(([k, shape, data]: [string, number[], number[]]) => [k, { shape, data: Float32Array.from(data) }])),
-      optimiser: Object.fromEntries(saved.optimiser.map(([k, arrays]: [string, number[][]]) => [k, arrays.map((a) => Float32Array.from(a))])),
+      optimiser: Object.fromEntries(
+        saved.optimiser.map(([k, arrays]: [string, number[][]]) => [k, arrays.map((a) => Float32Array.from(a))]),
+      ),
     };
     return trainMethod(backend, model, omega, 'softmax-ce', source, config, restored);
   }
@@ -185,7 +234,15 @@ describe('training', () => {
     const omega = omegaFor(model, new Rng(1));
     const data = batch(model, 'activation', new Rng(1));
     await expect(
-      trainMethod(backend, model, omega, 'softmax-ce', { inputs: memorySource(data.inputs), targets: data.targets }, config, initialTrainState(model, 'full', omega, 1)),
+      trainMethod(
+        backend,
+        model,
+        omega,
+        'softmax-ce',
+        { inputs: memorySource(data.inputs), targets: data.targets },
+        config,
+        initialTrainState(model, 'full', omega, 1),
+      ),
     ).rejects.toThrow(/method 'full' needs samples of shape \[4, 3, 3\]/);
   });
 });

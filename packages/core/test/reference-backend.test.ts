@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { compareKernelCase, kernelConformanceCases, uniformTensor } from '../../../test-support/kernel-conformance.js';
+import { compareKernelCase, convAttrs, kernelConformanceCases, uniformTensor } from '../../../test-support/kernel-conformance.js';
 import { adjointGaps, jvpAndFiniteDifferences, ruleCases } from '../../../test-support/rule-checks.js';
 import {
   type Backend,
@@ -41,15 +41,6 @@ function counting(rows: number, cols: number): ReferenceTensor {
   );
 }
 
-function conv(
-  strides: [number, number],
-  pads: [number, number, number, number],
-  dilations: [number, number] = [1, 1],
-  groups = 1,
-): Conv2DAttrs {
-  return { strides, pads, dilations, groups };
-}
-
 function expectValues(actual: ReferenceTensor, shape: readonly number[], values: readonly number[]): void {
   expect(actual.shape).toEqual(shape);
   expect(Array.from(actual.data)).toEqual(values.map((v) => expect.closeTo(v, 12)));
@@ -61,20 +52,20 @@ describe('reference conv kernels on hand-computed examples', () => {
 
   it('conv2d: 2×2 kernel, stride 2, bias', () => {
     // out[0][0] = 1·1 + 2·2 + 3·5 + 4·6 = 44, then + 0.5; the others shift the window by 2 or 8.
-    const y = k.conv2d(x, tensor([1, 1, 2, 2], [1, 2, 3, 4]), tensor([1], [0.5]), conv([2, 2], [0, 0, 0, 0]));
+    const y = k.conv2d(x, tensor([1, 1, 2, 2], [1, 2, 3, 4]), tensor([1], [0.5]), convAttrs([2, 2], [0, 0, 0, 0]));
     expectValues(y, [1, 1, 2, 2], [44.5, 64.5, 124.5, 144.5]);
   });
 
   it('conv2d: 3×3 ones, stride 2, pads only top and left', () => {
     // Windows start at rows/cols −1 and 1: sums of x[0..1][0..1] = 14, x[0..1][1..3] = 30,
     // x[1..3][0..1] = 57, x[1..3][1..3] = 99.
-    const y = k.conv2d(x, tensor([1, 1, 3, 3], new Array(9).fill(1)), undefined, conv([2, 2], [1, 1, 0, 0]));
+    const y = k.conv2d(x, tensor([1, 1, 3, 3], new Array(9).fill(1)), undefined, convAttrs([2, 2], [1, 1, 0, 0]));
     expectValues(y, [1, 1, 2, 2], [14, 30, 57, 99]);
   });
 
   it('conv2d: 2×2 ones, dilation 2', () => {
     // out[0][0] = x[0][0] + x[0][2] + x[2][0] + x[2][2] = 1 + 3 + 11 + 13 = 28; +4 per column, +20 per row.
-    const y = k.conv2d(counting(5, 5), tensor([1, 1, 2, 2], [1, 1, 1, 1]), undefined, conv([1, 1], [0, 0, 0, 0], [2, 2]));
+    const y = k.conv2d(counting(5, 5), tensor([1, 1, 2, 2], [1, 1, 1, 1]), undefined, convAttrs([1, 1], [0, 0, 0, 0], [2, 2]));
     expectValues(y, [1, 1, 3, 3], [28, 32, 36, 48, 52, 56, 68, 72, 76]);
   });
 
@@ -83,7 +74,7 @@ describe('reference conv kernels on hand-computed examples', () => {
       tensor([1, 2, 1, 2], [1, 2, 3, 4]),
       tensor([2, 1, 1, 1], [10, -1]),
       undefined,
-      conv([1, 1], [0, 0, 0, 0], [1, 1], 2),
+      convAttrs([1, 1], [0, 0, 0, 0], [1, 1], 2),
     );
     expectValues(y, [1, 2, 1, 2], [10, 20, -3, -4]);
   });
@@ -93,7 +84,7 @@ describe('reference conv kernels on hand-computed examples', () => {
       tensor([1, 1, 2, 2], [1, 2, 3, 4]),
       tensor([1, 1, 2, 2], [1, 2, 3, 4]),
       [4, 4],
-      conv([2, 2], [0, 0, 0, 0]),
+      convAttrs([2, 2], [0, 0, 0, 0]),
     );
     expectValues(dx, [1, 1, 4, 4], [1, 2, 2, 4, 3, 4, 6, 8, 3, 6, 4, 8, 9, 12, 12, 16]);
   });
@@ -104,14 +95,14 @@ describe('reference conv kernels on hand-computed examples', () => {
       tensor([1, 1, 2, 2], [1, 1, 1, 1]),
       tensor([1, 1, 2, 2], [1, 1, 1, 1]),
       [5, 5],
-      conv([2, 2], [0, 0, 0, 0]),
+      convAttrs([2, 2], [0, 0, 0, 0]),
     );
     expectValues(dx, [1, 1, 5, 5], [1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]);
   });
 
   it('conv2dBackpropFilter: with dy = 1, each tap sums the inputs it reads', () => {
     // Tap (0,0) reads x[0][0] + x[0][2] + x[2][0] + x[2][2] = 1 + 3 + 9 + 11 = 24, and so on.
-    const dw = k.conv2dBackpropFilter(x, tensor([1, 1, 2, 2], [1, 1, 1, 1]), [1, 1, 2, 2], conv([2, 2], [0, 0, 0, 0]));
+    const dw = k.conv2dBackpropFilter(x, tensor([1, 1, 2, 2], [1, 1, 1, 1]), [1, 1, 2, 2], convAttrs([2, 2], [0, 0, 0, 0]));
     expectValues(dw, [1, 1, 2, 2], [24, 28, 40, 44]);
   });
 });
@@ -215,11 +206,11 @@ describe('reference conv2d against its definition', () => {
   const rng = new Rng(99);
   const random = (shape: number[]): ReferenceTensor => ({ shape, data: Float64Array.from(uniformTensor(rng, shape).data) });
   const cases: [string, number[], number[], Conv2DAttrs][] = [
-    ['stride 2, asymmetric pads', [2, 3, 7, 6], [4, 3, 3, 3], conv([2, 2], [0, 1, 1, 2])],
-    ['dilation 2, strides [1, 2]', [1, 2, 9, 8], [3, 2, 3, 2], conv([1, 2], [2, 1, 2, 0], [2, 2])],
-    ['groups 2', [2, 4, 6, 5], [6, 2, 3, 3], conv([1, 1], [1, 1, 1, 1], [1, 1], 2)],
-    ['depthwise, stride 2', [2, 3, 7, 7], [3, 1, 3, 3], conv([2, 2], [1, 1, 1, 1], [1, 1], 3)],
-    ['pads larger than the kernel reach', [1, 2, 4, 4], [2, 2, 2, 2], conv([3, 1], [3, 2, 2, 3], [1, 2])],
+    ['stride 2, asymmetric pads', [2, 3, 7, 6], [4, 3, 3, 3], convAttrs([2, 2], [0, 1, 1, 2])],
+    ['dilation 2, strides [1, 2]', [1, 2, 9, 8], [3, 2, 3, 2], convAttrs([1, 2], [2, 1, 2, 0], [2, 2])],
+    ['groups 2', [2, 4, 6, 5], [6, 2, 3, 3], convAttrs([1, 1], [1, 1, 1, 1], [1, 1], 2)],
+    ['depthwise, stride 2', [2, 3, 7, 7], [3, 1, 3, 3], convAttrs([2, 2], [1, 1, 1, 1], [1, 1], 3)],
+    ['pads larger than the kernel reach', [1, 2, 4, 4], [2, 2, 2, 2], convAttrs([3, 1], [3, 2, 2, 3], [1, 2])],
   ];
   for (const [name, xShape, wShape, attrs] of cases) {
     it(name, () => {
@@ -239,12 +230,12 @@ describe('reference kernels reject bad input with a message that names the probl
     ['matMul', () => k.matMul(tensor([2, 3], [1, 2, 3, 4, 5, 6]), tensor([2, 3], [1, 2, 3, 4, 5, 6]), false, false), /inner sizes 3 and 2/],
     [
       'groups',
-      () => k.conv2d(counting(4, 4), tensor([2, 1, 1, 1], [1, 1]), undefined, conv([1, 1], [0, 0, 0, 0], [1, 1], 2)),
+      () => k.conv2d(counting(4, 4), tensor([2, 1, 1, 1], [1, 1]), undefined, convAttrs([1, 1], [0, 0, 0, 0], [1, 1], 2)),
       /do not fit groups=2/,
     ],
     [
       'conv gradient shape',
-      () => k.conv2dBackpropFilter(counting(4, 4), counting(3, 3), [1, 1, 2, 2], conv([2, 2], [0, 0, 0, 0])),
+      () => k.conv2dBackpropFilter(counting(4, 4), counting(3, 3), [1, 1, 2, 2], convAttrs([2, 2], [0, 0, 0, 0])),
       /expected \[1, 1, 2, 2\]/,
     ],
     [

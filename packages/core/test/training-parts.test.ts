@@ -40,7 +40,10 @@ describe('optimisers', () => {
     const config = { kind: 'sgd', learningRate: 0.8 } as const;
     expect([0, 9, 10, 25].map((s) => learningRateAt(config, { halveEvery: 10 }, s))).toEqual([0.8, 0.8, 0.4, 0.2]);
     expect(learningRateAt(config, undefined, 1000)).toBe(0.8);
-    const grads = new Map([['a', Float32Array.of(3)], ['b', Float32Array.of(4)]]);
+    const grads = new Map([
+      ['a', Float32Array.of(3)],
+      ['b', Float32Array.of(4)],
+    ]);
     expect(clipGradientNorm(grads, 1)).toBeCloseTo(5, 6);
     expect(grads.get('a')?.[0]).toBeCloseTo(0.6, 6);
     expect(grads.get('b')?.[0]).toBeCloseTo(0.8, 6);

@@ -3,6 +3,7 @@ import {
   createReferenceBackend,
   cutNetwork,
   cutPoints,
+  effectiveParams,
   foldBatchNorm,
   forwardProgram,
   type Graph,
@@ -10,11 +11,10 @@ import {
   INPUT,
   inferShapes,
   ntkParametrisation,
-  effectiveParams,
   OUTPUT,
+  Rng,
   reinitialise,
   relativeError,
-  Rng,
   runProgramOnce,
   smallCnn,
 } from '../src/index.js';
@@ -82,7 +82,11 @@ describe('foldBatchNorm', () => {
   it('leaves a BatchNorm whose conv output is also used elsewhere', () => {
     const network = residualNet(new Rng(1));
     const shared: Graph = { ...network, nodes: network.nodes.map((n) => (n.name === 'sum' ? { ...n, inputs: ['bn2', 'c1'] } : n)) };
-    expect(foldBatchNorm(shared).nodes.filter((n) => n.op === 'BatchNorm').map((n) => n.name)).toEqual(['bn1']);
+    expect(
+      foldBatchNorm(shared)
+        .nodes.filter((n) => n.op === 'BatchNorm')
+        .map((n) => n.name),
+    ).toEqual(['bn1']);
   });
 });
 

@@ -21,7 +21,13 @@ export function registerCheckFixture(program: Command): void {
           `fixture ${dir} on ${report.backend} (tolerance ${options.tolerance} relative)`,
           renderTable(
             ['tensor', 'shape', 'max abs error', 'max rel error', 'status'],
-            report.comparisons.map((c) => [c.tensor, `[${c.shape.join(',')}]`, c.absoluteError.toExponential(2), c.relativeError.toExponential(2), c.passed ? 'ok' : 'FAIL']),
+            report.comparisons.map((c) => [
+              c.tensor,
+              `[${c.shape.join(',')}]`,
+              c.absoluteError.toExponential(2),
+              c.relativeError.toExponential(2),
+              c.passed ? 'ok' : 'FAIL',
+            ]),
           ),
           report.passed ? 'all tensors within tolerance' : 'some tensors exceed the tolerance',
         ].join('\n'),

@@ -8,7 +8,10 @@ export function registerInfo(program: Command): void {
     .description('describe a model: inputs, parameters, multiply-adds, where it can be cut and the preprocessing it expects')
     .requiredOption('--model <path>', 'an .onnx file or a TF.js layers model (model.json or its directory)')
     .option('--json', 'print the summary as JSON')
-    .addHelpText('after', '\nExamples:\n  gradfeat info --model ../shared/models/resnet20-cifar10/resnet20.onnx\n  gradfeat info --model ../shared/models/mobilenet_v1_0.25_224 --json')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  gradfeat info --model ../shared/models/resnet20-cifar10/resnet20.onnx\n  gradfeat info --model ../shared/models/mobilenet_v1_0.25_224 --json',
+    )
     .action(async (options: { model: string; json?: boolean }) => {
       const summary = summariseNetwork(await loadNetwork(options.model));
       emit(options.json === true, summary, () => {

@@ -30,7 +30,12 @@ export interface TransferDemoOptions {
 
 export interface TransferDemoResult {
   readonly network: { readonly channels: readonly number[]; readonly cut: string; readonly theta2Parameters: number };
-  readonly pretext: { readonly classes: readonly number[]; readonly trainCount: number; readonly testTop1: number; readonly seconds: number };
+  readonly pretext: {
+    readonly classes: readonly number[];
+    readonly trainCount: number;
+    readonly testTop1: number;
+    readonly seconds: number;
+  };
   readonly target: { readonly classes: readonly number[]; readonly trainCount: number; readonly testCount: number };
   readonly results: readonly MethodResult[];
   readonly configs: Readonly<Record<Method, TrainConfig>>;
@@ -58,7 +63,10 @@ function subset(images: HostTensor, labels: ArrayLike<number>, indices: readonly
     data.set(images.data.subarray(index * width, (index + 1) * width), row * width);
     targets[row * classes.length + classes.indexOf(labels[index])] = 1;
   });
-  return { images: { shape: [indices.length, ...images.shape.slice(1)], data }, targets: { shape: [indices.length, classes.length], data: targets } };
+  return {
+    images: { shape: [indices.length, ...images.shape.slice(1)], data },
+    targets: { shape: [indices.length, classes.length], data: targets },
+  };
 }
 
 export async function runTransferDemo(options: TransferDemoOptions): Promise<TransferDemoResult> {
@@ -76,7 +84,13 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
   events?.onPhase?.('pretext');
   const started = performance.now();
   const [channels, height, width] = images.shape.slice(1);
-  const initial = smallCnn({ input: [channels, height, width], channels: CHANNELS, strides: STRIDES, classes: options.sourceClasses.length, seed });
+  const initial = smallCnn({
+    input: [channels, height, width],
+    channels: CHANNELS,
+    strides: STRIDES,
+    classes: options.sourceClasses.length,
+    seed,
+  });
   const whole = linearise(initial, { cut: initial.inputs[0].name, parametrisation: 'standard' });
   const pretextConfig: TrainConfig = { epochs: 4, batchSize: 64, seed, optimiser: { kind: 'adam', learningRate: 3e-3, beta1: 0.9 } };
   const pretrainState = await trainMethod(
@@ -90,7 +104,15 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
     { onStep: events?.onPretrainStep },
   );
   const pretrained: Graph = applyFinetuned(initial, whole, pretrainState);
-  const pretextLogits = await predict(backend, whole, 'finetune', whole.sourceClassifier, pretrainState.params, memorySource(pretextTest.images), 256);
+  const pretextLogits = await predict(
+    backend,
+    whole,
+    'finetune',
+    whole.sourceClassifier,
+    pretrainState.params,
+    memorySource(pretextTest.images),
+    256,
+  );
   const pretextSeconds = (performance.now() - started) / 1000;
 
   const model = linearise(pretrained, { cut: CUT, parametrisation: 'ntk' });
@@ -108,7 +130,11 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
     events,
   });
   return {
-    network: { channels: CHANNELS, cut: CUT, theta2Parameters: model.headParamKeys.reduce((n, key) => n + (model.head.params.get(key)?.data.length ?? 0), 0) },
+    network: {
+      channels: CHANNELS,
+      cut: CUT,
+      theta2Parameters: model.headParamKeys.reduce((n, key) => n + (model.head.params.get(key)?.data.length ?? 0), 0),
+    },
     pretext: {
       classes: options.sourceClasses,
       trainCount: pretextTrain.images.shape[0],

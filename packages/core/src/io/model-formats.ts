@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
 import type { Graph } from '../ir/graph.js';
 
 /**

@@ -103,6 +103,8 @@ export interface ModelMetadata {
   readonly source?: string;
   readonly preprocessing?: Preprocessing;
   readonly classNames?: readonly string[];
+  /** What an importer changed or assumed (e.g. "final softmax dropped: outputs are logits"). */
+  readonly notes?: readonly string[];
 }
 
 export interface Graph {

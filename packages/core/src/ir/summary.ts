@@ -1,4 +1,4 @@
-import { cutPoints, type CutPoint } from '../transforms/cut.js';
+import { type CutPoint, cutPoints } from '../transforms/cut.js';
 import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
 import { multiplyAddsPerSample } from './cost.js';
 import { type Graph, type Preprocessing, parameterCount, type Shape } from './graph.js';
@@ -26,7 +26,12 @@ export function summariseNetwork(graph: Graph): NetworkSummary {
   const last = graph.nodes.at(-1);
   return {
     source: graph.metadata?.source,
-    inputs: graph.inputs.map((input) => ({ name: input.name, shape: input.shape, layout: 'NCHW', sourceLayout: graph.metadata?.preprocessing?.sourceLayout })),
+    inputs: graph.inputs.map((input) => ({
+      name: input.name,
+      shape: input.shape,
+      layout: 'NCHW',
+      sourceLayout: graph.metadata?.preprocessing?.sourceLayout,
+    })),
     nodes: graph.nodes.length,
     parameters: parameterCount(graph),
     multiplyAddsPerImage: multiplyAddsPerSample(graph),

@@ -109,11 +109,28 @@ export async function compareMethods(options: {
     const config = options.configs[method];
     const started = performance.now();
     const inputs = method === 'activation' ? trainFeatures : train.cut;
-    const state = await trainMethod(backend, model, omegaBar, loss, { inputs, targets: train.targets, mask: train.mask }, config, initialTrainState(model, method, omegaBar, config.seed), {
-      onStep: (info) => events?.onStep?.(method, info),
-    });
+    const state = await trainMethod(
+      backend,
+      model,
+      omegaBar,
+      loss,
+      { inputs, targets: train.targets, mask: train.mask },
+      config,
+      initialTrainState(model, method, omegaBar, config.seed),
+      {
+        onStep: (info) => events?.onStep?.(method, info),
+      },
+    );
     const trainSeconds = (performance.now() - started) / 1000;
-    const logits = await predict(backend, model, method, omegaBar, state.params, method === 'activation' ? testFeatures : test.cut, evalBatch);
+    const logits = await predict(
+      backend,
+      model,
+      method,
+      omegaBar,
+      state.params,
+      method === 'activation' ? testFeatures : test.cut,
+      evalBatch,
+    );
     const result: MethodResult = {
       method,
       metrics: evaluateLogits(logits, test, loss),

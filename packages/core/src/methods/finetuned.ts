@@ -1,7 +1,7 @@
 import type { Graph } from '../ir/graph.js';
 import type { HostTensor } from '../tensor.js';
-import { finalClassifier } from '../transforms/cut.js';
 import type { TrainState } from '../train/trainer.js';
+import { finalClassifier } from '../transforms/cut.js';
 import type { LinearisedModel } from './linearised-model.js';
 import { B1, theta2Name, W1 } from './programs.js';
 

@@ -3,7 +3,7 @@ import { inferShapes } from '../ir/shapes.js';
 import type { HostTensor } from '../tensor.js';
 import { cutNetwork } from '../transforms/cut.js';
 import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
-import { type ParamScales, ntkParametrisation, standardParametrisation } from '../transforms/reparametrise.js';
+import { ntkParametrisation, type ParamScales, standardParametrisation } from '../transforms/reparametrise.js';
 
 export type Parametrisation = 'ntk' | 'standard';
 
@@ -42,7 +42,8 @@ export interface LineariseOptions {
 export function linearise(network: Graph, options: LineariseOptions): LinearisedModel {
   const prepared = options.foldBatchNorm === false ? network : foldBatchNorm(network);
   const split = cutNetwork(prepared, options.cut);
-  const { graph: head, scales } = (options.parametrisation ?? 'ntk') === 'ntk' ? ntkParametrisation(split.head) : standardParametrisation(split.head);
+  const { graph: head, scales } =
+    (options.parametrisation ?? 'ntk') === 'ntk' ? ntkParametrisation(split.head) : standardParametrisation(split.head);
   const featureShape = inferShapes(head).get(split.features) as readonly number[];
   if (featureShape.length !== 2) {
     throw new Error(`the classifier's input '${split.features}' must be [batch, features], got [${featureShape.join(', ')}]`);

@@ -1,11 +1,11 @@
 import type { Program } from '../backend/backend.js';
 import type { Kernels } from '../backend/kernels.js';
 import { backward, evaluate, jvp } from '../engine/interpreter.js';
-import { isZero, type Tangent } from '../ops/rule.js';
 import type { Graph } from '../ir/graph.js';
+import { isZero, type Tangent } from '../ops/rule.js';
 import type { HostTensor } from '../tensor.js';
-import { effectiveParams } from '../transforms/reparametrise.js';
 import { type LossKind, lossAndGradient } from '../train/losses.js';
+import { effectiveParams } from '../transforms/reparametrise.js';
 import type { Classifier, LinearisedModel } from './linearised-model.js';
 
 /**
@@ -102,8 +102,10 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     }
 
     const headParams: Record<string, T> = {};
-    for (const [key, value] of frozenHead) headParams[key] = k.constant(value);
-    if (method === 'finetune') for (const key of model.headParamKeys) headParams[key] = applyScale(k, model, key, inputs[theta2Name(key)]);
+    const trained = new Set(method === 'finetune' ? model.headParamKeys : []);
+    for (const [key, value] of frozenHead) {
+      headParams[key] = trained.has(key) ? applyScale(k, model, key, inputs[theta2Name(key)]) : k.constant(value);
+    }
     const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
     const features = primals.get(model.features) as T;
     const headGradients = (featureCotangent: T, name: (key: string) => string) => {
@@ -116,7 +118,10 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     if (method === 'finetune') {
       return {
         logits: classify(features),
-        gradients: (dlogits) => ({ ...classifierGradients(features, dlogits), ...headGradients(k.matMul(dlogits, inputs[W1], false, false), theta2Name) }),
+        gradients: (dlogits) => ({
+          ...classifierGradients(features, dlogits),
+          ...headGradients(k.matMul(dlogits, inputs[W1], false, false), theta2Name),
+        }),
       };
     }
 
@@ -136,7 +141,13 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
  * J w2: the tangent of the features along the direction w2 (program inputs `w2:<key>`, in stored
  * coordinates), from one tangent pass that starts at zero at the cut.
  */
-function directionTangent<T>(k: Kernels<T>, model: LinearisedModel, primals: ReadonlyMap<string, T>, headParams: Record<string, T>, inputs: Readonly<Record<string, T>>): T {
+function directionTangent<T>(
+  k: Kernels<T>,
+  model: LinearisedModel,
+  primals: ReadonlyMap<string, T>,
+  headParams: Record<string, T>,
+  inputs: Readonly<Record<string, T>>,
+): T {
   const direction: Record<string, Tangent<T>> = {};
   for (const key of model.headParamKeys) direction[key] = applyScale(k, model, key, inputs[w2Name(key)]);
   const tangent = jvp(k, model.head, primals, headParams, direction).get(model.features) as Tangent<T>;
@@ -151,7 +162,10 @@ export function tangentProgram(model: LinearisedModel): Program {
     const headParams: Record<string, (typeof inputs)[string]> = {};
     for (const [key, value] of frozenHead) headParams[key] = k.constant(value);
     const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
-    return { features: primals.get(model.features) as (typeof inputs)[string], tangent: directionTangent(k, model, primals, headParams, inputs) };
+    return {
+      features: primals.get(model.features) as (typeof inputs)[string],
+      tangent: directionTangent(k, model, primals, headParams, inputs),
+    };
   };
 }
 

@@ -59,7 +59,11 @@ export function averagePrecision(scores: ArrayLike<number>, truth: ArrayLike<num
 }
 
 /** Per-class AP and their mean over classes that have positives. truth: [N, K] of 1 / 0 / −1. */
-export function meanAveragePrecision(scores: HostTensor, truth: HostTensor, definition: 'voc07' | 'area'): { perClass: number[]; mean: number } {
+export function meanAveragePrecision(
+  scores: HostTensor,
+  truth: HostTensor,
+  definition: 'voc07' | 'area',
+): { perClass: number[]; mean: number } {
   const [n, classes] = scores.shape;
   const perClass: number[] = [];
   for (let c = 0; c < classes; c++) {

@@ -41,7 +41,13 @@ export function smallCnn(options: SmallCnnOptions): Graph {
   nodes.push({ name: 'features', op: 'Flatten', inputs: ['pool'], attrs: {}, params: {} });
   params.set('classifier.weight', { shape: [options.classes, inChannels], data: new Float32Array(options.classes * inChannels) });
   params.set('classifier.bias', { shape: [options.classes], data: new Float32Array(options.classes) });
-  nodes.push({ name: 'classifier', op: 'Dense', inputs: ['features'], attrs: {}, params: { weight: 'classifier.weight', bias: 'classifier.bias' } });
+  nodes.push({
+    name: 'classifier',
+    op: 'Dense',
+    inputs: ['features'],
+    attrs: {},
+    params: { weight: 'classifier.weight', bias: 'classifier.bias' },
+  });
   const graph: Graph = { inputs: [{ name: 'input', shape: [-1, ...options.input] }], nodes, outputs: ['classifier'], params };
   return reinitialise(graph, new Rng(options.seed));
 }

@@ -25,7 +25,10 @@ export function lossAndGradient<T>(k: Kernels<T>, kind: LossKind, logits: T, tar
     };
   }
   // max(x,0) − x·y + log(1 + e^−|x|) is the stable form of −y log σ(x) − (1−y) log(1−σ(x)).
-  const perEntry = k.add(k.sub(k.maximum(logits, k.scalar(0)), k.mul(logits, targets)), k.log(k.add(k.scalar(1), k.exp(k.mul(k.abs(logits), k.scalar(-1))))));
+  const perEntry = k.add(
+    k.sub(k.maximum(logits, k.scalar(0)), k.mul(logits, targets)),
+    k.log(k.add(k.scalar(1), k.exp(k.mul(k.abs(logits), k.scalar(-1))))),
+  );
   const probabilities = k.div(k.scalar(1), k.add(k.scalar(1), k.exp(k.mul(logits, k.scalar(-1)))));
   const weight = mask ?? k.add(k.mul(targets, k.scalar(0)), k.scalar(1));
   return {

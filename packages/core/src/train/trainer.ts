@@ -1,11 +1,28 @@
 import { type Backend, inputShapesOf, type Program } from '../backend/backend.js';
-import type { SampleSource } from '../data/source.js';
+import { memorySource, type SampleSource } from '../data/source.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
-import { BATCH_SCALE, gradName, INPUT, initialParams, MASK, type Method, methodInputShape, TARGETS, trainStepProgram } from '../methods/programs.js';
+import {
+  BATCH_SCALE,
+  gradName,
+  INPUT,
+  initialParams,
+  MASK,
+  type Method,
+  methodInputShape,
+  TARGETS,
+  trainStepProgram,
+} from '../methods/programs.js';
 import { Rng } from '../random.js';
 import type { HostTensor } from '../tensor.js';
 import type { LossKind } from './losses.js';
-import { applyUpdate, clipGradientNorm, learningRateAt, type OptimiserConfig, type OptimiserState, type ScheduleConfig } from './optimisers.js';
+import {
+  applyUpdate,
+  clipGradientNorm,
+  learningRateAt,
+  type OptimiserConfig,
+  type OptimiserState,
+  type ScheduleConfig,
+} from './optimisers.js';
 
 export interface TrainingData {
   /** Features f(x) for the activation method, cut values for the others. */
@@ -59,14 +76,16 @@ export interface TrainHooks {
 }
 
 export function initialTrainState(model: LinearisedModel, method: Method, omegaBar: Classifier, seed: number): TrainState {
-  return { method, step: 0, epoch: 0, batchInEpoch: 0, epochRng: new Rng(seed).snapshot(), params: initialParams(model, method, omegaBar), optimiser: {}, history: [] };
-}
-
-function gatherRows(tensor: HostTensor, indices: readonly number[]): HostTensor {
-  const width = tensor.data.length / tensor.shape[0];
-  const data = new Float32Array(indices.length * width);
-  indices.forEach((index, row) => data.set(tensor.data.subarray(index * width, (index + 1) * width), row * width));
-  return { shape: [indices.length, ...tensor.shape.slice(1)], data };
+  return {
+    method,
+    step: 0,
+    epoch: 0,
+    batchInEpoch: 0,
+    epochRng: new Rng(seed).snapshot(),
+    params: initialParams(model, method, omegaBar),
+    optimiser: {},
+    history: [],
+  };
 }
 
 /**
@@ -87,7 +106,9 @@ export async function trainMethod(
   if (data.targets.shape[0] !== count) throw new Error(`${data.targets.shape[0]} targets for ${count} training samples`);
   const expected = methodInputShape(model, state.method);
   if (data.inputs.sampleShape.join(',') !== expected.join(',')) {
-    throw new Error(`method '${state.method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`);
+    throw new Error(
+      `method '${state.method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`,
+    );
   }
   const program: Program = trainStepProgram(model, state.method, omegaBar, loss);
   const exampleInputs: Record<string, HostTensor> = {
@@ -97,10 +118,14 @@ export async function trainMethod(
     ...(data.mask ? { [MASK]: data.mask } : {}),
     ...Object.fromEntries(state.params),
   };
-  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, [INPUT, TARGETS, MASK]), { name: `${state.method} training step` });
+  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, [INPUT, TARGETS, MASK]), {
+    name: `${state.method} training step`,
+  });
   const batchesPerEpoch = Math.ceil(count / config.batchSize);
   const totalSteps = batchesPerEpoch * config.epochs;
   const grads = new Map<string, Float32Array>();
+  const targets = memorySource(data.targets);
+  const mask = data.mask && memorySource(data.mask);
   try {
     while (state.epoch < config.epochs) {
       const order = new Rng(state.epochRng).permutation(count);
@@ -108,11 +133,11 @@ export async function trainMethod(
         const indices = order.slice(state.batchInEpoch * config.batchSize, (state.batchInEpoch + 1) * config.batchSize);
         const feed: Record<string, HostTensor> = {
           [INPUT]: await data.inputs.read(indices),
-          [TARGETS]: gatherRows(data.targets, indices),
+          [TARGETS]: await targets.read(indices),
           [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / indices.length) },
           ...Object.fromEntries(state.params),
         };
-        if (data.mask) feed[MASK] = gatherRows(data.mask, indices);
+        if (mask) feed[MASK] = await mask.read(indices);
         const outputs = await compiled.run(feed);
         for (const name of state.params.keys()) grads.set(name, outputs[gradName(name)].data);
         if (config.clipNorm !== undefined) clipGradientNorm(grads, config.clipNorm);
@@ -122,7 +147,9 @@ export async function trainMethod(
         state.batchInEpoch += 1;
         const record = { step: state.step, epoch: state.epoch, loss: outputs.loss.data[0] };
         if (!Number.isFinite(record.loss)) {
-          throw new Error(`${state.method}: loss became ${record.loss} at step ${state.step}; lower the learning rate or set a gradient clip`);
+          throw new Error(
+            `${state.method}: loss became ${record.loss} at step ${state.step}; lower the learning rate or set a gradient clip`,
+          );
         }
         state.history.push(record);
         hooks.onStep?.({ ...record, totalSteps, learningRate });

@@ -64,7 +64,8 @@ function headNodes(graph: Graph, cut: string, features: string): Node[] | string
   const inside = new Set([cut, ...head.map((n) => n.name)]);
   for (const node of head) {
     const outside = node.inputs.find((input) => !inside.has(input));
-    if (outside !== undefined) return `node '${node.name}' after the cut also reads '${outside}' from before it (a skip connection crosses the cut)`;
+    if (outside !== undefined)
+      return `node '${node.name}' after the cut also reads '${outside}' from before it (a skip connection crosses the cut)`;
   }
   return head;
 }
@@ -80,7 +81,9 @@ export function cutNetwork(graph: Graph, cut: string): CutNetwork {
   const head = headNodes(graph, cut, features);
   if (typeof head === 'string') throw new Error(`cannot cut at '${cut}': ${head}`);
   const weight = param(graph, classifier.params.weight);
-  const bias = classifier.params.bias ? param(graph, classifier.params.bias) : { shape: [weight.shape[0]], data: new Float32Array(weight.shape[0]) };
+  const bias = classifier.params.bias
+    ? param(graph, classifier.params.bias)
+    : { shape: [weight.shape[0]], data: new Float32Array(weight.shape[0]) };
   const trunkNeeded = ancestors(graph, cut);
   const trunkNodes = graph.nodes.filter((n) => trunkNeeded.has(n.name));
   const trunkInputs = graph.inputs.filter((input) => trunkNeeded.has(input.name));

@@ -1,0 +1,1 @@
+export { importKerasModel, type KerasGraph, type KerasModelMetadata } from './import.js';

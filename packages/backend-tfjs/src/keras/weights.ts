@@ -1,0 +1,124 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { formatShape, type HostTensor, sizeOf } from '@gradfeat/core';
+
+/** One entry of a weightsManifest group, as TF.js writes it. */
+interface WeightSpec {
+  readonly name: string;
+  readonly shape: readonly number[];
+  readonly dtype: string;
+  readonly quantization?: { readonly dtype?: string };
+}
+
+const FLOAT32_BYTES = 4;
+
+/**
+ * Reads every weight listed in a TF.js `weightsManifest` from the shard files beside model.json. Each
+ * group's shards are one little-endian byte stream, cut into the group's weights in order.
+ * Returns the weights by manifest name, in Keras layout.
+ */
+export async function readWeights(manifest: unknown, directory: string, modelFile: string): Promise<Map<string, HostTensor>> {
+  if (!Array.isArray(manifest)) throw new Error(`${modelFile}: no "weightsManifest" list`);
+  const weights = new Map<string, HostTensor>();
+  for (const [index, group] of manifest.entries()) {
+    const where = `${modelFile}: weightsManifest group ${index + 1}`;
+    const paths: unknown = group?.paths;
+    const specs: unknown = group?.weights;
+    if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string') || !Array.isArray(specs)) {
+      throw new Error(`${where} needs "paths" (file names) and "weights" lists`);
+    }
+    const checked = specs.map((spec) => checkSpec(spec, where));
+    const expectedBytes = checked.reduce((total, spec) => total + sizeOf(spec.shape) * FLOAT32_BYTES, 0);
+    const files = paths.map((p) => join(directory, p));
+    const bytes = await readShards(files, expectedBytes, checked);
+    let offset = 0;
+    for (const spec of checked) {
+      const count = sizeOf(spec.shape);
+      // Copied out so that each tensor owns an aligned buffer.
+      const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + offset, bytes.byteOffset + offset + count * FLOAT32_BYTES));
+      weights.set(spec.name, { shape: [...spec.shape], data });
+      offset += count * FLOAT32_BYTES;
+    }
+  }
+  return weights;
+}
+
+function checkSpec(spec: unknown, where: string): WeightSpec {
+  const candidate = spec as Partial<WeightSpec> | null;
+  if (
+    typeof candidate?.name !== 'string' ||
+    !Array.isArray(candidate.shape) ||
+    !candidate.shape.every((d) => Number.isInteger(d) && d >= 0)
+  ) {
+    throw new Error(`${where}: weight entry ${JSON.stringify(spec)} needs a "name" and a "shape" of non-negative integers`);
+  }
+  if (candidate.quantization) {
+    throw new Error(
+      `${where}: weight '${candidate.name}' is quantized to ${candidate.quantization.dtype}; gradfeat reads float32 weights only (convert without --quantize_*)`,
+    );
+  }
+  if (candidate.dtype !== 'float32') {
+    throw new Error(`${where}: weight '${candidate.name}' has dtype ${candidate.dtype}; gradfeat reads float32 weights only`);
+  }
+  return candidate as WeightSpec;
+}
+
+async function readShards(files: readonly string[], expectedBytes: number, specs: readonly WeightSpec[]): Promise<Buffer> {
+  const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes`;
+  const shards = await Promise.all(
+    files.map(async (file) => {
+      try {
+        return await readFile(file);
+      } catch (error) {
+        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `cannot be read (${(error as Error).message})`;
+        throw new Error(`weight file '${file}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
+          cause: error,
+        });
+      }
+    }),
+  );
+  const bytes = shards.length === 1 ? shards[0] : Buffer.concat(shards);
+  if (bytes.byteLength !== expectedBytes) {
+    const holder = files.length === 1 ? `weight file '${files[0]}' holds` : `weight files ${files.map((f) => `'${f}'`).join(', ')} hold`;
+    throw new Error(`${holder} ${bytes.byteLength} bytes, but ${needs}`);
+  }
+  return bytes;
+}
+
+function describeSpecs(specs: readonly WeightSpec[]): string {
+  const named = specs.slice(0, 4).map((s) => `${s.name} ${formatShape(s.shape)}`);
+  return specs.length > 4 ? `${named.join(', ')} and ${specs.length - 4} more` : named.join(', ');
+}
+
+/** Transposes a row-major tensor: output axis i is input axis perm[i] (like numpy.transpose). */
+export function permuteAxes(tensor: HostTensor, perm: readonly number[]): HostTensor {
+  const { shape, data } = tensor;
+  const outShape = perm.map((axis) => shape[axis]);
+  const inStrides = stridesOf(shape);
+  const stepPerOutAxis = perm.map((axis) => inStrides[axis]);
+  const out = new Float32Array(data.length);
+  const index = new Array<number>(outShape.length).fill(0);
+  let source = 0;
+  for (let target = 0; target < out.length; target++) {
+    out[target] = data[source];
+    // Odometer over the output index, tracking the matching input offset.
+    for (let axis = outShape.length - 1; axis >= 0; axis--) {
+      index[axis]++;
+      source += stepPerOutAxis[axis];
+      if (index[axis] < outShape[axis]) break;
+      source -= stepPerOutAxis[axis] * outShape[axis];
+      index[axis] = 0;
+    }
+  }
+  return { shape: outShape, data: out };
+}
+
+function stridesOf(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let stride = 1;
+  for (let axis = shape.length - 1; axis >= 0; axis--) {
+    strides[axis] = stride;
+    stride *= shape[axis];
+  }
+  return strides;
+}
