@@ -1,0 +1,2 @@
+export * from './import/index.js';
+export * from './runtime/index.js';
