@@ -34,6 +34,7 @@ export function registerInfo(program: Command): void {
           `mult-adds    ${summary.multiplyAddsPerImage.toLocaleString('en-US')} per image`,
           `classes      ${summary.classes ?? '—'}`,
           `preprocess   ${preprocessing}`,
+          ...(summary.notes ?? []).map((note) => `note         ${note}`),
           '',
           'cut points (θ2 = everything after the cut, BatchNorm folded):',
           renderTable(

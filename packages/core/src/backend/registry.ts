@@ -52,3 +52,4 @@ export async function resolveBackend(preferred?: string, container: DependencyCo
   }
   throw new Error(`no backend could start:\n  ${reasons.join('\n  ')}`);
 }
+export type { DependencyContainer } from 'tsyringe';

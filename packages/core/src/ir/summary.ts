@@ -13,6 +13,7 @@ export interface NetworkSummary {
   /** Valid cuts after BatchNorm folding, as gradfeat trains them, with the size of θ2 each gives. */
   readonly cutPoints: readonly CutPoint[];
   readonly preprocessing?: Preprocessing;
+  readonly notes?: readonly string[];
 }
 
 export function summariseNetwork(graph: Graph): NetworkSummary {
@@ -38,5 +39,6 @@ export function summariseNetwork(graph: Graph): NetworkSummary {
     classes: last?.op === 'Dense' ? graph.params.get(last.params.weight)?.shape[0] : undefined,
     cutPoints: points,
     preprocessing: graph.metadata?.preprocessing,
+    notes: graph.metadata?.notes,
   };
 }

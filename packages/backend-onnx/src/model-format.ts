@@ -1,0 +1,14 @@
+import { type DependencyContainer, type ModelFormat, registerModelFormat } from '@gradfeat/core';
+import { importOnnx } from './import/index.js';
+
+/** Lets `loadNetwork` (and so `gradfeat info/eval/compare --model x.onnx`) read ONNX files. */
+export const onnxModelFormat: ModelFormat = {
+  name: 'onnx',
+  describes: 'a .onnx file',
+  canLoad: (path) => path.toLowerCase().endsWith('.onnx'),
+  load: (path) => Promise.resolve(importOnnx(path)),
+};
+
+export function registerOnnxModelFormat(container?: DependencyContainer): void {
+  registerModelFormat(onnxModelFormat, container);
+}
