@@ -1,5 +1,5 @@
 export { createTfjsBackend, registerTfjsBackend, type TfjsBackend, type TfjsBackendOptions, tfjsBackendPlugin } from './backend.js';
 export { importKerasModel, type KerasGraph, type KerasModelMetadata } from './keras/index.js';
 export { tfjsKernels } from './kernels.js';
-export { RUNTIME_ENV_VAR, type SkippedRuntime, TFJS_RUNTIMES, type TfjsRuntime } from './runtime.js';
 export { kerasModelFormat, registerKerasModelFormat } from './model-format.js';
+export { RUNTIME_ENV_VAR, type SkippedRuntime, TFJS_RUNTIMES, type TfjsRuntime } from './runtime.js';

@@ -1,10 +1,9 @@
 import { describeFixtureCheck } from '../../../test-support/fixture-check.js';
 import { createTfjsBackend, TFJS_RUNTIMES, type TfjsRuntime } from '../src/index.js';
 
-// Every TF.js runtime that is installed here; the pure-JS cpu runtime is skipped as unusably slow
-// for this block's conv backward (see README), and tfjs-node(-gpu) cannot be installed offline.
+// Every TF.js runtime installed here (tfjs-node and -node-gpu are optional peers).
 const installed: TfjsRuntime[] = [];
-for (const runtime of TFJS_RUNTIMES.filter((r) => r !== 'cpu')) {
+for (const runtime of TFJS_RUNTIMES) {
   try {
     await (await createTfjsBackend({ runtime })).dispose?.();
     installed.push(runtime);
