@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { registerCheckFixture } from './commands/check-fixture.js';
+import { registerDatasetInfo } from './commands/dataset-info.js';
 import { registerDemo } from './commands/demo.js';
 import { registerInfo } from './commands/info.js';
 
@@ -9,7 +10,7 @@ export function createCli(): Command {
     .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
     .version('0.1.0')
     .showHelpAfterError();
-  for (const register of [registerDemo, registerCheckFixture, registerInfo]) register(program);
+  for (const register of [registerDemo, registerCheckFixture, registerInfo, registerDatasetInfo]) register(program);
   return program;
 }
 

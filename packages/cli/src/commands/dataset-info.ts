@@ -1,0 +1,33 @@
+import { DATASET_KINDS, datasetInfo } from '@gradfeat/datasets';
+import type { Command } from 'commander';
+import { emit, renderTable } from '../output.js';
+
+export function registerDatasetInfo(program: Command): void {
+  program
+    .command('dataset-info')
+    .description('count the samples of a dataset split per class, streaming its labels')
+    .requiredOption('--dataset <KIND:PATH>', `dataset, KIND one of ${DATASET_KINDS.join(', ')}`)
+    .option(
+      '--split <name>',
+      'split: train|test (cifar), trainval|train|val|test (voc2007), train|val (imagenet), a sub-folder (folder)',
+      'train',
+    )
+    .option('--json', 'print the counts as JSON')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  gradfeat dataset-info --dataset cifar10:../shared/data/cifar10/data_batch_1.first4000.bin --json\n  gradfeat dataset-info --dataset voc2007:../shared/data/voc2007 --split test',
+    )
+    .action(async (options: { dataset: string; split: string; json?: boolean }) => {
+      const info = await datasetInfo(options.dataset, options.split);
+      const json = { dataset: options.dataset, split: options.split, ...info };
+      emit(options.json === true, json, () =>
+        [
+          `${info.description}: ${info.count.toLocaleString('en-US')} samples, ${info.classNames.length} classes (${info.labelKind})`,
+          renderTable(
+            ['class', info.labelKind === 'multi-label' ? 'positives' : 'samples'],
+            info.classNames.map((name, i) => [name, info.perClassCounts[i].toLocaleString('en-US')]),
+          ),
+        ].join('\n'),
+      );
+    });
+}

@@ -1,0 +1,294 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { METHODS, type Method, type Parametrisation, type TrainConfig } from '@gradfeat/core';
+import { parseDatasetSpec } from '@gradfeat/datasets';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * The run config of `gradfeat train` / `gradfeat compare`: defaults, then a JSON or YAML file, then
+ * command-line flags, each overriding the one before. The resolved config is what a run directory
+ * stores, so a resumed run trains with exactly the same settings.
+ */
+
+const wholeNumber = (minimum: number) => z.number().int().min(minimum);
+const positive = z.number().positive();
+const decayRate = z.number().min(0).lt(1);
+
+const sgdSchema = z.object({ kind: z.literal('sgd'), momentum: decayRate }).strict();
+const adamSchema = z.object({ kind: z.literal('adam'), beta1: decayRate, beta2: decayRate, epsilon: positive }).strict();
+
+const methodTrainingSchema = z
+  .object({
+    epochs: wholeNumber(1),
+    batchSize: wholeNumber(1),
+    learningRate: positive,
+    /** L2 penalty added to the gradient. */
+    weightDecay: z.number().min(0),
+    /** Halve the learning rate every this many steps (the paper's step schedule); none when absent. */
+    halveEvery: wholeNumber(1).optional(),
+    /** Clip the global gradient norm to this value; none when absent. */
+    clipNorm: positive.optional(),
+    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema]),
+  })
+  .strict();
+
+const datasetSpecSchema = z.string().superRefine((text, context) => {
+  try {
+    parseDatasetSpec(text);
+  } catch (error) {
+    context.addIssue({ code: z.ZodIssueCode.custom, message: (error as Error).message });
+  }
+});
+
+const methodSchema = z.enum(METHODS as Readonly<[Method, ...Method[]]>);
+const PARAMETRISATIONS = ['ntk', 'standard'] as const satisfies readonly Parametrisation[];
+
+const runConfigSchema = z
+  .object({
+    /** A model file gradfeat can read (.onnx, TF.js model.json). */
+    model: z.string().min(1),
+    /** KIND:PATH, e.g. cifar10:/data/cifar-10-batches-bin. */
+    dataset: datasetSpecSchema,
+    splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).strict(),
+    /** The node whose value θ1 (the frozen trunk) outputs; θ2 is everything after it. */
+    cut: z.string().min(1),
+    /** Execution backend; absent: the fastest that starts. */
+    backend: z.enum(['tfjs', 'onnx', 'js']).optional(),
+    methods: z
+      .array(methodSchema)
+      .min(1)
+      .superRefine((methods, context) => {
+        methods.forEach((method, i) => {
+          if (methods.indexOf(method) < i)
+            context.addIssue({ code: z.ZodIssueCode.custom, path: [i], message: `'${method}' is listed twice` });
+        });
+      }),
+    parametrisation: z.enum(PARAMETRISATIONS),
+    training: z
+      .object({
+        activation: methodTrainingSchema,
+        gradient: methodTrainingSchema,
+        full: methodTrainingSchema,
+        finetune: methodTrainingSchema,
+      })
+      .strict(),
+    seed: wholeNumber(0),
+    /** The run directory. */
+    out: z.string().min(1),
+    /** Store cached cut values as float16, halving memory and disk. */
+    float16Cache: z.boolean(),
+    /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
+    workers: wholeNumber(0).optional(),
+    /** Save each method's training state every this many steps, for --resume. */
+    checkpointEvery: wholeNumber(1),
+    /** Pick each method's weight decay from these values on a held-out part of the training split. */
+    weightDecaySweep: z
+      .object({ values: z.array(z.number().min(0)).min(1), heldOutFraction: z.number().gt(0).lt(1).default(0.1) })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+/** Every field optional, and `training.all` for settings shared by all methods. */
+const methodTrainingInputSchema = methodTrainingSchema
+  .extend({
+    optimiser: z
+      .object({ kind: z.enum(['sgd', 'adam']), momentum: decayRate, beta1: decayRate, beta2: decayRate, epsilon: positive })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+
+const runConfigInputSchema = runConfigSchema
+  .extend({
+    training: z
+      .object({
+        all: methodTrainingInputSchema,
+        activation: methodTrainingInputSchema,
+        gradient: methodTrainingInputSchema,
+        full: methodTrainingInputSchema,
+        finetune: methodTrainingInputSchema,
+      })
+      .partial()
+      .strict(),
+  })
+  .partial()
+  .strict();
+
+export type RunConfig = z.output<typeof runConfigSchema>;
+export type MethodTraining = RunConfig['training'][Method];
+/** A config file's contents or the flags: any subset of the fields, checked but not yet merged. */
+export type RunConfigInput = z.input<typeof runConfigInputSchema>;
+export type RunConfigDefaults = Omit<RunConfig, 'model' | 'dataset' | 'cut'>;
+
+type OptimiserSettings = MethodTraining['optimiser'];
+
+/** The paper's optimisers: Adam (β1 = 0.5, β2 = 0.999) for the linearised models, SGD with momentum 0.9 for the linear probe. */
+const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
+  sgd: { kind: 'sgd', momentum: 0.9 },
+  adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
+};
+
+const linearisedTraining: MethodTraining = {
+  epochs: 10,
+  batchSize: 64,
+  learningRate: 1e-3,
+  weightDecay: 0,
+  optimiser: OPTIMISER_DEFAULTS.adam,
+};
+
+export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
+  splits: { train: 'train', test: 'test' },
+  methods: [...METHODS],
+  parametrisation: 'ntk',
+  training: {
+    activation: { ...linearisedTraining, learningRate: 1e-2, optimiser: OPTIMISER_DEFAULTS.sgd },
+    gradient: linearisedTraining,
+    full: linearisedTraining,
+    // Fine-tuning trains like the linearised models, so the comparison differs only in the model.
+    finetune: linearisedTraining,
+  },
+  seed: 0,
+  out: 'gradfeat-run',
+  float16Cache: false,
+  checkpointEvery: 500,
+};
+
+/**
+ * Reads and checks a JSON or YAML run config. Relative paths in it (model, dataset, out) are taken
+ * relative to the file's directory, so a config works from any working directory.
+ */
+export async function loadRunConfig(path: string): Promise<RunConfigInput> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new Error(`${path}: cannot read the run config: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    // YAML 1.2 is a superset of JSON, so one parser reads both.
+    parsed = parseYaml(text);
+  } catch (error) {
+    throw new Error(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+  }
+  if (!isRecord(parsed)) {
+    throw new Error(`${path}: expected a mapping of settings at the top level, got ${parsed == null ? 'an empty file' : show(parsed)}`);
+  }
+  return withAbsolutePaths(check(runConfigInputSchema, parsed, path), dirname(resolve(path)));
+}
+
+/**
+ * Merges defaults ← file ← flags (flags win). Within each source, `training.all` applies before
+ * `training.<method>`, so a flag for all methods still overrides a file's per-method value.
+ * Setting an optimiser `kind` other than the current one starts from that kind's defaults.
+ * Relative paths from flags are taken relative to the working directory.
+ */
+export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConfigInput = {}): RunConfig {
+  const { training: defaultTraining, ...defaultRest } = DEFAULT_RUN_CONFIG;
+  let merged: Record<string, unknown> = defaultRest;
+  const training: Record<string, Record<string, unknown>> = { ...defaultTraining };
+  for (const source of [fileConfig, check(runConfigInputSchema, flags, 'command-line flags')]) {
+    const { training: layers, ...rest } = source;
+    merged = overlay(merged, rest);
+    for (const method of METHODS) {
+      for (const layer of [layers?.all, layers?.[method]]) if (layer) training[method] = overlayTraining(training[method], layer);
+    }
+  }
+  const config = check(runConfigSchema, { ...merged, training }, 'run config');
+  return withAbsolutePaths(config, process.cwd());
+}
+
+/** The core trainer's settings for one method of a resolved config. */
+export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
+  const { epochs, batchSize, learningRate, weightDecay, halveEvery, clipNorm, optimiser } = config.training[method];
+  return {
+    epochs,
+    batchSize,
+    seed: config.seed,
+    optimiser: { ...optimiser, learningRate, weightDecay },
+    schedule: halveEvery === undefined ? undefined : { halveEvery },
+    clipNorm,
+  };
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Objects merge field by field; anything else (numbers, strings, lists) is replaced; undefined leaves the base. */
+function overlay(base: Record<string, unknown>, layer: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const result = { ...base };
+  for (const [key, value] of Object.entries(layer)) {
+    if (value === undefined) continue;
+    const current = result[key];
+    result[key] = isRecord(value) && isRecord(current) ? overlay(current, value) : value;
+  }
+  return result;
+}
+
+function overlayTraining(base: Record<string, unknown>, layer: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const kind = (layer.optimiser as { kind?: OptimiserSettings['kind'] } | undefined)?.kind;
+  const current = base.optimiser as OptimiserSettings;
+  return overlay(kind && kind !== current.kind ? { ...base, optimiser: OPTIMISER_DEFAULTS[kind] } : base, layer);
+}
+
+function withAbsolutePaths<T extends { model?: string; dataset?: string; out?: string }>(config: T, base: string): T {
+  const dataset = config.dataset === undefined ? undefined : parseDatasetSpec(config.dataset);
+  return {
+    ...config,
+    ...(config.model !== undefined && { model: resolve(base, config.model) }),
+    ...(dataset && { dataset: `${dataset.kind}:${resolve(base, dataset.path)}` }),
+    ...(config.out !== undefined && { out: resolve(base, config.out) }),
+  };
+}
+
+function check<S extends z.ZodTypeAny>(schema: S, value: unknown, source: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new Error(result.error.issues.map((issue) => describeIssue(source, issue, value)).join('\n'));
+}
+
+/** One line per problem: `<source>: <field path>: <what was expected>, got <value>`. */
+function describeIssue(source: string, issue: z.ZodIssue, input: unknown): string {
+  const field = issue.path.map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? part : `.${part}`)).join('');
+  const value = issue.path.reduce<unknown>((node, part) => (node as Record<string | number, unknown> | undefined)?.[part], input);
+  return `${source}: ${field ? `${field}: ` : ''}${expectation(issue, value)}`;
+}
+
+function expectation(issue: z.ZodIssue, value: unknown): string {
+  switch (issue.code) {
+    case z.ZodIssueCode.invalid_type:
+      if (value === undefined) return 'is required; set it in the run config or on the command line';
+      return `expected ${TYPE_NAMES[issue.expected] ?? issue.expected}, got ${show(value)}`;
+    case z.ZodIssueCode.invalid_enum_value:
+    case z.ZodIssueCode.invalid_union_discriminator:
+      return `expected one of ${issue.options.join(', ')}, got ${show(value)}`;
+    case z.ZodIssueCode.invalid_literal:
+      return `expected ${show(issue.expected)}, got ${show(value)}`;
+    case z.ZodIssueCode.unrecognized_keys:
+      return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `'${key}'`).join(', ')}`;
+    case z.ZodIssueCode.too_small:
+      if (issue.type === 'array') return `expected at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;
+      if (issue.type === 'string') return 'must not be empty';
+      return `expected a number ${issue.inclusive ? '≥' : '>'} ${issue.minimum}, got ${show(value)}`;
+    case z.ZodIssueCode.too_big:
+      return `expected a number ${issue.inclusive ? '≤' : '<'} ${issue.maximum}, got ${show(value)}`;
+    default:
+      return issue.message;
+  }
+}
+
+const TYPE_NAMES: Readonly<Record<string, string>> = {
+  string: 'a string',
+  number: 'a number',
+  integer: 'a whole number',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'a mapping of fields',
+};
+
+function show(value: unknown): string {
+  const text = typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value));
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}

@@ -1,0 +1,132 @@
+import { type Backend, inputShapesOf } from '../backend/backend.js';
+import type { Graph } from '../ir/graph.js';
+import { linearise } from '../methods/linearised-model.js';
+import {
+  BATCH_SCALE,
+  forwardProgram,
+  gradName,
+  INPUT,
+  initialParams,
+  type Method,
+  TARGETS,
+  trainStepProgram,
+} from '../methods/programs.js';
+import { basicBlockNetwork, cifarResNet } from '../networks/resnet.js';
+import { Rng } from '../random.js';
+import type { HostTensor } from '../tensor.js';
+import { applyUpdate, type OptimiserState } from '../train/optimisers.js';
+
+/**
+ * The speed workloads gradfeat is compared with PyTorch on (random weights and inputs: they measure
+ * speed only). Images per second of the median of several timed runs, after warm-up runs.
+ */
+export const BENCH_WORKLOADS = ['extract_r20', 'full_step_r20', 'finetune_step_r20', 'full_step_r18l4', 'finetune_step_r18l4'] as const;
+export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
+
+/** PyTorch 1.13, 2 threads, functorch.jvp for the tangent, on this kind of 2-core machine. */
+export const PYTORCH_IMAGES_PER_SECOND: Readonly<Record<BenchWorkload, number>> = {
+  extract_r20: 1800,
+  full_step_r20: 5600,
+  finetune_step_r20: 10400,
+  full_step_r18l4: 140,
+  finetune_step_r18l4: 260,
+};
+
+export interface BenchResult {
+  readonly workload: BenchWorkload;
+  readonly batch: number;
+  readonly imagesPerSecond: number;
+  readonly medianSeconds: number;
+  readonly seconds: readonly number[];
+}
+
+export interface BenchOptions {
+  readonly runs?: number;
+  readonly warmup?: number;
+  /** ResNet-20 to take the trunk from (e.g. the imported ONNX file); a random one by default. */
+  readonly resnet20?: Graph;
+  readonly seed?: number;
+}
+
+/** Everything before ResNet-20's last residual block. */
+export const RESNET20_LAST_BLOCK_INPUT = 'layer3.1';
+
+function randomTensor(shape: readonly number[], rng: Rng): HostTensor {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = rng.normal();
+  return { shape, data };
+}
+
+function oneHotRows(rows: number, classes: number, rng: Rng): HostTensor {
+  const data = new Float32Array(rows * classes);
+  for (let row = 0; row < rows; row++) data[row * classes + rng.int(classes)] = 1;
+  return { shape: [rows, classes], data };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
+/** A timed step: compile once, then `step()` runs one batch. */
+interface PreparedWorkload {
+  readonly batch: number;
+  step(): Promise<void>;
+  dispose(): void;
+}
+
+async function prepare(backend: Backend, workload: BenchWorkload, options: BenchOptions): Promise<PreparedWorkload> {
+  const rng = new Rng(options.seed ?? 0);
+  const resnet20 = () => options.resnet20 ?? cifarResNet({ blocksPerStage: 3, classes: 10, seed: options.seed ?? 0 });
+  if (workload === 'extract_r20') {
+    const model = linearise(resnet20(), { cut: RESNET20_LAST_BLOCK_INPUT });
+    const input = randomTensor([256, 3, 32, 32], rng);
+    const compiled = await backend.compile(forwardProgram(model.trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name: workload });
+    return { batch: 256, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
+  }
+  const method: Method = workload.startsWith('full') ? 'full' : 'finetune';
+  const r18 = workload.endsWith('r18l4');
+  const network = r18 ? basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed: options.seed ?? 0 }) : resnet20();
+  const model = linearise(network, { cut: r18 ? 'input' : RESNET20_LAST_BLOCK_INPUT });
+  const batch = r18 ? 64 : 128;
+  const omegaBar = model.sourceClassifier;
+  const params = initialParams(model, method, omegaBar);
+  const feed: Record<string, HostTensor> = {
+    [INPUT]: randomTensor([batch, ...model.cutShape], rng),
+    [TARGETS]: oneHotRows(batch, omegaBar.weight.shape[0], rng),
+    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / batch) },
+    ...Object.fromEntries(params),
+  };
+  const compiled = await backend.compile(trainStepProgram(model, method, omegaBar, 'softmax-ce'), inputShapesOf(feed, [INPUT, TARGETS]), {
+    name: workload,
+  });
+  const state: OptimiserState = {};
+  let step = 0;
+  return {
+    batch,
+    async step() {
+      const outputs = await compiled.run(feed);
+      const grads = new Map([...params.keys()].map((name) => [name, outputs[gradName(name)].data]));
+      applyUpdate({ kind: 'sgd', learningRate: 1e-3, momentum: 0.9 }, params, grads, state, 1e-3, ++step);
+    },
+    dispose: () => compiled.dispose(),
+  };
+}
+
+export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
+  const prepared = await prepare(backend, workload, options);
+  try {
+    for (let i = 0; i < (options.warmup ?? 2); i++) await prepared.step();
+    const seconds: number[] = [];
+    for (let i = 0; i < (options.runs ?? 7); i++) {
+      const started = performance.now();
+      await prepared.step();
+      seconds.push((performance.now() - started) / 1000);
+    }
+    const medianSeconds = median(seconds);
+    return { workload, batch: prepared.batch, imagesPerSecond: prepared.batch / medianSeconds, medianSeconds, seconds };
+  } finally {
+    prepared.dispose();
+  }
+}
