@@ -51,6 +51,7 @@ interface CheckpointIndex {
   readonly batchInEpoch: number;
   readonly epochRng: number[];
   readonly history: StepRecord[];
+  readonly seconds: number;
   readonly files: { readonly params: BinaryFile; readonly optimiser: BinaryFile };
   readonly params: ParamEntry[];
   readonly optimiser: SlotEntry[];
@@ -91,6 +92,7 @@ export async function saveTrainState(dir: string, state: TrainState): Promise<vo
     batchInEpoch: state.batchInEpoch,
     epochRng: [...state.epochRng],
     history: state.history,
+    seconds: state.seconds,
     files,
     params,
     optimiser: slots,
@@ -134,6 +136,7 @@ export async function loadTrainState(dir: string, method: Method, expectedParams
     params,
     optimiser,
     history: index.history,
+    seconds: index.seconds,
   };
 }
 
@@ -257,6 +260,9 @@ function indexProblem(index: unknown): string | undefined {
   if (!METHODS.includes(index.method as Method)) return `method: expected one of ${METHODS.join(', ')}, got ${show(index.method)}`;
   for (const field of ['step', 'epoch', 'batchInEpoch']) {
     if (!isCount(index[field])) return `${field}: expected a whole number ≥ 0, got ${show(index[field])}`;
+  }
+  if (typeof index.seconds !== 'number' || !Number.isFinite(index.seconds) || index.seconds < 0) {
+    return `seconds: expected the training time so far (a number ≥ 0), got ${show(index.seconds)}`;
   }
   if (!Array.isArray(index.epochRng) || index.epochRng.length !== 4 || !index.epochRng.every(isUint32)) {
     return `epochRng: expected four unsigned 32-bit integers, got ${show(index.epochRng)}`;

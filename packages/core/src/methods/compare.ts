@@ -3,7 +3,15 @@ import { memorySource, type SampleSource } from '../data/source.js';
 import { meanAveragePrecision, topKAccuracy } from '../metrics/classification.js';
 import type { HostTensor } from '../tensor.js';
 import type { LossKind } from '../train/losses.js';
-import { initialTrainState, mapBatches, type StepInfo, type TrainConfig, type TrainState, trainMethod } from '../train/trainer.js';
+import {
+  initialTrainState,
+  mapBatches,
+  type StepInfo,
+  type TrainConfig,
+  type TrainHooks,
+  type TrainState,
+  trainMethod,
+} from '../train/trainer.js';
 import type { Classifier, LinearisedModel } from './linearised-model.js';
 import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
 
@@ -91,6 +99,10 @@ export async function compareMethods(options: {
   /** Batch size for feature extraction and evaluation. */
   readonly evalBatchSize?: number;
   readonly events?: ComparisonEvents;
+  /** A saved state to continue a method from (e.g. a checkpoint), or undefined to start it afresh. */
+  readonly resume?: (method: Method) => Promise<TrainState | undefined>;
+  /** Checkpointing hooks per method. */
+  readonly hooks?: (method: Method) => Omit<TrainHooks, 'onStep'>;
 }): Promise<MethodResult[]> {
   const { backend, model, loss, train, test, events } = options;
   const evalBatch = options.evalBatchSize ?? 256;
@@ -134,7 +146,7 @@ export async function compareMethods(options: {
     const result: MethodResult = {
       method,
       metrics: evaluateLogits(logits, test, loss),
-      trainSeconds,
+      trainSeconds: state.seconds,
       finalLoss: state.history.at(-1)?.loss ?? Number.NaN,
       state,
     };

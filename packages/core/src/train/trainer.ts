@@ -61,6 +61,8 @@ export interface TrainState {
   params: Map<string, HostTensor>;
   optimiser: OptimiserState;
   history: StepRecord[];
+  /** Training time so far, over every resumed part of the run. */
+  seconds: number;
 }
 
 export interface StepInfo extends StepRecord {
@@ -85,6 +87,7 @@ export function initialTrainState(model: LinearisedModel, method: Method, omegaB
     params: initialParams(model, method, omegaBar),
     optimiser: {},
     history: [],
+    seconds: 0,
   };
 }
 
@@ -124,6 +127,12 @@ export async function trainMethod(
   const batchesPerEpoch = Math.ceil(count / config.batchSize);
   const totalSteps = batchesPerEpoch * config.epochs;
   const grads = new Map<string, Float32Array>();
+  let clock = performance.now();
+  const tick = () => {
+    const now = performance.now();
+    state.seconds += (now - clock) / 1000;
+    clock = now;
+  };
   const targets = memorySource(data.targets);
   const mask = data.mask && memorySource(data.mask);
   try {
@@ -153,7 +162,10 @@ export async function trainMethod(
         }
         state.history.push(record);
         hooks.onStep?.({ ...record, totalSteps, learningRate });
-        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0) await hooks.checkpoint(state);
+        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0) {
+          tick();
+          await hooks.checkpoint(state);
+        }
       }
       const next = new Rng(state.epochRng);
       next.permutation(count);
@@ -161,6 +173,7 @@ export async function trainMethod(
       state.epoch += 1;
       state.batchInEpoch = 0;
     }
+    tick();
     await hooks.checkpoint?.(state);
     return state;
   } finally {
