@@ -1,3 +1,3 @@
 export * from './import/index.js';
-export * from './runtime/index.js';
 export * from './model-format.js';
+export * from './runtime/index.js';

@@ -1,0 +1,180 @@
+import { availableParallelism } from 'node:os';
+import {
+  BATCH,
+  type Backend,
+  type BackendPlugin,
+  type CompiledProgram,
+  type HostTensor,
+  registerBackend,
+  type Shape,
+} from '@gradfeat/core';
+import type * as Ort from 'onnxruntime-node';
+import { describeShape } from './symbolic-shape.js';
+import { traceProgram } from './trace.js';
+
+type OnnxRuntime = typeof Ort;
+
+export type OnnxExecutionProvider = 'cpu' | 'cuda';
+
+export interface OnnxBackendOptions {
+  /** Execution providers in order of preference; one that cannot start is skipped with a reported reason. Default ['cpu']. */
+  readonly executionProviders?: readonly OnnxExecutionProvider[];
+  /** Threads per operator; default every core. */
+  readonly intraOpNumThreads?: number;
+  /** Receives the reason a preferred execution provider was skipped; default console.warn. */
+  readonly onFallback?: (reason: string) => void;
+  /** Overrides of ONNX Runtime's session options, e.g. { enableProfiling: true } to profile a step. */
+  readonly sessionOptions?: Ort.InferenceSession.SessionOptions;
+}
+
+export interface OnnxBackend extends Backend {
+  readonly executionProvider: OnnxExecutionProvider;
+  /** Why a preferred execution provider was skipped, when one was. */
+  readonly fallbackReason?: string;
+}
+
+let runtime: Promise<OnnxRuntime> | undefined;
+
+/** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
+function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  runtime ??= import('onnxruntime-node').catch((error: Error) => {
+    runtime = undefined;
+    throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });
+  });
+  return runtime;
+}
+
+/** Starts a session of a one-node graph on the provider, which fails when its libraries are missing. */
+async function probeExecutionProvider(ort: OnnxRuntime, provider: OnnxExecutionProvider): Promise<void> {
+  const { model } = traceProgram((k, inputs) => ({ y: k.abs(inputs.x) }), { x: [1] }, { name: `${provider}-probe` });
+  const session = await ort.InferenceSession.create(model, { executionProviders: [provider] });
+  await session.release();
+}
+
+/**
+ * A gradfeat backend on ONNX Runtime: each Program is traced once into an ONNX graph and run as one
+ * InferenceSession, whose batch size may change from run to run.
+ */
+export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promise<OnnxBackend> {
+  const ort = await loadOnnxRuntime();
+  const preferred = options.executionProviders ?? ['cpu'];
+  if (preferred.length === 0) throw new Error('executionProviders is empty; list at least one of cpu, cuda');
+  const skipped: string[] = [];
+  let provider: OnnxExecutionProvider | undefined;
+  for (const candidate of preferred) {
+    try {
+      if (candidate !== 'cpu') await probeExecutionProvider(ort, candidate);
+      provider = candidate;
+      break;
+    } catch (error) {
+      skipped.push(`${candidate}: ${(error as Error).message}`);
+    }
+  }
+  if (!provider) throw new Error(`no ONNX Runtime execution provider could start:\n  ${skipped.join('\n  ')}`);
+  const fallbackReason = skipped.length > 0 ? `ONNX Runtime runs on ${provider}; skipped ${skipped.join('; ')}` : undefined;
+  if (fallbackReason) (options.onFallback ?? console.warn)(fallbackReason);
+
+  const sessionOptions: Ort.InferenceSession.SessionOptions = {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    ...options.sessionOptions,
+  };
+  return {
+    name: `onnxruntime-${provider}`,
+    executionProvider: provider,
+    fallbackReason,
+    async compile(program, inputShapes, compileOptions) {
+      const name = compileOptions?.name ?? (program.name || 'anonymous');
+      const traced = traceProgram(program, inputShapes, { name });
+      let session: Ort.InferenceSession;
+      try {
+        session = await ort.InferenceSession.create(traced.model, sessionOptions);
+      } catch (error) {
+        throw new Error(
+          `program '${name}': ONNX Runtime rejected the traced graph (${(error as Error).message}); write it out with saveProgramAsOnnx to inspect it`,
+          { cause: error },
+        );
+      }
+      return new OnnxCompiledProgram(ort, session, name, inputShapes, traced.outputNames);
+    },
+  };
+}
+
+class OnnxCompiledProgram implements CompiledProgram {
+  private released = false;
+
+  constructor(
+    private readonly ort: OnnxRuntime,
+    private readonly session: Ort.InferenceSession,
+    private readonly name: string,
+    private readonly inputShapes: Readonly<Record<string, Shape>>,
+    private readonly outputNames: Readonly<Record<string, string>>,
+  ) {}
+
+  async run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+    if (this.released) throw new Error(`program '${this.name}' was disposed and cannot run`);
+    let results: Ort.InferenceSession.OnnxValueMapType;
+    try {
+      results = await this.session.run(this.feeds(inputs));
+    } catch (error) {
+      throw new Error(`program '${this.name}' on ONNX Runtime: ${(error as Error).message}`, { cause: error });
+    }
+    const outputs: Record<string, HostTensor> = {};
+    for (const [key, onnxName] of Object.entries(this.outputNames)) {
+      const tensor = results[onnxName];
+      outputs[key] = { shape: [...tensor.dims], data: tensor.data as Float32Array };
+    }
+    return outputs;
+  }
+
+  dispose(): void {
+    if (this.released) return;
+    this.released = true;
+    void this.session.release();
+  }
+
+  /** Wraps each input's Float32Array (no copy), after checking it against the compiled shapes. */
+  private feeds(inputs: Readonly<Record<string, HostTensor>>): Record<string, Ort.Tensor> {
+    const expectedNames = Object.keys(this.inputShapes);
+    const unknown = Object.keys(inputs).filter((key) => !(key in this.inputShapes));
+    if (unknown.length > 0) {
+      throw new Error(
+        `program '${this.name}' has no input ${unknown.map((k) => `'${k}'`).join(', ')} (inputs: ${expectedNames.join(', ')})`,
+      );
+    }
+    const feeds: Record<string, Ort.Tensor> = {};
+    let batch: { size: number; input: string } | undefined;
+    for (const [key, expected] of Object.entries(this.inputShapes)) {
+      const value = inputs[key];
+      if (!value) throw new Error(`program '${this.name}' needs input '${key}' of shape ${describeShape(expected)}`);
+      const fits = value.shape.length === expected.length && expected.every((d, axis) => d === value.shape[axis] || d === BATCH);
+      if (!fits) {
+        throw new Error(
+          `program '${this.name}': input '${key}' has shape [${value.shape.join(', ')}], expected ${describeShape(expected)}`,
+        );
+      }
+      if (expected[0] === BATCH) {
+        if (batch && batch.size !== value.shape[0]) {
+          throw new Error(`program '${this.name}': input '${key}' has batch size ${value.shape[0]} but '${batch.input}' has ${batch.size}`);
+        }
+        batch = { size: value.shape[0], input: key };
+      }
+      feeds[key] = new this.ort.Tensor('float32', value.data, value.shape);
+    }
+    return feeds;
+  }
+}
+
+export const onnxBackendPlugin: BackendPlugin = {
+  name: 'onnx',
+  priority: 20,
+  create: () => createOnnxBackend(),
+};
+
+/** Registers the ONNX Runtime backend plugin (in tsyringe's root container unless one is given). */
+export function registerOnnxBackend(container?: Parameters<typeof registerBackend>[1]): void {
+  registerBackend(onnxBackendPlugin, container);
+}

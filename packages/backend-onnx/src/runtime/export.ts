@@ -1,0 +1,44 @@
+import { randomUUID } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Program, Shape } from '@gradfeat/core';
+import { traceProgram } from './trace.js';
+
+export interface SaveOnnxOptions {
+  /** The graph's name; default the program function's name. */
+  readonly name?: string;
+  readonly docString?: string;
+  /** Stored as the model's metadata_props, e.g. the source network and the method that trained it. */
+  readonly metadata?: Readonly<Record<string, string>>;
+}
+
+export interface SavedOnnxModel {
+  readonly path: string;
+  readonly inputs: readonly string[];
+  /** Program output key → the output's name in the file. */
+  readonly outputs: Readonly<Record<string, string>>;
+  readonly bytes: number;
+}
+
+/**
+ * Writes a program as a standalone .onnx file: inputs keep the program's input names, outputs its
+ * output keys, and every constant it used (e.g. trained weights) is stored in the file. The file is
+ * written beside its destination and renamed into place, so a reader never sees half a model.
+ */
+export async function saveProgramAsOnnx(
+  program: Program,
+  inputShapes: Readonly<Record<string, Shape>>,
+  path: string,
+  options: SaveOnnxOptions = {},
+): Promise<SavedOnnxModel> {
+  const traced = traceProgram(program, inputShapes, { ...options, name: options.name ?? (program.name || 'gradfeat') });
+  const temporary = join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
+  try {
+    await writeFile(temporary, traced.model);
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw new Error(`could not write the ONNX model to '${path}': ${(error as Error).message}`, { cause: error });
+  }
+  return { path, inputs: Object.keys(inputShapes), outputs: traced.outputNames, bytes: traced.model.byteLength };
+}

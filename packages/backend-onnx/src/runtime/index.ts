@@ -1,0 +1,11 @@
+export {
+  createOnnxBackend,
+  type OnnxBackend,
+  type OnnxBackendOptions,
+  type OnnxExecutionProvider,
+  onnxBackendPlugin,
+  registerOnnxBackend,
+} from './backend.js';
+export { type SavedOnnxModel, type SaveOnnxOptions, saveProgramAsOnnx } from './export.js';
+export { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
+export { type TracedProgram, type TraceOptions, traceProgram } from './trace.js';

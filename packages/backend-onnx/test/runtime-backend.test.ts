@@ -1,0 +1,255 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type Conv2DAttrs,
+  createReferenceBackend,
+  type HostTensor,
+  hostTensor,
+  inputShapesOf,
+  type PoolAttrs,
+  type Program,
+  registeredBackends,
+  relativeError,
+  resolveBackend,
+  runProgramOnce,
+  sizeOf,
+} from '@gradfeat/core';
+import onnxProto from 'onnx-proto';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createOnnxBackend, type OnnxBackend, registerOnnxBackend, saveProgramAsOnnx, traceProgram } from '../src/index.js';
+
+/** float32 kernels against the float64 reference. */
+const FLOAT32_TOLERANCE = 1e-4;
+
+// Each geometry takes a different conv lowering (see OnnxGraphBuilder.conv2d and conv2dBackpropInput).
+const strided: Conv2DAttrs = { strides: [2, 2], pads: [1, 0, 1, 1], dilations: [1, 1], groups: 2 };
+const dilated: Conv2DAttrs = { strides: [1, 1], pads: [1, 0, 1, 2], dilations: [2, 1], groups: 2 };
+const same: Conv2DAttrs = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1 };
+const pool: PoolAttrs = { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: false };
+const fixedFilter = wave([6, 2, 3, 3], 9);
+
+/** Every kernel whose ONNX lowering depends on the batch size, including ones that sum over it. */
+const batchSensitive: Program = (k, { x, w, dy, dyDilated, dx, image, imageFilter }) => {
+  const [, channels, height, width] = k.shape(x);
+  const flat = k.reshape(x, [-1, channels * height * width]);
+  const imageOutput = k.conv2d(image, imageFilter, undefined, same);
+  return {
+    // run-time filter, small image: MatMuls per tap; strided, so its transpose is a ConvTranspose
+    conv: k.conv2d(x, w, undefined, strided),
+    inputGrad: k.conv2dBackpropInput(dy, w, [height, width], strided),
+    filterGrad: k.conv2dBackpropFilter(x, dy, k.shape(w), strided),
+    // stride 1: the transpose is a conv with the flipped filter, run-time or constant
+    dilatedInputGrad: k.conv2dBackpropInput(dyDilated, w, [height, width], dilated),
+    constantConv: k.conv2d(x, k.constant(fixedFilter), undefined, dilated),
+    constantInputGrad: k.conv2dBackpropInput(dyDilated, k.constant(fixedFilter), [height, width], dilated),
+    dilatedFilterGrad: k.conv2dBackpropFilter(x, dyDilated, k.shape(w), dilated),
+    // run-time filter on a large image: ONNX Runtime's Conv
+    imageConv: imageOutput,
+    imageInputGrad: k.conv2dBackpropInput(imageOutput, imageFilter, [18, 17], same),
+    imageFilterGrad: k.conv2dBackpropFilter(image, imageOutput, k.shape(imageFilter), same),
+    maxJvp: k.maxPoolJvp(x, dx, pool),
+    maxBackprop: k.maxPoolBackprop(x, k.mul(k.maxPool(dx, pool), k.scalar(3)), pool),
+    avgBackprop: k.avgPoolBackprop(k.avgPool(dx, pool), [height, width], pool),
+    gram: k.matMul(flat, flat, true, false),
+    batchSum: k.sum(x, [0], false),
+    everyOtherRow: k.slice(x, [0, 1, 0, 0], [Number.MAX_SAFE_INTEGER, 3, 100, width], [1, 1, 2, 1]),
+  };
+};
+
+/** Deterministic, distinct values (no max-pool ties) with a different phase per input. */
+function wave(shape: readonly number[], phase: number): HostTensor {
+  return hostTensor(
+    shape,
+    Float32Array.from({ length: sizeOf(shape) }, (_, i) => Math.sin(phase + 0.37 * i)),
+  );
+}
+
+function batchInputs(batch: number): Record<string, HostTensor> {
+  return {
+    x: wave([batch, 4, 7, 6], 0),
+    w: wave([6, 2, 3, 3], 1),
+    dy: wave([batch, 6, 4, 3], 2),
+    dyDilated: wave([batch, 6, 5, 6], 3),
+    dx: wave([batch, 4, 7, 6], 4),
+    image: wave([batch, 2, 18, 17], 5),
+    imageFilter: wave([3, 2, 3, 3], 6),
+  };
+}
+
+describe('ONNX Runtime backend', () => {
+  let backend: OnnxBackend;
+  beforeAll(async () => {
+    backend = await createOnnxBackend();
+  });
+
+  it('compiles once for a symbolic batch and runs any batch size on that one session', async () => {
+    const create = vi.spyOn(ort.InferenceSession, 'create');
+    const compiled = await backend.compile(batchSensitive, inputShapesOf(batchInputs(1), ['x', 'dy', 'dyDilated', 'dx', 'image']), {
+      name: 'batch',
+    });
+    const reference = createReferenceBackend();
+    for (const batch of [2, 5, 1]) {
+      const inputs = batchInputs(batch);
+      const ours = await compiled.run(inputs);
+      const expected = await runProgramOnce(reference, batchSensitive, inputs, [], `batch ${batch}`);
+      for (const [name, want] of Object.entries(expected)) {
+        expect(ours[name].shape, `${name} at batch ${batch}`).toEqual(want.shape);
+        expect(relativeError(ours[name].data, want.data).relative, `${name} at batch ${batch}`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      }
+    }
+    compiled.dispose();
+    expect(create).toHaveBeenCalledTimes(1);
+    create.mockRestore();
+  });
+
+  it('names the program and the kernel when tracing fails', async () => {
+    const mismatch: Program = (k, { x, b }) => ({ y: k.add(x, b) });
+    await expect(backend.compile(mismatch, { x: [-1, 3], b: [4] }, { name: 'bias-step' })).rejects.toThrow(
+      "program 'bias-step', kernel 'add': shapes [N, 3] and [4] do not broadcast",
+    );
+    const mergesBatch: Program = (k, { x }) => ({ y: k.reshape(x, [-1]) });
+    await expect(backend.compile(mergesBatch, { x: [-1, 3] }, { name: 'flatten-all' })).rejects.toThrow(
+      /program 'flatten-all', kernel 'reshape': cannot reshape \[N, 3\] to \[-1\]/,
+    );
+    const throwsItself: Program = () => {
+      throw new Error('no head configured');
+    };
+    await expect(backend.compile(throwsItself, { x: [-1, 3] }, { name: 'head' })).rejects.toThrow(
+      "program 'head' failed while being traced for ONNX Runtime: no head configured",
+    );
+  });
+
+  it('rejects inputs that do not fit the compiled shapes, saying which and why', async () => {
+    const compiled = await backend.compile((k, { x, y }) => ({ z: k.add(x, y) }), { x: [-1, 3], y: [-1, 3] }, { name: 'sum' });
+    const x = { shape: [2, 3], data: new Float32Array(6) };
+    await expect(compiled.run({ x })).rejects.toThrow("program 'sum' needs input 'y' of shape [N, 3]");
+    await expect(compiled.run({ x, y: { shape: [2, 4], data: new Float32Array(8) } })).rejects.toThrow(
+      "program 'sum': input 'y' has shape [2, 4], expected [N, 3]",
+    );
+    await expect(compiled.run({ x, y: { shape: [1, 3], data: new Float32Array(3) } })).rejects.toThrow(
+      "program 'sum': input 'y' has batch size 1 but 'x' has 2",
+    );
+    await expect(compiled.run({ x, y: x, extra: x })).rejects.toThrow("program 'sum' has no input 'extra' (inputs: x, y)");
+    compiled.dispose();
+    await expect(compiled.run({ x, y: x })).rejects.toThrow("program 'sum' was disposed");
+  });
+
+  it('returns outputs that are inputs or constants under their own names', async () => {
+    const table = { shape: [2], data: Float32Array.of(1.5, -2) };
+    const compiled = await backend.compile(
+      (k, { x }) => ({ x, table: k.constant(table), twice: k.add(x, x) }),
+      { x: [2] },
+      { name: 'passthrough' },
+    );
+    const outputs = await compiled.run({ x: { shape: [2], data: Float32Array.of(3, 4) } });
+    expect([...outputs.x.data]).toEqual([3, 4]);
+    expect([...outputs.table.data]).toEqual([1.5, -2]);
+    expect([...outputs.twice.data]).toEqual([6, 8]);
+    compiled.dispose();
+  });
+});
+
+describe('traced graphs', () => {
+  it('store a constant used twice as one initializer, and each scalar value once', () => {
+    const table = hostTensor([2, 3], [1, 2, 3, 4, 5, 6]);
+    const program: Program = (k, { x }) => ({
+      y: k.add(k.mul(x, k.constant(table)), k.constant(table)),
+      z: k.mul(k.add(x, k.scalar(0.5)), k.scalar(0.5)),
+    });
+    const { model } = traceProgram(program, { x: [-1, 2, 3] }, { name: 'constants' });
+    const initializers = onnxProto.onnx.ModelProto.decode(model).graph?.initializer ?? [];
+    expect(initializers.filter((t) => t.dims?.join() === '2,3')).toHaveLength(1);
+    expect(initializers.filter((t) => t.dims?.length === 0)).toHaveLength(1);
+  });
+});
+
+describe('plugin', () => {
+  it('registers as onnx with priority 20 and resolves to the CPU backend', async () => {
+    registerOnnxBackend();
+    registerOnnxBackend();
+    expect(
+      registeredBackends()
+        .filter((p) => p.name === 'onnx')
+        .map((p) => p.priority),
+    ).toEqual([20]);
+    expect((await resolveBackend('onnx')).name).toBe('onnxruntime-cpu');
+  });
+});
+
+describe('execution providers', () => {
+  it('falls back from CUDA to the CPU with the reason, or runs on CUDA where it starts', async () => {
+    const reasons: string[] = [];
+    const backend = await createOnnxBackend({ executionProviders: ['cuda', 'cpu'], onFallback: (reason) => reasons.push(reason) });
+    if (backend.executionProvider === 'cpu') {
+      expect(backend.name).toBe('onnxruntime-cpu');
+      expect(reasons).toHaveLength(1);
+      expect(reasons[0]).toMatch(/^ONNX Runtime runs on cpu; skipped cuda: ./);
+      expect(backend.fallbackReason).toBe(reasons[0]);
+      await expect(createOnnxBackend({ executionProviders: ['cuda'] })).rejects.toThrow(
+        /no ONNX Runtime execution provider could start:\n {2}cuda: ./,
+      );
+    } else {
+      expect(backend.name).toBe('onnxruntime-cuda');
+      expect(reasons).toEqual([]);
+    }
+  });
+});
+
+const filter = wave([5, 3, 3, 3], 4);
+const bias = wave([5], 5);
+const classifier = wave([4, 5], 6);
+
+/** A small trained head: weights are constants baked into the file, images the only input. */
+const head: Program = (k, { images }) => {
+  const activations = k.maximum(
+    k.conv2d(images, k.constant(filter), k.constant(bias), { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1 }),
+    k.scalar(0),
+  );
+  const features = k.reshape(k.mul(k.sum(activations, [2, 3], false), k.scalar(1 / 36)), [-1, 5]);
+  return { features, logits: k.matMul(features, k.constant(classifier), false, true), images: k.abs(images) };
+};
+
+describe('saveProgramAsOnnx', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gradfeat-onnx-export-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes a standalone model with readable names that ONNX Runtime runs like the program', async () => {
+    const path = join(dir, 'head.onnx');
+    const saved = await saveProgramAsOnnx(head, { images: [-1, 3, 6, 6] }, path, {
+      name: 'head',
+      metadata: { method: 'gradient features' },
+    });
+    expect(saved.outputs).toEqual({ features: 'features', logits: 'logits', images: 'images_output' });
+    expect(await readdir(dir)).toEqual(['head.onnx']);
+
+    const model = onnxProto.onnx.ModelProto.decode(await readFile(path));
+    expect(model.graph?.name).toBe('head');
+    expect(model.metadataProps.map((p) => [p.key, p.value])).toEqual([['method', 'gradient features']]);
+    expect(model.graph?.input?.[0].type?.tensorType?.shape?.dim?.[0].dimParam).toBe('N');
+
+    const session = await ort.InferenceSession.create(path);
+    expect(session.inputNames).toEqual(['images']);
+    expect([...session.outputNames].sort()).toEqual(['features', 'images_output', 'logits']);
+    const images = wave([3, 3, 6, 6], 7);
+    const results = await session.run({ images: new ort.Tensor('float32', images.data, images.shape) });
+    await session.release();
+    const expected = await runProgramOnce(createReferenceBackend(), head, { images }, [], 'head');
+    for (const [key, onnxName] of Object.entries(saved.outputs)) {
+      expect(results[onnxName].dims).toEqual(expected[key].shape);
+      expect(relativeError(results[onnxName].data as Float32Array, expected[key].data).relative, key).toBeLessThanOrEqual(1e-5);
+    }
+  });
+
+  it('reports the destination and leaves no temporary file when it cannot write', async () => {
+    const path = join(dir, 'missing', 'head.onnx');
+    await expect(saveProgramAsOnnx(head, { images: [-1, 3, 6, 6] }, path)).rejects.toThrow(`could not write the ONNX model to '${path}'`);
+    expect(await readdir(dir)).not.toContain('missing');
+  });
+});
