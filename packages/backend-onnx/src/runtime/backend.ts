@@ -80,6 +80,8 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    // Errors only: ORT's warnings about constants a traced program does not use are noise here.
+    logSeverityLevel: 3,
     ...options.sessionOptions,
   };
   return {
