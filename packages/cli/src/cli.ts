@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { registerBench } from './commands/bench.js';
 import { registerCheckFixture } from './commands/check-fixture.js';
 import { registerDatasetInfo } from './commands/dataset-info.js';
 import { registerDemo } from './commands/demo.js';
@@ -10,7 +11,7 @@ export function createCli(): Command {
     .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
     .version('0.1.0')
     .showHelpAfterError();
-  for (const register of [registerDemo, registerCheckFixture, registerInfo, registerDatasetInfo]) register(program);
+  for (const register of [registerDemo, registerCheckFixture, registerInfo, registerDatasetInfo, registerBench]) register(program);
   return program;
 }
 
