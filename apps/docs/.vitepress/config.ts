@@ -1,0 +1,40 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitepress';
+import { apiSidebarsFrom } from './api-sidebar.js';
+
+const guide = [
+  {
+    text: 'Guide',
+    items: [
+      { text: 'Overview', link: '/' },
+      { text: 'Concepts', link: '/guide/concepts' },
+      { text: 'Command line', link: '/guide/cli' },
+      { text: 'Importing models', link: '/guide/models' },
+      { text: 'Datasets and the feature cache', link: '/guide/datasets' },
+      { text: 'Backends and plugins', link: '/guide/backends' },
+      { text: 'Numerical checks', link: '/guide/numerical-checks' },
+      { text: 'Results', link: '/guide/results' },
+    ],
+  },
+  { text: 'API reference', link: '/api/' },
+];
+
+export default defineConfig({
+  title: 'gradfeat',
+  description: 'Gradients as features for deep representation learning (Mu, Liang & Li, ICLR 2020), in TypeScript.',
+  lang: 'en',
+  themeConfig: {
+    nav: [
+      { text: 'Guide', link: '/guide/concepts' },
+      { text: 'CLI', link: '/guide/cli' },
+      { text: 'API', link: '/api/' },
+    ],
+    sidebar: {
+      ...apiSidebarsFrom(fileURLToPath(new URL('../api/navigation.json', import.meta.url))),
+      '/': guide,
+    },
+    // The local (MiniSearch) index is built into the site: no hosted search service, nothing fetched.
+    search: { provider: 'local' },
+    outline: { level: [2, 3] },
+  },
+});
