@@ -42,6 +42,17 @@ const datasetSpecSchema = z.string().superRefine((text, context) => {
 });
 
 const methodSchema = z.enum(METHODS as Readonly<[Method, ...Method[]]>);
+const rgb = z.array(z.number()).length(3);
+const preprocessingSchema = z
+  .object({
+    mean: rgb.optional(),
+    std: rgb.optional(),
+    scale: z.number().optional(),
+    offset: z.number().optional(),
+    size: z.tuple([wholeNumber(1), wholeNumber(1)]).optional(),
+    resizeShorter: wholeNumber(1).optional(),
+  })
+  .strict();
 const PARAMETRISATIONS = ['ntk', 'standard'] as const satisfies readonly Parametrisation[];
 
 const runConfigSchema = z
@@ -82,11 +93,25 @@ const runConfigSchema = z
     workers: wholeNumber(0).optional(),
     /** Save each method's training state every this many steps, for --resume. */
     checkpointEvery: wholeNumber(1),
-    /** Pick each method's weight decay from these values on a held-out part of the training split. */
+    /** Pick the weight decay of these methods from `values` on a held-out part of the training split. */
     weightDecaySweep: z
-      .object({ values: z.array(z.number().min(0)).min(1), heldOutFraction: z.number().gt(0).lt(1).default(0.1) })
+      .object({
+        values: z.array(z.number().min(0)).min(1),
+        heldOutFraction: z.number().gt(0).lt(1).default(0.1),
+        methods: z.array(methodSchema).min(1).default(['activation']),
+      })
       .strict()
       .optional(),
+    /** Overrides or completes the preprocessing the model file states (ONNX files usually state none). */
+    preprocessing: preprocessingSchema.optional(),
+    /** Test-time crops: one centre crop, or the paper's ten crops with averaged logits. */
+    testCrop: z.enum(['center', 'ten-crop']),
+    /** Where the trunk outputs are cached; absent: `<out>/cache`. */
+    cacheDir: z.string().min(1).optional(),
+    /** Images per trunk batch during extraction. */
+    extractBatchSize: wholeNumber(1),
+    /** Replace pre-trained parts by a random initialisation, for the paper's ablation. */
+    randomise: z.array(z.enum(['theta1', 'theta2', 'omega'])),
   })
   .strict();
 
@@ -154,6 +179,9 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   out: 'gradfeat-run',
   float16Cache: false,
   checkpointEvery: 500,
+  testCrop: 'center',
+  extractBatchSize: 128,
+  randomise: [],
 };
 
 /**
@@ -233,13 +261,14 @@ function overlayTraining(base: Record<string, unknown>, layer: Readonly<Record<s
   return overlay(kind && kind !== current.kind ? { ...base, optimiser: OPTIMISER_DEFAULTS[kind] } : base, layer);
 }
 
-function withAbsolutePaths<T extends { model?: string; dataset?: string; out?: string }>(config: T, base: string): T {
+function withAbsolutePaths<T extends { model?: string; dataset?: string; out?: string; cacheDir?: string }>(config: T, base: string): T {
   const dataset = config.dataset === undefined ? undefined : parseDatasetSpec(config.dataset);
   return {
     ...config,
     ...(config.model !== undefined && { model: resolve(base, config.model) }),
     ...(dataset && { dataset: `${dataset.kind}:${resolve(base, dataset.path)}` }),
     ...(config.out !== undefined && { out: resolve(base, config.out) }),
+    ...(config.cacheDir !== undefined && { cacheDir: resolve(base, config.cacheDir) }),
   };
 }
 

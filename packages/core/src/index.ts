@@ -12,6 +12,7 @@ export * from './io/checkpoint.js';
 export * from './io/model-formats.js';
 export * from './io/run-directory.js';
 export * from './ir/cost.js';
+export * from './ir/fingerprint.js';
 export * from './ir/graph.js';
 export * from './ir/shapes.js';
 export * from './ir/summary.js';

@@ -248,6 +248,7 @@ const result = (method: 'activation' | 'gradient', top1: number, losses: number[
   metrics: { top1, top5: 0.99 },
   trainSeconds: 1.5,
   finalLoss: losses.at(-1) as number,
+  weightDecay: 0,
   state: { ...awkwardState(0), method, step: losses.length, epoch: 1, history: losses.map((loss, i) => ({ step: i + 1, epoch: 0, loss })) },
 });
 

@@ -3,6 +3,7 @@ import { describeFixtureCheck } from '../../../test-support/fixture-check.js';
 import {
   BATCH_SCALE,
   type Classifier,
+  compareMethods,
   createReferenceBackend,
   gradName,
   type HostTensor,
@@ -244,5 +245,37 @@ describe('training', () => {
         initialTrainState(model, 'full', omega, 1),
       ),
     ).rejects.toThrow(/method 'full' needs samples of shape \[4, 3, 3\]/);
+  });
+});
+
+describe('compareMethods', () => {
+  it('runs the probe first, hands its ω̄ to the others, and picks weight decay on held-out data', async () => {
+    const model = tinyModel();
+    const rng = new Rng(30);
+    const n = 24;
+    const split = () => {
+      const data = batch(model, 'full', rng, n);
+      return { cut: memorySource(data.inputs), targets: data.targets };
+    };
+    const config: TrainConfig = { epochs: 2, batchSize: 8, seed: 1, optimiser: { kind: 'adam', learningRate: 1e-2 } };
+    const phases: string[] = [];
+    const results = await compareMethods({
+      backend,
+      model,
+      loss: 'softmax-ce',
+      train: split(),
+      test: split(),
+      methods: ['gradient', 'full'],
+      configs: { activation: config, gradient: config, full: config, finetune: config },
+      weightDecaySweep: { values: [0, 0.5], heldOutFraction: 0.25, methods: ['activation'] },
+      events: { onPhase: (phase) => phases.push(phase) },
+    });
+    expect(results.map((r) => r.method)).toEqual(['gradient', 'full']);
+    expect(phases).toEqual(['features', 'activation weight decay 0', 'activation weight decay 0.5', 'activation', 'gradient', 'full']);
+    for (const result of results) {
+      expect(result.metrics.top1).toBeGreaterThanOrEqual(0);
+      expect(result.state.step).toBe(6);
+      expect(result.weightDecay).toBe(0);
+    }
   });
 });

@@ -1,6 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { memorySource, type SampleSource } from '../data/source.js';
 import { meanAveragePrecision, topKAccuracy } from '../metrics/classification.js';
+import { Rng } from '../random.js';
 import type { HostTensor } from '../tensor.js';
 import type { LossKind } from '../train/losses.js';
 import {
@@ -16,11 +17,13 @@ import type { Classifier, LinearisedModel } from './linearised-model.js';
 import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
 
 export interface LabelledSplit {
-  /** Cut values (the trunk's outputs) of every sample. */
+  /** Cut values (the trunk's outputs): `crops` consecutive rows per sample. */
   readonly cut: SampleSource;
-  /** [N, K]: one-hot (softmax-ce) or 0/1 (sigmoid-bce). */
+  /** Rows per sample, e.g. 10 for the ten-crop test protocol (logits are averaged). Default 1. */
+  readonly crops?: number;
+  /** Shape [N, K]: one-hot (softmax-ce) or 0/1 (sigmoid-bce). */
   readonly targets: HostTensor;
-  /** [N, K] for sigmoid-bce: 0 where ignored (difficult). */
+  /** Shape [N, K], for sigmoid-bce: 0 where ignored (difficult). */
   readonly mask?: HostTensor;
 }
 
@@ -37,6 +40,9 @@ export interface MethodResult {
   readonly metrics: MethodMetrics;
   readonly trainSeconds: number;
   readonly finalLoss: number;
+  /** The weight decay it trained with (chosen by the sweep when there was one). */
+  readonly weightDecay: number;
+  readonly weightDecaySweep?: readonly SweepPoint[];
   readonly state: TrainState;
 }
 
@@ -63,7 +69,24 @@ export async function predict(
   return mapBatches(backend, logitsProgram(model, method, omegaBar), inputs, batchSize, 'logits', params);
 }
 
-export function evaluateLogits(logits: HostTensor, split: Pick<LabelledSplit, 'targets' | 'mask'>, loss: LossKind): MethodMetrics {
+/** Mean of each run of `crops` consecutive rows. */
+export function averageCrops(logits: HostTensor, crops: number): HostTensor {
+  if (crops === 1) return logits;
+  const [rows, classes] = logits.shape;
+  if (rows % crops !== 0) throw new Error(`${rows} rows of logits are not a whole number of ${crops}-crop samples`);
+  const data = new Float32Array((rows / crops) * classes);
+  for (let row = 0; row < rows; row++) {
+    for (let c = 0; c < classes; c++) data[Math.floor(row / crops) * classes + c] += logits.data[row * classes + c] / crops;
+  }
+  return { shape: [rows / crops, classes], data };
+}
+
+export function evaluateLogits(
+  rowLogits: HostTensor,
+  split: Pick<LabelledSplit, 'targets' | 'mask' | 'crops'>,
+  loss: LossKind,
+): MethodMetrics {
+  const logits = averageCrops(rowLogits, split.crops ?? 1);
   const [n, classes] = split.targets.shape;
   if (loss === 'softmax-ce') {
     const labels = Array.from({ length: n }, (_, row) => {
@@ -82,6 +105,39 @@ export function classifierOf(state: TrainState): Classifier {
   const bias = state.params.get(B1);
   if (!weight || !bias) throw new Error(`a '${state.method}' run has no linear classifier to serve as ω̄`);
   return { weight, bias };
+}
+
+/** Choose a method's weight decay on a held-out part of the training split. */
+export interface WeightDecaySweep {
+  readonly values: readonly number[];
+  /** Fraction of the training split held out (seeded split). */
+  readonly heldOutFraction: number;
+  readonly methods: readonly Method[];
+}
+
+export interface SweepPoint {
+  readonly weightDecay: number;
+  readonly heldOutMetric: number;
+}
+
+/** Top-1 for single-label data, VOC07 11-point mAP for multi-label: the number a sweep maximises. */
+function headlineMetric(metrics: MethodMetrics): number {
+  return metrics.top1 ?? metrics.mAP11 ?? Number.NaN;
+}
+
+function subsetSplit(split: LabelledSplit, rows: readonly number[]): LabelledSplit {
+  const pick = (t: HostTensor): HostTensor => {
+    const width = t.data.length / t.shape[0];
+    const data = new Float32Array(rows.length * width);
+    rows.forEach((row, i) => data.set(t.data.subarray(row * width, (row + 1) * width), i * width));
+    return { shape: [rows.length, ...t.shape.slice(1)], data };
+  };
+  const cut: SampleSource = {
+    count: rows.length,
+    sampleShape: split.cut.sampleShape,
+    read: (indices) => split.cut.read(indices.map((i) => rows[i])),
+  };
+  return { cut, targets: pick(split.targets), mask: split.mask && pick(split.mask) };
 }
 
 /**
@@ -103,51 +159,92 @@ export async function compareMethods(options: {
   readonly resume?: (method: Method) => Promise<TrainState | undefined>;
   /** Checkpointing hooks per method. */
   readonly hooks?: (method: Method) => Omit<TrainHooks, 'onStep'>;
+  readonly weightDecaySweep?: WeightDecaySweep;
 }): Promise<MethodResult[]> {
   const { backend, model, loss, train, test, events } = options;
+  if ((train.crops ?? 1) !== 1) throw new Error('training data must have one row per sample (crops are for evaluation)');
   const evalBatch = options.evalBatchSize ?? 256;
   events?.onPhase?.('features');
-  const trainFeatures = memorySource(await computeFeatures(backend, model, train.cut, evalBatch));
-  const testFeatures = memorySource(await computeFeatures(backend, model, test.cut, evalBatch));
+  const features = {
+    train: memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),
+    test: memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
+  };
   const classes = train.targets.shape[1];
   const zeroClassifier: Classifier = {
     weight: { shape: [classes, model.featureCount], data: new Float32Array(classes * model.featureCount) },
     bias: { shape: [classes], data: new Float32Array(classes) },
   };
 
-  const results: MethodResult[] = [];
-  const run = async (method: Method, omegaBar: Classifier) => {
-    events?.onPhase?.(method);
-    const config = options.configs[method];
-    const started = performance.now();
-    const inputs = method === 'activation' ? trainFeatures : train.cut;
+  /** Trains on `fit`, evaluates on `evaluate`; `inputsOf` picks features or cut values. */
+  const trainAndEvaluate = async (
+    method: Method,
+    omegaBar: Classifier,
+    config: TrainConfig,
+    fit: LabelledSplit,
+    evaluate: LabelledSplit,
+    start: TrainState,
+    hooks: Omit<TrainHooks, 'onStep'> = {},
+  ) => {
     const state = await trainMethod(
       backend,
       model,
       omegaBar,
       loss,
-      { inputs, targets: train.targets, mask: train.mask },
+      { inputs: fit.cut, targets: fit.targets, mask: fit.mask },
       config,
-      initialTrainState(model, method, omegaBar, config.seed),
+      start,
       {
+        ...hooks,
         onStep: (info) => events?.onStep?.(method, info),
       },
     );
-    const trainSeconds = (performance.now() - started) / 1000;
-    const logits = await predict(
-      backend,
-      model,
-      method,
-      omegaBar,
-      state.params,
-      method === 'activation' ? testFeatures : test.cut,
-      evalBatch,
-    );
+    const logits = await predict(backend, model, method, omegaBar, state.params, evaluate.cut, evalBatch);
+    return { state, metrics: evaluateLogits(logits, evaluate, loss) };
+  };
+
+  const splitsFor = (method: Method) =>
+    method === 'activation' ? { train: { ...train, cut: features.train }, test: { ...test, cut: features.test } } : { train, test };
+
+  const chooseWeightDecay = async (method: Method, omegaBar: Classifier, config: TrainConfig) => {
+    const sweep = options.weightDecaySweep;
+    if (!sweep?.methods.includes(method)) return { config, sweep: undefined };
+    const order = new Rng(config.seed).permutation(train.targets.shape[0]);
+    const heldOut = Math.max(1, Math.round(order.length * sweep.heldOutFraction));
+    const splits = splitsFor(method);
+    const fit = subsetSplit(splits.train, order.slice(heldOut));
+    const evaluate = subsetSplit(splits.train, order.slice(0, heldOut));
+    const points: SweepPoint[] = [];
+    for (const weightDecay of sweep.values) {
+      events?.onPhase?.(`${method} weight decay ${weightDecay}`);
+      const trial = { ...config, optimiser: { ...config.optimiser, weightDecay } };
+      const { metrics } = await trainAndEvaluate(
+        method,
+        omegaBar,
+        trial,
+        fit,
+        evaluate,
+        initialTrainState(model, method, omegaBar, config.seed),
+      );
+      points.push({ weightDecay, heldOutMetric: headlineMetric(metrics) });
+    }
+    const best = points.reduce((a, b) => (b.heldOutMetric > a.heldOutMetric ? b : a));
+    return { config: { ...config, optimiser: { ...config.optimiser, weightDecay: best.weightDecay } }, sweep: points };
+  };
+
+  const results: MethodResult[] = [];
+  const run = async (method: Method, omegaBar: Classifier) => {
+    const { config, sweep } = await chooseWeightDecay(method, omegaBar, options.configs[method]);
+    events?.onPhase?.(method);
+    const start = (await options.resume?.(method)) ?? initialTrainState(model, method, omegaBar, config.seed);
+    const splits = splitsFor(method);
+    const { state, metrics } = await trainAndEvaluate(method, omegaBar, config, splits.train, splits.test, start, options.hooks?.(method));
     const result: MethodResult = {
       method,
-      metrics: evaluateLogits(logits, test, loss),
+      metrics,
       trainSeconds: state.seconds,
       finalLoss: state.history.at(-1)?.loss ?? Number.NaN,
+      weightDecay: config.optimiser.weightDecay ?? 0,
+      weightDecaySweep: sweep,
       state,
     };
     results.push(result);

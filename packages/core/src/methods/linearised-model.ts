@@ -29,6 +29,11 @@ export interface LinearisedModel {
   readonly sourceClassifier: Classifier;
   /** Keys of θ2's trainable parameters (Conv2D and Dense weights and biases). */
   readonly headParamKeys: readonly string[];
+  /**
+   * The ω̄ inside the gradient term ω̄ᵀJw2 when it should not be the activation baseline's: the
+   * paper's ablation with a random ω. w1 still starts from the baseline.
+   */
+  readonly gradientTermClassifier?: Classifier;
 }
 
 export interface LineariseOptions {

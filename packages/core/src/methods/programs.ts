@@ -87,7 +87,7 @@ interface Forward<T> {
  */
 function methodForward(model: LinearisedModel, method: Method, omegaBar: Classifier) {
   const frozenHead = effectiveParams(model.head, model.scales);
-  const frozenOmega = copy(omegaBar.weight);
+  const frozenOmega = copy((model.gradientTermClassifier ?? omegaBar).weight);
 
   return <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>): Forward<T> => {
     const classify = (features: T) => k.add(k.matMul(features, inputs[W1], false, true), inputs[B1]);

@@ -27,9 +27,9 @@ import {
 export interface TrainingData {
   /** Features f(x) for the activation method, cut values for the others. */
   readonly inputs: SampleSource;
-  /** [N, K]: one-hot for softmax-ce, 0/1 for sigmoid-bce. */
+  /** Shape [N, K]: one-hot for softmax-ce, 0/1 for sigmoid-bce. */
   readonly targets: HostTensor;
-  /** [N, K], sigmoid-bce only: 0 where an entry is ignored (VOC "difficult"). */
+  /** Shape [N, K], sigmoid-bce only: 0 where an entry is ignored (VOC "difficult"). */
   readonly mask?: HostTensor;
 }
 
