@@ -1,9 +1,14 @@
 import { Command } from 'commander';
 import { registerBench } from './commands/bench.js';
 import { registerCheckFixture } from './commands/check-fixture.js';
+import { registerCompare } from './commands/compare.js';
 import { registerDatasetInfo } from './commands/dataset-info.js';
 import { registerDemo } from './commands/demo.js';
+import { registerEval } from './commands/eval.js';
+import { registerExport } from './commands/export.js';
+import { registerExtract } from './commands/extract.js';
 import { registerInfo } from './commands/info.js';
+import { registerTrain } from './commands/train.js';
 
 /** The gradfeat command line: each command registers itself from its own module. */
 export function createCli(): Command {
@@ -11,7 +16,19 @@ export function createCli(): Command {
     .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
     .version('0.1.0')
     .showHelpAfterError();
-  for (const register of [registerDemo, registerCheckFixture, registerInfo, registerDatasetInfo, registerBench]) register(program);
+  for (const register of [
+    registerDemo,
+    registerInfo,
+    registerDatasetInfo,
+    registerExtract,
+    registerTrain,
+    registerCompare,
+    registerEval,
+    registerExport,
+    registerBench,
+    registerCheckFixture,
+  ])
+    register(program);
   return program;
 }
 

@@ -45,7 +45,11 @@ describe('loadRunConfig', () => {
 
   it('reads JSON', async () => {
     const path = await configFile('run.json', JSON.stringify({ seed: 4, backend: 'onnx', weightDecaySweep: { values: [0, 1e-4] } }));
-    expect(await loadRunConfig(path)).toEqual({ seed: 4, backend: 'onnx', weightDecaySweep: { values: [0, 1e-4], heldOutFraction: 0.1, methods: ['activation'] } });
+    expect(await loadRunConfig(path)).toEqual({
+      seed: 4,
+      backend: 'onnx',
+      weightDecaySweep: { values: [0, 1e-4], heldOutFraction: 0.1, methods: ['activation'] },
+    });
   });
 
   it('names the file, the field and what was expected', async () => {

@@ -204,3 +204,24 @@ export function forwardProgram(graph: Graph): Program {
     return { [OUTPUT]: values.get(graph.outputs[0]) as (typeof inputs)[string] };
   };
 }
+
+/**
+ * The whole trained model as one program, images (`inputs`) → `logits`: the frozen trunk, then the
+ * method's head with its trained parameters baked in as constants. What `gradfeat export` writes.
+ */
+export function deployedProgram(
+  model: LinearisedModel,
+  method: Method,
+  omegaBar: Classifier,
+  trained: ReadonlyMap<string, HostTensor>,
+): Program {
+  const trunk = forwardProgram(model.trunk);
+  const features = method === 'activation' ? featuresProgram(model) : undefined;
+  const head = logitsProgram(model, method, omegaBar);
+  return (k, inputs) => {
+    const cut = trunk(k, inputs)[OUTPUT];
+    const headInput = features ? features(k, { [INPUT]: cut })[OUTPUT] : cut;
+    const params = Object.fromEntries([...trained].map(([name, value]) => [name, k.constant(value)]));
+    return head(k, { [INPUT]: headInput, ...params });
+  };
+}

@@ -1,0 +1,82 @@
+import type { MethodResult } from '@gradfeat/core';
+import type { Command } from 'commander';
+import type { RunConfig } from '../config.js';
+import { createProgress, emit, percent, renderTable, seconds } from '../output.js';
+import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
+import { openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+
+/** The table both `train` and `compare` print. */
+export function resultsTable(results: readonly MethodResult[]): string {
+  const multiLabel = results.some((r) => r.metrics.mAP11 !== undefined);
+  return renderTable(
+    multiLabel
+      ? ['method', 'mAP (VOC07)', 'mAP (area)', 'weight decay', 'train time']
+      : ['method', 'top-1', 'top-5', 'weight decay', 'train time'],
+    results.map((r) => [
+      r.method,
+      percent(multiLabel ? r.metrics.mAP11 : r.metrics.top1),
+      percent(multiLabel ? r.metrics.mAPArea : r.metrics.top5),
+      String(r.weightDecay),
+      seconds(r.trainSeconds),
+    ]),
+  );
+}
+
+/** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
+export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
+  const progress = createProgress();
+  const run = await openRun(config, options.resume === true);
+  const prepared = await prepareModel(config);
+  progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
+  const splits = await prepareSplits(config, prepared, progress);
+  const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
+  progress.finish();
+  const context = {
+    model: config.model,
+    cut: config.cut,
+    dataset: `${config.dataset} (${config.splits.train} ${splits.train.targets.shape[0]} / ${config.splits.test} ${splits.test.targets.shape[0]})`,
+    seed: config.seed,
+    backend: prepared.backend.name,
+  };
+  const files = await run.writeResults(results, context, {
+    extra: {
+      parametrisation: config.parametrisation,
+      thetaParameters: prepared.model.headParamKeys.length,
+      weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
+    },
+  });
+  const json = {
+    run: run.path,
+    backend: prepared.backend.name,
+    methods: Object.fromEntries(
+      results.map((r) => [r.method, { ...r.metrics, weightDecay: r.weightDecay, trainSeconds: r.trainSeconds, finalLoss: r.finalLoss }]),
+    ),
+    files,
+  };
+  emit(options.json === true, json, () =>
+    [
+      `${config.model} cut at ${config.cut} on ${context.dataset}, ${prepared.backend.name}`,
+      resultsTable(results),
+      '',
+      `reports: ${files.report}, ${files.metrics}, ${files.curves}`,
+    ].join('\n'),
+  );
+}
+
+export function registerCompare(program: Command): void {
+  addRunOptions(
+    program
+      .command('compare')
+      .description("the paper's comparison on one cut: activation (→ ω̄), then gradient, full and fine-tuning; writes a report directory"),
+  )
+    .addOption(methodsOption())
+    .option('--resume', 'continue the run in --out from its checkpoints')
+    .option('--json', 'print the results as JSON')
+    .addHelpText(
+      'after',
+      '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
+    )
+    .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
+      await trainAndReport(await resolveRunFlags(flags), flags);
+    });
+}

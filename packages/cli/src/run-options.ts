@@ -1,0 +1,115 @@
+import { METHODS, type Method } from '@gradfeat/core';
+import { type Command, Option } from 'commander';
+import { backendOption } from './backends.js';
+import { loadRunConfig, type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
+import { integerOption, numberOption } from './parse.js';
+
+/** Options shared by extract, train and compare; each maps onto a run-config field. */
+export interface RunFlags {
+  readonly config?: string;
+  readonly model?: string;
+  readonly dataset?: string;
+  readonly cut?: string;
+  readonly backend?: 'tfjs' | 'onnx' | 'js';
+  readonly trainSplit?: string;
+  readonly testSplit?: string;
+  readonly methods?: Method[];
+  readonly parametrisation?: 'ntk' | 'standard';
+  readonly epochs?: number;
+  readonly batchSize?: number;
+  readonly lr?: number;
+  readonly weightDecay?: number;
+  readonly optimiser?: 'sgd' | 'adam';
+  readonly halveEvery?: number;
+  readonly clipNorm?: number;
+  readonly seed?: number;
+  readonly out?: string;
+  readonly cacheDir?: string;
+  readonly float16Cache?: boolean;
+  readonly workers?: number;
+  readonly testCrop?: 'center' | 'ten-crop';
+  readonly mean?: number[];
+  readonly std?: number[];
+  readonly imageSize?: number;
+}
+
+const numberList = (flag: string) => (value: string) => value.split(',').map((part) => numberOption(flag)(part.trim()));
+
+export function addRunOptions(command: Command): Command {
+  return command
+    .option('--config <file>', 'run config (JSON or YAML); flags override its values')
+    .option('--model <path>', 'pre-trained network: an .onnx file or a TF.js layers model')
+    .option('--dataset <KIND:PATH>', 'dataset, e.g. folder:/data/cifar-10-jpg or voc2007:/data/VOC')
+    .option('--cut <node>', 'the node θ1 ends at; θ2 is everything after it (see `gradfeat info`)')
+    .addOption(backendOption())
+    .option('--train-split <name>', 'training split (default train)')
+    .option('--test-split <name>', 'test split (default test)')
+    .addOption(new Option('--parametrisation <p>', 'coordinates of θ2 (default ntk)').choices(['ntk', 'standard']))
+    .option('--epochs <n>', 'epochs for every method', integerOption('--epochs', 1))
+    .option('--batch-size <n>', 'batch size for every method', integerOption('--batch-size', 1))
+    .option('--lr <x>', 'learning rate for every method', numberOption('--lr'))
+    .option('--weight-decay <x>', 'L2 weight decay for every method', numberOption('--weight-decay'))
+    .addOption(
+      new Option('--optimiser <kind>', 'optimiser for every method (default: sgd for the probe, adam β1=0.5 otherwise)').choices([
+        'sgd',
+        'adam',
+      ]),
+    )
+    .option('--halve-every <steps>', 'halve the learning rate every this many steps', integerOption('--halve-every', 1))
+    .option('--clip-norm <x>', 'clip the global gradient norm', numberOption('--clip-norm'))
+    .option('--seed <n>', 'random seed (default 0)', integerOption('--seed'))
+    .option('--out <dir>', 'run directory (default gradfeat-run)')
+    .option('--cache-dir <dir>', 'feature cache directory (default <out>/cache)')
+    .option('--float16-cache', 'store cached trunk outputs as float16')
+    .option('--workers <n>', 'image-decoding threads (default: one per core)', integerOption('--workers'))
+    .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
+    .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
+    .option('--std <r,g,b>', "input std after x/255, when the model file doesn't say", numberList('--std'))
+    .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1));
+}
+
+export function methodsOption(): Option {
+  return new Option('--methods <list...>', `methods to compare (default all: ${METHODS.join(' ')})`).choices(METHODS);
+}
+
+/** Flags → the run-config layer they set (undefined leaves the file's or the default value). */
+function flagsToConfig(flags: RunFlags): RunConfigInput {
+  const all = {
+    epochs: flags.epochs,
+    batchSize: flags.batchSize,
+    learningRate: flags.lr,
+    weightDecay: flags.weightDecay,
+    halveEvery: flags.halveEvery,
+    clipNorm: flags.clipNorm,
+    optimiser: flags.optimiser ? { kind: flags.optimiser } : undefined,
+  };
+  const preprocessing = {
+    mean: flags.mean,
+    std: flags.std,
+    size: flags.imageSize ? ([flags.imageSize, flags.imageSize] as [number, number]) : undefined,
+  };
+  const defined = <T extends object>(value: T): T | undefined => (Object.values(value).some((v) => v !== undefined) ? value : undefined);
+  return {
+    model: flags.model,
+    dataset: flags.dataset,
+    cut: flags.cut,
+    backend: flags.backend,
+    splits: defined({ train: flags.trainSplit, test: flags.testSplit }) as RunConfigInput['splits'],
+    methods: flags.methods,
+    parametrisation: flags.parametrisation,
+    training: defined(all) ? { all } : undefined,
+    seed: flags.seed,
+    out: flags.out,
+    cacheDir: flags.cacheDir,
+    float16Cache: flags.float16Cache,
+    workers: flags.workers,
+    testCrop: flags.testCrop,
+    preprocessing: defined(preprocessing),
+  };
+}
+
+/** Defaults ← --config file ← flags. */
+export async function resolveRunFlags(flags: RunFlags): Promise<RunConfig> {
+  const file = flags.config ? await loadRunConfig(flags.config) : {};
+  return resolveRunConfig(file, flagsToConfig(flags));
+}

@@ -1,0 +1,150 @@
+import { join } from 'node:path';
+import {
+  type Backend,
+  type Classifier,
+  classifierOf,
+  compareMethods,
+  initialParams,
+  type LinearisedModel,
+  type LossKind,
+  linearise,
+  loadNetwork,
+  type Method,
+  type MethodResult,
+  type Preprocessing,
+  Rng,
+  RunDirectory,
+  randomClassifier,
+  reinitialise,
+  type TrainState,
+} from '@gradfeat/core';
+import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
+import { openBackend } from './backends.js';
+import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
+import type { Progress } from './output.js';
+
+/**
+ * The steps `extract`, `train` and `compare` share: open the network and cut it, extract both splits
+ * into the feature cache, and train the methods with checkpoints in the run directory.
+ */
+export interface PreparedModel {
+  readonly backend: Backend;
+  readonly model: LinearisedModel;
+  readonly preprocessing: Preprocessing;
+}
+
+export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
+  const backend = await openBackend(config.backend);
+  const network = await loadNetwork(config.model);
+  let model = linearise(network, { cut: config.cut, parametrisation: config.parametrisation });
+  // The paper's ablation: random instead of pre-trained parts (seeded, so reruns agree).
+  const rng = new Rng(config.seed + 1);
+  if (config.randomise.includes('theta1')) model = { ...model, trunk: reinitialise(model.trunk, rng) };
+  if (config.randomise.includes('theta2')) {
+    const fresh = linearise(reinitialise(network, rng), { cut: config.cut, parametrisation: config.parametrisation });
+    model = { ...model, head: fresh.head };
+  }
+  const preprocessing = { ...network.metadata?.preprocessing, ...config.preprocessing };
+  return { backend, model, preprocessing };
+}
+
+export interface PreparedSplits {
+  readonly train: ExtractedSplit;
+  readonly test: ExtractedSplit;
+  readonly loss: LossKind;
+}
+
+export async function prepareSplits(config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<PreparedSplits> {
+  const cacheRoot = config.cacheDir ?? join(config.out, 'cache');
+  const { resizeShorter } = config.preprocessing ?? {};
+  // Training reads cached trunk outputs, computed once, so its images are centre crops too.
+  const modes = { train: 'eval', test: config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval' } as const;
+  const extract = (role: 'train' | 'test') =>
+    extractSplit({
+      backend: prepared.backend,
+      model: prepared.model,
+      dataset: config.dataset,
+      split: config.splits[role],
+      transform: transformForModel(prepared.preprocessing, modes[role], { resizeShorter }),
+      cacheDir: join(cacheRoot, config.splits[role]),
+      batchSize: config.extractBatchSize,
+      dtype: config.float16Cache ? 'float16' : 'float32',
+      workers: config.workers,
+      onProgress: (p) => progress.update(`extract ${config.splits[role]}`, p.done, p.total, { shards: p.shards }),
+    });
+  const train = await extract('train');
+  const test = await extract('test');
+  if (train.classNames.join('\n') !== test.classNames.join('\n')) {
+    throw new Error(`${config.dataset}: the ${config.splits.train} and ${config.splits.test} splits have different classes`);
+  }
+  return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce' };
+}
+
+/** Opens (or, with `resume`, reopens) the run directory; a resumed run must have the same config. */
+export async function openRun(config: RunConfig, resume: boolean): Promise<RunDirectory<RunConfig>> {
+  if (resume) {
+    const existing = await RunDirectory.open(config.out);
+    return RunDirectory.create(existing.path, config);
+  }
+  return RunDirectory.create(config.out, config);
+}
+
+export async function runMethods(
+  config: RunConfig,
+  prepared: PreparedModel,
+  splits: PreparedSplits,
+  run: RunDirectory<RunConfig>,
+  progress: Progress,
+  resume: boolean,
+): Promise<MethodResult[]> {
+  const classes = splits.train.targets.shape[1];
+  const model: LinearisedModel = config.randomise.includes('omega')
+    ? { ...prepared.model, gradientTermClassifier: randomClassifier(classes, prepared.model.featureCount, new Rng(config.seed + 2)) }
+    : prepared.model;
+  const configs = Object.fromEntries(
+    (['activation', 'gradient', 'full', 'finetune'] as const).map((m) => [m, trainConfigFor(config, m)]),
+  ) as Record<Method, ReturnType<typeof trainConfigFor>>;
+  const expected = (method: Method, omegaBar: Classifier) => initialParams(model, method, omegaBar);
+  const shapes: Classifier = {
+    weight: { shape: [classes, model.featureCount], data: new Float32Array(classes * model.featureCount) },
+    bias: { shape: [classes], data: new Float32Array(classes) },
+  };
+  return compareMethods({
+    backend: prepared.backend,
+    model,
+    loss: splits.loss,
+    train: splits.train,
+    test: splits.test,
+    methods: config.methods,
+    configs,
+    weightDecaySweep: config.weightDecaySweep,
+    resume: resume ? (method) => run.loadCheckpoint(method, expected(method, shapes)) : undefined,
+    hooks: () => ({ checkpoint: (state) => run.saveCheckpoint(state), checkpointEvery: config.checkpointEvery }),
+    events: {
+      onPhase: (phase) => progress.note(`phase: ${phase}`, { phase }),
+      onStep: (method, info) => progress.update(method, info.step, info.totalSteps, { loss: info.loss }),
+    },
+  });
+}
+
+export interface TrainedRun {
+  readonly run: RunDirectory;
+  readonly config: RunConfig;
+  /** The final (or latest checkpointed) state of every method the run trained. */
+  readonly states: ReadonlyMap<Method, TrainState>;
+  /** ω̄: the activation baseline's classifier. */
+  readonly omegaBar: Classifier;
+}
+
+/** Reads a run directory back: its config (validated again) and each method's last checkpoint. */
+export async function loadTrainedRun(dir: string): Promise<TrainedRun> {
+  const run = await RunDirectory.open(dir);
+  const config = resolveRunConfig(run.config as RunConfigInput);
+  const states = new Map<Method, TrainState>();
+  for (const method of new Set<Method>(['activation', ...config.methods])) {
+    const state = await run.loadCheckpoint(method);
+    if (!state) throw new Error(`${run.path}: no checkpoint for '${method}'; train it first (gradfeat train --resume --out ${run.path})`);
+    states.set(method, state);
+  }
+  return { run, config, states, omegaBar: classifierOf(states.get('activation') as TrainState) };
+}
