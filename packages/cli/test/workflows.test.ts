@@ -51,7 +51,8 @@ describeWithShared('gradfeat compare, train --resume, eval and export on ResNet-
     expect(first.code, first.stderr).toBe(0);
     const result = JSON.parse(first.stdout);
     expect(Object.keys(result.methods)).toEqual(['activation', 'gradient', 'full', 'finetune']);
-    for (const file of ['config.json', 'metrics.json', 'report.md', 'curves.svg']) expect(readFileSync(join(work, 'a', file)).length).toBeGreaterThan(100);
+    for (const file of ['config.json', 'metrics.json', 'report.md', 'curves.svg'])
+      expect(readFileSync(join(work, 'a', file)).length).toBeGreaterThan(100);
     expect(readFileSync(join(work, 'a', 'report.md'), 'utf8')).toMatch(/\| full \|/);
     const second = await runCli(['compare', ...runArgs(join(work, 'b')), '--json']);
     expect(second.code, second.stderr).toBe(0);
@@ -66,10 +67,14 @@ describeWithShared('gradfeat compare, train --resume, eval and export on ResNet-
     const out = join(work, 'killed');
     // Kill (SIGKILL: no chance to clean up) as soon as the full model has saved a checkpoint.
     await new Promise<void>((done) => {
-      const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts'), 'train', '--method', 'full', ...runArgs(out)], {
-        cwd: repo,
-        stdio: 'ignore',
-      });
+      const child = spawn(
+        process.execPath,
+        ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts'), 'train', '--method', 'full', ...runArgs(out)],
+        {
+          cwd: repo,
+          stdio: 'ignore',
+        },
+      );
       const watch = setInterval(() => {
         if (existsSync(join(out, 'checkpoints', 'full', 'checkpoint.json'))) child.kill('SIGKILL');
       }, 5);
@@ -81,10 +86,12 @@ describeWithShared('gradfeat compare, train --resume, eval and export on ResNet-
     expect(() => readFileSync(join(out, 'metrics.json'))).toThrow();
     const resumed = await runCli(['train', '--method', 'full', ...runArgs(out), '--resume']);
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(metricsOf(out)).toEqual(metricsOf(join(work, 'straight')).map((m: Record<string, unknown>) => ({ ...m, trainSeconds: expect.any(Number) })));
+    expect(metricsOf(out)).toEqual(
+      metricsOf(join(work, 'straight')).map((m: Record<string, unknown>) => ({ ...m, trainSeconds: expect.any(Number) })),
+    );
   });
 
-  it('eval --run reproduces the run, and export writes an ONNX model whose ONNX Runtime predictions match gradfeat's', async () => {
+  it("eval --run reproduces the run, and export writes an ONNX model whose ONNX Runtime predictions match gradfeat's", async () => {
     const evaluated = await runCli(['eval', '--run', join(work, 'a'), '--json']);
     expect(evaluated.code, evaluated.stderr).toBe(0);
     const fromRun = metricsOf(join(work, 'a'));
