@@ -31,6 +31,7 @@ export interface RunFlags {
   readonly mean?: number[];
   readonly std?: number[];
   readonly imageSize?: number;
+  readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
 }
 
 const numberList = (flag: string) => (value: string) => value.split(',').map((part) => numberOption(flag)(part.trim()));
@@ -65,7 +66,14 @@ export function addRunOptions(command: Command): Command {
     .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
     .option('--std <r,g,b>', "input std after x/255, when the model file doesn't say", numberList('--std'))
-    .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1));
+    .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1))
+    .addOption(
+      new Option('--randomise <parts...>', "ablation: random instead of pre-trained θ1 (trunk), θ2 (head) or ω (the gradient term's classifier)").choices([
+        'theta1',
+        'theta2',
+        'omega',
+      ]),
+    );
 }
 
 export function methodsOption(): Option {
@@ -105,6 +113,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     workers: flags.workers,
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),
+    randomise: flags.randomise,
   };
 }
 
