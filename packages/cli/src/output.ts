@@ -7,10 +7,6 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
   return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
-export function percent(value: number | undefined): string {
-  return value === undefined || Number.isNaN(value) ? '—' : `${(value * 100).toFixed(2)} %`;
-}
-
 export function seconds(value: number): string {
   return `${value.toFixed(1)} s`;
 }

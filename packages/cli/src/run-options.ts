@@ -68,11 +68,10 @@ export function addRunOptions(command: Command): Command {
     .option('--std <r,g,b>', "input std after x/255, when the model file doesn't say", numberList('--std'))
     .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1))
     .addOption(
-      new Option('--randomise <parts...>', "ablation: random instead of pre-trained θ1 (trunk), θ2 (head) or ω (the gradient term's classifier)").choices([
-        'theta1',
-        'theta2',
-        'omega',
-      ]),
+      new Option(
+        '--randomise <parts...>',
+        "ablation: random instead of pre-trained θ1 (trunk), θ2 (head) or ω (the gradient term's classifier)",
+      ).choices(['theta1', 'theta2', 'omega']),
     );
 }
 

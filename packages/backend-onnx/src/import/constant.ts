@@ -1,4 +1,4 @@
-import { formatShape, sizeOf } from '@gradfeat/core';
+import { formatShape, sizeOf, stridesOf } from '@gradfeat/core';
 
 /**
  * A tensor the importer knows at import time: an initializer, a Constant node's value or the result
@@ -26,17 +26,6 @@ function sameValues(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
-}
-
-/** Row-major strides of a shape, in elements. */
-export function stridesOf(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let stride = 1;
-  for (let axis = shape.length - 1; axis >= 0; axis--) {
-    strides[axis] = stride;
-    stride *= shape[axis];
-  }
-  return strides;
 }
 
 /** Resolves a possibly negative axis against a rank, or throws naming what the axis was for. */

@@ -1,7 +1,4 @@
-import { randomUUID } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { Program, Shape } from '@gradfeat/core';
+import { type Program, type Shape, writeFileAtomic } from '@gradfeat/core';
 import { traceProgram } from './trace.js';
 
 export interface SaveOnnxOptions {
@@ -32,12 +29,9 @@ export async function saveProgramAsOnnx(
   options: SaveOnnxOptions = {},
 ): Promise<SavedOnnxModel> {
   const traced = traceProgram(program, inputShapes, { ...options, name: options.name ?? (program.name || 'gradfeat') });
-  const temporary = join(dirname(path), `.${basename(path)}.${randomUUID()}.tmp`);
   try {
-    await writeFile(temporary, traced.model);
-    await rename(temporary, path);
+    await writeFileAtomic(path, traced.model);
   } catch (error) {
-    await rm(temporary, { force: true });
     throw new Error(`could not write the ONNX model to '${path}': ${(error as Error).message}`, { cause: error });
   }
   return { path, inputs: Object.keys(inputShapes), outputs: traced.outputNames, bytes: traced.model.byteLength };

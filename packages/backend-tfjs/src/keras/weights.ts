@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatShape, type HostTensor, sizeOf } from '@gradfeat/core';
+import { formatShape, type HostTensor, sizeOf, stridesOf } from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -111,14 +111,4 @@ export function permuteAxes(tensor: HostTensor, perm: readonly number[]): HostTe
     }
   }
   return { shape: outShape, data: out };
-}
-
-function stridesOf(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let stride = 1;
-  for (let axis = shape.length - 1; axis >= 0; axis--) {
-    strides[axis] = stride;
-    stride *= shape[axis];
-  }
-  return strides;
 }

@@ -1,7 +1,8 @@
 import type { MethodResult } from '@gradfeat/core';
+import { formatPercent } from '@gradfeat/core';
 import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
-import { createProgress, emit, percent, renderTable, seconds } from '../output.js';
+import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
 import { openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
@@ -14,8 +15,8 @@ export function resultsTable(results: readonly MethodResult[]): string {
       : ['method', 'top-1', 'top-5', 'weight decay', 'train time'],
     results.map((r) => [
       r.method,
-      percent(multiLabel ? r.metrics.mAP11 : r.metrics.top1),
-      percent(multiLabel ? r.metrics.mAPArea : r.metrics.top5),
+      formatPercent(multiLabel ? r.metrics.mAP11 : r.metrics.top1),
+      formatPercent(multiLabel ? r.metrics.mAPArea : r.metrics.top5),
       String(r.weightDecay),
       seconds(r.trainSeconds),
     ]),

@@ -1,8 +1,8 @@
-import { runTransferDemo } from '@gradfeat/core';
+import { formatPercent, runTransferDemo } from '@gradfeat/core';
 import { loadMnistDigits } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { backendOption, openBackend } from '../backends.js';
-import { createProgress, emit, percent, renderTable, seconds } from '../output.js';
+import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { integerOption } from '../parse.js';
 
 export function registerDemo(program: Command): void {
@@ -56,12 +56,12 @@ export function registerDemo(program: Command): void {
       };
       emit(options.json === true, json, () =>
         [
-          `gradfeat demo on ${backend.name}: small CNN pre-trained on ${json.task.pretext} (test accuracy ${percent(result.pretext.testTop1)}, ${seconds(result.pretext.seconds)}),`,
+          `gradfeat demo on ${backend.name}: small CNN pre-trained on ${json.task.pretext} (test accuracy ${formatPercent(result.pretext.testTop1)}, ${seconds(result.pretext.seconds)}),`,
           `adapted to ${json.task.target} with ${result.target.trainCount} training / ${result.target.testCount} test images; θ2 = block4 (${result.network.theta2Parameters} parameters).`,
           '',
           renderTable(
             ['method', 'accuracy', 'train time'],
-            result.results.map((r) => [r.method, percent(r.metrics.top1), seconds(r.trainSeconds)]),
+            result.results.map((r) => [r.method, formatPercent(r.metrics.top1), seconds(r.trainSeconds)]),
           ),
         ].join('\n'),
       );

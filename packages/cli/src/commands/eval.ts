@@ -1,6 +1,7 @@
 import {
   computeFeatures,
   evaluateLogits,
+  formatPercent,
   forwardProgram,
   loadNetwork,
   type MethodMetrics,
@@ -12,7 +13,7 @@ import {
 import { ImagePipeline, openDataset, targetsTensor, transformForModel } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { backendOption, openBackend } from '../backends.js';
-import { createProgress, emit, percent, renderTable } from '../output.js';
+import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption } from '../parse.js';
 import { loadTrainedRun, prepareModel, prepareSplits } from '../workflow.js';
 
@@ -38,8 +39,8 @@ function metricsTable(rows: Evaluation['rows']): string {
     ['model', multiLabel ? 'mAP (VOC07)' : 'top-1', multiLabel ? 'mAP (area)' : 'top-5'],
     rows.map((r) => [
       r.name,
-      percent(multiLabel ? r.metrics.mAP11 : r.metrics.top1),
-      percent(multiLabel ? r.metrics.mAPArea : r.metrics.top5),
+      formatPercent(multiLabel ? r.metrics.mAP11 : r.metrics.top1),
+      formatPercent(multiLabel ? r.metrics.mAPArea : r.metrics.top5),
     ]),
   );
 }

@@ -1,4 +1,4 @@
-import { formatShape, type HostTensor, sizeOf } from '../tensor.js';
+import { formatShape, type HostTensor, sizeOf, stridesOf } from '../tensor.js';
 import { type Backend, type EagerRuntime, eagerBackend } from './backend.js';
 import type { Kernels } from './kernels.js';
 import {
@@ -98,17 +98,6 @@ export function referenceKernels(): Kernels<ReferenceTensor> {
     maxPoolJvp,
     maxPoolBackprop,
   };
-}
-
-/** Row-major strides of a shape. */
-function stridesOf(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let stride = 1;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    strides[d] = stride;
-    stride *= shape[d];
-  }
-  return strides;
 }
 
 /**

@@ -125,19 +125,13 @@ function headlineMetric(metrics: MethodMetrics): number {
   return metrics.top1 ?? metrics.mAP11 ?? Number.NaN;
 }
 
-function subsetSplit(split: LabelledSplit, rows: readonly number[]): LabelledSplit {
-  const pick = (t: HostTensor): HostTensor => {
-    const width = t.data.length / t.shape[0];
-    const data = new Float32Array(rows.length * width);
-    rows.forEach((row, i) => data.set(t.data.subarray(row * width, (row + 1) * width), i * width));
-    return { shape: [rows.length, ...t.shape.slice(1)], data };
-  };
+async function subsetSplit(split: LabelledSplit, rows: readonly number[]): Promise<LabelledSplit> {
   const cut: SampleSource = {
     count: rows.length,
     sampleShape: split.cut.sampleShape,
     read: (indices) => split.cut.read(indices.map((i) => rows[i])),
   };
-  return { cut, targets: pick(split.targets), mask: split.mask && pick(split.mask) };
+  return { cut, targets: await memorySource(split.targets).read(rows), mask: split.mask && (await memorySource(split.mask).read(rows)) };
 }
 
 /**
@@ -211,8 +205,8 @@ export async function compareMethods(options: {
     const order = new Rng(config.seed).permutation(train.targets.shape[0]);
     const heldOut = Math.max(1, Math.round(order.length * sweep.heldOutFraction));
     const splits = splitsFor(method);
-    const fit = subsetSplit(splits.train, order.slice(heldOut));
-    const evaluate = subsetSplit(splits.train, order.slice(0, heldOut));
+    const fit = await subsetSplit(splits.train, order.slice(heldOut));
+    const evaluate = await subsetSplit(splits.train, order.slice(0, heldOut));
     const points: SweepPoint[] = [];
     for (const weightDecay of sweep.values) {
       events?.onPhase?.(`${method} weight decay ${weightDecay}`);
