@@ -15,7 +15,8 @@ export function loadMnistDigits(): MnistDigits {
   const perDigit = Array.from({ length: 10 }, (_, digit) => {
     const file = `mnist/src/digits/${digit}.json`;
     const values = (require(file) as { data: number[] }).data;
-    if (values.length % (SIDE * SIDE) !== 0) throw new Error(`${require.resolve(file)}: ${values.length} values is not a whole number of 28×28 images`);
+    if (values.length % (SIDE * SIDE) !== 0)
+      throw new Error(`${require.resolve(file)}: ${values.length} values is not a whole number of 28×28 images`);
     return values;
   });
   const total = perDigit.reduce((n, values) => n + values.length / (SIDE * SIDE), 0);

@@ -1,0 +1,43 @@
+import { type DecoderChoice, loadImage } from './decode.js';
+import { DatasetFileError } from './errors.js';
+import { seededRandom } from './random.js';
+import { cropsPerImage, type TransformSpec, transformedShape, transformImage } from './transform.js';
+import type { ImageRef } from './types.js';
+
+/** Images to decode and transform, as sent to a worker thread. */
+export interface DecodeJob {
+  readonly items: readonly { readonly ref: ImageRef; readonly seed: number }[];
+  readonly transform: TransformSpec;
+  readonly decoder: DecoderChoice;
+}
+
+/** A file that could not be read or decoded: its rows in the output are left zero. */
+export interface DecodeFailure {
+  readonly position: number;
+  readonly path: string;
+  readonly problem: string;
+}
+
+export interface DecodeResult {
+  /** items × cropsPerImage rows of the transform's output shape. */
+  readonly output: Float32Array;
+  readonly failures: readonly DecodeFailure[];
+}
+
+/** Runs on a worker thread (or inline): bad files are reported, anything else is a bug and throws. */
+export async function runDecodeJob(job: DecodeJob): Promise<DecodeResult> {
+  // Not core's sizeOf: worker code stays free of @gradfeat/core so that workers start without loading it.
+  const itemSize = cropsPerImage(job.transform) * transformedShape(job.transform).reduce((a, b) => a * b, 1);
+  const output = new Float32Array(job.items.length * itemSize);
+  const failures: DecodeFailure[] = [];
+  for (const [position, { ref, seed }] of job.items.entries()) {
+    try {
+      const image = await loadImage(ref, job.decoder);
+      transformImage(image, job.transform, seededRandom(seed), output, position * itemSize);
+    } catch (error) {
+      if (!(error instanceof DatasetFileError)) throw error;
+      failures.push({ position, path: error.path, problem: error.problem });
+    }
+  }
+  return { output, failures };
+}

@@ -1,0 +1,61 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { DatasetFileError, fileSystemError } from './errors.js';
+
+export async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+export async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isFile() ?? false;
+}
+
+/** The non-empty lines of a text file, trimmed (the devkits ship CRLF files). */
+export async function readTextLines(path: string): Promise<string[]> {
+  const text = await readFile(path, 'utf8').catch((error) => {
+    throw fileSystemError(path, error);
+  });
+  return text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+}
+
+/** Names of the visible entries of `directory` of one kind, in plain string order (Python's `sorted` for ASCII names). */
+export async function listEntries(directory: string, kind: 'directories' | 'files'): Promise<string[]> {
+  const entries = await readdir(directory, { withFileTypes: true }).catch((error) => {
+    throw fileSystemError(directory, error);
+  });
+  return entries
+    .filter((entry) => !entry.name.startsWith('.') && (kind === 'directories' ? entry.isDirectory() : entry.isFile()))
+    .map((entry) => entry.name)
+    .sort();
+}
+
+/** Whether `name` ends in one of `extensions` (lower case, with the dot), ignoring case. */
+export function hasExtension(name: string, extensions: readonly string[]): boolean {
+  const lower = name.toLowerCase();
+  return extensions.some((extension) => lower.endsWith(extension));
+}
+
+/** A path beside `path` for writing before an atomic rename; unique per call so concurrent writers do not collide. */
+export function temporaryPathFor(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+/** Writes the whole file or nothing: a reader (or a run killed midway) never sees a partial file. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const temporary = temporaryPathFor(path);
+  try {
+    await writeFile(temporary, data, { flush: true });
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw fileSystemError(path, error);
+  }
+}
+
+/** The error for a line of a text file that is not what was expected: names the file, the line number and the line. */
+export function lineError(path: string, lineNumber: number, line: string, expected: string): DatasetFileError {
+  return new DatasetFileError(path, `line ${lineNumber}: expected ${expected}, got '${line}'`);
+}

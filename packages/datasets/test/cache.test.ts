@@ -1,0 +1,298 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type HostTensor, relativeError } from '@gradfeat/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
+import { type FeatureCacheKey, openFeatureCache, type WriteFeatureCacheOptions, writeFeatureCache } from '../src/cache.js';
+import { openCifar } from '../src/cifar.js';
+import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
+import { type BatchOptions, type BatchSource, type ImageBatch, ImagePipeline } from '../src/pipeline.js';
+import { selectTargets } from '../src/targets.js';
+import type { Targets } from '../src/types.js';
+import { temporaryDirectory } from './helpers.js';
+
+const KEY: FeatureCacheKey = {
+  modelHash: 'sha256:0123abcd',
+  cut: 'layer3.2.relu',
+  preprocessing: { size: [32, 32], crop: 'center', normalize: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } },
+  dataset: 'generated:test',
+};
+const IMAGE_SHAPE = [3, 2, 2];
+
+/** Image i is filled from a hash of i, so every row is distinct; `bad` images are reported as skipped. */
+function memorySource(count: number, targets: Targets, bad: ReadonlySet<number> = new Set()): BatchSource {
+  const image = (index: number) => Float32Array.from({ length: 12 }, (_, j) => Math.sin(index * 12.9898 + j * 78.233) * 1000);
+  return {
+    count,
+    classNames: Array.from({ length: targets.classCount }, (_, c) => `class${c}`),
+    labelKind: targets.kind,
+    cropsPerImage: 1,
+    async *batches({ batchSize, start = 0 }: BatchOptions): AsyncGenerator<ImageBatch> {
+      for (let first = start; first < count; first += batchSize) {
+        const positions = Array.from({ length: Math.min(batchSize, count - first) }, (_, i) => first + i);
+        const kept = positions.filter((index) => !bad.has(index));
+        const data = new Float32Array(kept.length * 12);
+        for (const [row, index] of kept.entries()) data.set(image(index), row * 12);
+        yield {
+          indices: kept,
+          images: { shape: [kept.length, ...IMAGE_SHAPE], data },
+          targets: selectTargets(targets, kept),
+          skipped: positions
+            .filter((index) => bad.has(index))
+            .map((index) => ({ index, path: `image-${index}.jpg`, problem: 'cannot decode image' })),
+          nextStart: first + positions.length,
+        };
+      }
+    },
+  };
+}
+
+/** A stand-in trunk: features [2, 3] per image, a fixed linear map of the pixels, so results are checkable. */
+async function trunk(batch: HostTensor): Promise<HostTensor> {
+  const rows = batch.shape[0];
+  const data = new Float32Array(rows * 6);
+  for (let r = 0; r < rows; r++) {
+    for (let f = 0; f < 6; f++) {
+      let sum = 0;
+      for (let j = 0; j < 12; j++) sum += batch.data[r * 12 + j] * ((f + 1) * (j % 5) - 2);
+      data[r * 6 + f] = sum / 7;
+    }
+  }
+  return { shape: [rows, 2, 3], data };
+}
+
+const labels = (count: number): Targets => ({
+  kind: 'single-label',
+  classCount: 5,
+  labels: Int32Array.from({ length: count }, (_, i) => (i * 3) % 5),
+});
+
+describe('feature cache', () => {
+  let root: string;
+  let remove: () => Promise<void>;
+  let run = 0;
+  let directory: string;
+  beforeAll(async () => {
+    ({ path: root, remove } = await temporaryDirectory());
+  });
+  afterAll(() => remove());
+  afterEach(() => {
+    run++;
+  });
+  const fresh = () => {
+    directory = join(root, `cache-${run}`);
+    return directory;
+  };
+  /** 30 images in batches of 4; 12 float32 rows of 6 values (288 bytes) per shard, closing at batch boundaries. */
+  const options = (overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions => ({
+    key: KEY,
+    source: memorySource(30, labels(30)),
+    extract: trunk,
+    batchSize: 4,
+    shardBytes: 10 * 6 * 4,
+    ...overrides,
+  });
+  async function expectedRows(source: BatchSource): Promise<{ indices: number[]; rows: Float32Array }> {
+    const indices: number[] = [];
+    const parts: Float32Array[] = [];
+    for await (const batch of source.batches({ batchSize: 1000 })) {
+      indices.push(...batch.indices);
+      parts.push((await trunk(batch.images)).data);
+    }
+    return { indices, rows: Float32Array.from(parts.flatMap((part) => [...part])) };
+  }
+
+  it('round-trips float32 features and labels exactly through several shards, with checksums in the manifest', async () => {
+    const manifest = await writeFeatureCache(fresh(), options());
+    expect(manifest).toMatchObject({
+      complete: true,
+      dtype: 'float32',
+      sampleShape: [2, 3],
+      rowsPerShard: 10,
+      counts: { images: 30, rows: 30, skipped: 0 },
+    });
+    // Shards close at the first batch boundary at or past 10 rows: 12, 12, 6.
+    expect(manifest.shards.map((shard) => [shard.rows, shard.sourceStart, shard.sourceEnd])).toEqual([
+      [12, 0, 12],
+      [12, 12, 24],
+      [6, 24, 30],
+    ]);
+    for (const shard of manifest.shards) {
+      const bytes = await readFile(join(directory, shard.file));
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(shard.sha256);
+      expect(bytes.length).toBe(shard.rows * 6 * 4);
+    }
+    const cache = await openFeatureCache(directory, KEY);
+    expect([cache.source.count, ...cache.source.sampleShape]).toEqual([30, 2, 3]);
+    const { rows } = await expectedRows(memorySource(30, labels(30)));
+    const order = [29, 0, 13, 12, 11, 5, 24, 23];
+    const read = await cache.source.read(order);
+    expect(read.shape).toEqual([8, 2, 3]);
+    expect(read.data).toEqual(Float32Array.from(order.flatMap((i) => [...rows.subarray(i * 6, i * 6 + 6)])));
+    expect(cache.targets).toEqual(labels(30));
+    await expect(cache.source.read([30])).rejects.toThrow('feature row 30 is outside 0..29');
+    // Single rows are read from the files directly (the batch above loaded whole shards).
+    const rowByRow = await openFeatureCache(directory, KEY);
+    for (const i of [0, 11, 12, 29]) expect((await rowByRow.source.read([i])).data).toEqual(rows.subarray(i * 6, i * 6 + 6));
+  });
+
+  it('stores float16 at half the size, equal to rounding each value to the nearest half', async () => {
+    const manifest = await writeFeatureCache(fresh(), options({ dtype: 'float16' }));
+    expect(manifest.shards.reduce((total, shard) => total + shard.bytes, 0)).toBe(30 * 6 * 2);
+    const cache = await openFeatureCache(directory, KEY);
+    const all = await cache.source.read([...Array(30).keys()]);
+    const { rows } = await expectedRows(memorySource(30, labels(30)));
+    expect(all.data).toEqual(float16ToFloat32(float32ToFloat16(rows)));
+    expect(relativeError(all.data, rows).relative).toBeLessThan(2 ** -11);
+    const single = await (await openFeatureCache(directory, KEY)).source.read([17]);
+    expect(single.data).toEqual(all.data.subarray(17 * 6, 18 * 6));
+  });
+
+  it('resumes a killed extraction from its last complete shard and ends identical to an uninterrupted run', async () => {
+    const clean = join(root, `clean-${run}`);
+    const reference = await writeFeatureCache(clean, options());
+    const killed = fresh();
+    const killAfterTwoShards = options({
+      onProgress: ({ shards }) => {
+        if (shards === 2) throw new Error('killed');
+      },
+    });
+    await expect(writeFeatureCache(killed, killAfterTwoShards)).rejects.toThrow('killed');
+    await writeFile(join(killed, 'shard-00002.bin.123.dead.tmp'), 'left by the killed run');
+    await expect(openFeatureCache(killed, KEY)).rejects.toThrow(
+      `the feature cache at ${killed} is incomplete (24 of 30 images): extraction was interrupted`,
+    );
+    let extractedImages = 0;
+    const resumed = await writeFeatureCache(
+      killed,
+      options({
+        extract: (batch) => {
+          extractedImages += batch.shape[0];
+          return trunk(batch);
+        },
+      }),
+    );
+    expect(extractedImages).toBe(6);
+    expect(resumed.shards.map((shard) => shard.sha256)).toEqual(reference.shards.map((shard) => shard.sha256));
+    expect((await readdir(killed)).sort()).toEqual(['manifest.json', 'shard-00000.bin', 'shard-00001.bin', 'shard-00002.bin']);
+    expect((await openFeatureCache(killed, KEY)).targets).toEqual((await openFeatureCache(clean, KEY)).targets);
+    // A complete cache is returned as it is, without extracting again.
+    await writeFeatureCache(killed, options({ extract: () => Promise.reject(new Error('should not run')) }));
+  });
+
+  it('refuses a cache made for another key, naming the field that differs', async () => {
+    await writeFeatureCache(fresh(), options());
+    const otherSize = { ...KEY, preprocessing: { ...(KEY.preprocessing as object), size: [224, 224] } };
+    await expect(openFeatureCache(directory, otherSize)).rejects.toThrow(
+      `the feature cache at ${directory} was made for something else: key.preprocessing.size[0] is 32 in the cache but 224 was expected`,
+    );
+    await expect(openFeatureCache(directory, { ...KEY, cut: 'layer3.1.relu' })).rejects.toThrow(
+      'key.cut is "layer3.2.relu" in the cache but "layer3.1.relu" was expected',
+    );
+    const { mean: _dropped, ...withoutMean } = (KEY.preprocessing as { normalize: { mean: number[]; std: number[] } }).normalize;
+    await expect(
+      openFeatureCache(directory, { ...KEY, preprocessing: { ...(KEY.preprocessing as object), normalize: withoutMean } }),
+    ).rejects.toThrow('key.preprocessing.normalize.mean is [0.485,0.456,0.406] in the cache but absent was expected');
+    await expect(writeFeatureCache(directory, options({ key: { ...KEY, modelHash: 'sha256:ffff' } }))).rejects.toThrow('key.modelHash');
+    await expect(writeFeatureCache(directory, options({ dtype: 'float16' }))).rejects.toThrow(
+      `cannot resume the feature cache at ${directory}: dtype was "float32" when it was started, now "float16"`,
+    );
+    await expect(openFeatureCache(join(root, 'nothing-here'), KEY)).rejects.toThrow(
+      'manifest.json: not found: no feature cache in this directory',
+    );
+  });
+
+  it('detects a corrupted or truncated shard', async () => {
+    const manifest = await writeFeatureCache(fresh(), options());
+    const shard = join(directory, manifest.shards[1].file);
+    const bytes = await readFile(shard);
+    bytes[5] ^= 0x40;
+    await writeFile(shard, bytes);
+    const cache = await openFeatureCache(directory, KEY);
+    await expect(cache.source.read([0, 1])).resolves.toBeDefined();
+    await expect(cache.source.read([12, 13])).rejects.toThrow(`${shard}: checksum does not match the manifest`);
+    await writeFile(shard, bytes.subarray(0, 100));
+    await expect((await openFeatureCache(directory, KEY)).source.read([13])).rejects.toThrow(
+      `${shard}: has 100 bytes, the manifest says 288`,
+    );
+  });
+
+  it('loads shards whole for batches that take much of one, keeping at most maxCachedShards; scattered rows come from the files', async () => {
+    const manifest = await writeFeatureCache(fresh(), options());
+    const cache = await openFeatureCache(directory, KEY, { maxCachedShards: 2 });
+    // Two of shard 0's twelve rows are enough to load it whole.
+    const first = await cache.source.read([0, 1]);
+    // Shard 0 is in memory now: deleting its file does not matter until it is evicted.
+    await rm(join(directory, manifest.shards[0].file));
+    expect((await cache.source.read([2])).shape).toEqual([1, 2, 3]);
+    await cache.source.read([12, 13]);
+    expect(await cache.source.read([0, 1])).toEqual(first);
+    await cache.source.read([24, 25]);
+    await cache.source.read([12, 13]);
+    // Shards 2 and 1 were used last, so shard 0 was evicted: one row is read from its file, as is the whole shard.
+    await expect(cache.source.read([3])).rejects.toThrow(`${join(directory, manifest.shards[0].file)}: file not found`);
+    await expect(cache.source.read([0, 1])).rejects.toThrow('file not found');
+  });
+
+  it('drops skipped images but records them, keeping labels aligned, also when the last batch is all bad', async () => {
+    const bad = new Set([3, 4, 17, 28, 29]);
+    const source = memorySource(30, labels(30), bad);
+    const manifest = await writeFeatureCache(fresh(), options({ source }));
+    expect(manifest.counts).toEqual({ images: 25, rows: 25, skipped: 5 });
+    expect(manifest.shards.flatMap((shard) => shard.skipped.map((skipped) => skipped.index))).toEqual([3, 4, 17, 28, 29]);
+    const cache = await openFeatureCache(directory, KEY);
+    const { indices, rows } = await expectedRows(source);
+    expect(cache.targets).toEqual(selectTargets(labels(30), indices));
+    expect((await cache.source.read([...Array(25).keys()])).data).toEqual(rows);
+  });
+
+  it('keeps multi-label targets with their difficult flags', async () => {
+    const positive = Uint8Array.from({ length: 30 * 4 }, (_, i) => (i % 3 === 0 ? 1 : 0));
+    const difficult = Uint8Array.from({ length: 30 * 4 }, (_, i) => (i % 7 === 1 ? 1 : 0));
+    const targets: Targets = { kind: 'multi-label', classCount: 4, positive, difficult };
+    await writeFeatureCache(fresh(), options({ source: memorySource(30, targets) }));
+    expect((await openFeatureCache(directory, KEY)).targets).toEqual(targets);
+  });
+});
+
+describeWithShared('feature cache over the real CIFAR-10 records', () => {
+  it('caches per-channel means of 4,000 preprocessed images, equal to computing them from the binary file', async () => {
+    const file = sharedPath('data', 'cifar10', 'data_batch_1.first4000.bin');
+    const { path, remove } = await temporaryDirectory();
+    const pipeline = await ImagePipeline.create(await openCifar('cifar10', file), {
+      transform: { size: [32, 32], crop: 'center' },
+      workers: 2,
+    });
+    try {
+      const channelMeans = async (batch: HostTensor): Promise<HostTensor> => {
+        const rows = batch.shape[0];
+        const data = new Float32Array(rows * 3);
+        for (let i = 0; i < rows * 3; i++) data[i] = batch.data.subarray(i * 1024, (i + 1) * 1024).reduce((a, b) => a + b, 0) / 1024;
+        return { shape: [rows, 3], data };
+      };
+      const key = { ...KEY, dataset: `cifar10:${file} train` };
+      const manifest = await writeFeatureCache(path, {
+        key,
+        source: pipeline,
+        extract: channelMeans,
+        batchSize: 256,
+        shardBytes: 1000 * 12,
+      });
+      expect(manifest.shards).toHaveLength(4);
+      const cache = await openFeatureCache(path, key);
+      const bytes = await readFile(file);
+      for (const record of [0, 999, 1000, 3999]) {
+        const expected = [0, 1, 2].map(
+          (c) => bytes.subarray(record * 3073 + 1 + c * 1024, record * 3073 + 1 + (c + 1) * 1024).reduce((a, b) => a + b, 0) / 1024 / 255,
+        );
+        const [cached] = [await cache.source.read([record])];
+        expect(relativeError(cached.data, expected).relative).toBeLessThan(1e-6);
+      }
+      expect(cache.targets).toEqual(await (await openCifar('cifar10', file)).targets());
+    } finally {
+      await pipeline.close();
+      await remove();
+    }
+  });
+});
