@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import { x as extractTar } from 'tar';
 import { type CifarVariant, cifarArchive } from './cifar.js';
 import { DatasetFileError } from './errors.js';
-import { isDirectory, isFile, temporaryPathFor } from './files.js';
+import { isDirectory, isFile, writeFileAtomic } from './files.js';
 
 export interface Checksum {
   readonly algorithm: 'md5' | 'sha256';
@@ -34,28 +34,25 @@ export async function downloadFile(url: string, destination: string, options: Do
   const length = Number(response.headers.get('content-length'));
   const total = Number.isFinite(length) && length > 0 ? length : undefined;
   const hash = createHash(options.checksum.algorithm);
-  let received = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _encoding, done) {
+  const expected = options.checksum.digest.toLowerCase();
+  // The checksum is checked after the last chunk and before the atomic rename, so a corrupt or
+  // interrupted download never appears under the destination's name.
+  async function* verifiedChunks(): AsyncGenerator<Uint8Array> {
+    let received = 0;
+    for await (const chunk of Readable.fromWeb(response.body as ReadableStream) as AsyncIterable<Buffer>) {
       hash.update(chunk);
       received += chunk.length;
       options.onProgress?.(received, total);
-      done(null, chunk);
-    },
-  });
-  const temporary = temporaryPathFor(destination);
-  try {
-    await pipeline(Readable.fromWeb(response.body as ReadableStream), meter, createWriteStream(temporary));
+      yield chunk;
+    }
     const digest = hash.digest('hex');
-    if (digest !== options.checksum.digest.toLowerCase()) {
+    if (digest !== expected) {
       throw new Error(
-        `download of ${url} is corrupt: ${options.checksum.algorithm} ${digest}, expected ${options.checksum.digest.toLowerCase()} (${received} bytes received)`,
+        `download of ${url} is corrupt: ${options.checksum.algorithm} ${digest}, expected ${expected} (${received} bytes received)`,
       );
     }
-    await rename(temporary, destination);
-  } finally {
-    await rm(temporary, { force: true });
   }
+  await writeFileAtomic(destination, verifiedChunks());
 }
 
 /** Whether the file at `path` has the checksum. */

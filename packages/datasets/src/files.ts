@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { type FileContents, writeFileAtomic as writeCoreFileAtomic } from '@gradfeat/core';
 import { DatasetFileError, fileSystemError } from './errors.js';
 
 export async function isDirectory(path: string): Promise<boolean> {
@@ -38,19 +38,11 @@ export function hasExtension(name: string, extensions: readonly string[]): boole
   return extensions.some((extension) => lower.endsWith(extension));
 }
 
-/** A path beside `path` for writing before an atomic rename; unique per call so concurrent writers do not collide. */
-export function temporaryPathFor(path: string): string {
-  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-}
-
-/** Writes the whole file or nothing: a reader (or a run killed midway) never sees a partial file. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
-  const temporary = temporaryPathFor(path);
+/** Core's atomic write, with errors that name the file as the rest of this package's do. */
+export async function writeFileAtomic(path: string, data: FileContents): Promise<void> {
   try {
-    await writeFile(temporary, data, { flush: true });
-    await rename(temporary, path);
+    await writeCoreFileAtomic(path, data);
   } catch (error) {
-    await rm(temporary, { force: true });
     throw fileSystemError(path, error);
   }
 }
