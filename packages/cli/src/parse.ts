@@ -16,3 +16,8 @@ export function numberOption(flag: string): (value: string) => number {
     return parsed;
   };
 }
+
+/** 'a,b,c' → numbers, each checked like numberOption. */
+export function numberList(flag: string): (value: string) => number[] {
+  return (value) => value.split(',').map((part) => numberOption(flag)(part.trim()));
+}

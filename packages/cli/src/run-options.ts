@@ -2,7 +2,7 @@ import { METHODS, type Method } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
 import { backendOption } from './backends.js';
 import { loadRunConfig, type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
-import { integerOption, numberOption } from './parse.js';
+import { integerOption, numberList, numberOption } from './parse.js';
 
 /** Options shared by extract, train and compare; each maps onto a run-config field. */
 export interface RunFlags {
@@ -33,8 +33,6 @@ export interface RunFlags {
   readonly imageSize?: number;
   readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
 }
-
-const numberList = (flag: string) => (value: string) => value.split(',').map((part) => numberOption(flag)(part.trim()));
 
 export function addRunOptions(command: Command): Command {
   return command

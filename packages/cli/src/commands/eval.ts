@@ -14,7 +14,7 @@ import { ImagePipeline, openDataset, targetsTensor, transformForModel } from '@g
 import type { Command } from 'commander';
 import { backendOption, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
-import { integerOption } from '../parse.js';
+import { integerOption, numberList } from '../parse.js';
 import { loadTrainedRun, prepareModel, prepareSplits } from '../workflow.js';
 
 interface EvalFlags {
@@ -25,6 +25,9 @@ interface EvalFlags {
   readonly backend?: 'tfjs' | 'onnx' | 'js';
   readonly batchSize: number;
   readonly workers?: number;
+  readonly mean?: number[];
+  readonly std?: number[];
+  readonly imageSize?: number;
   readonly json?: boolean;
 }
 
@@ -50,11 +53,15 @@ async function evaluateImported(flags: EvalFlags & { model: string; dataset: str
   const progress = createProgress();
   const backend = await openBackend(flags.backend);
   const network = await loadNetwork(flags.model);
-  const preprocessing = network.metadata?.preprocessing;
-  if (!preprocessing?.size) {
-    throw new Error(
-      `${flags.model}: the file states no input preprocessing; evaluate through a run config instead (gradfeat compare --mean … --std … --image-size …)`,
-    );
+  const stated = network.metadata?.preprocessing;
+  const preprocessing = {
+    ...stated,
+    ...(flags.mean && { mean: flags.mean }),
+    ...(flags.std && { std: flags.std }),
+    ...(flags.imageSize && { size: [flags.imageSize, flags.imageSize] as const }),
+  };
+  if (!preprocessing.size) {
+    throw new Error(`${flags.model}: the file states no input size; pass --image-size (and --mean/--std if it needs normalising)`);
   }
   const dataset = await openDataset(flags.dataset, flags.split);
   const pipeline = await ImagePipeline.create(dataset, { transform: transformForModel(preprocessing, 'eval'), workers: flags.workers });
@@ -110,10 +117,13 @@ export function registerEval(program: Command): void {
     .addOption(backendOption())
     .option('--batch-size <n>', 'images per batch', integerOption('--batch-size', 1), 128)
     .option('--workers <n>', 'image-decoding threads', integerOption('--workers'))
+    .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
+    .option('--std <r,g,b>', "input std after x/255, when the model file doesn't say", numberList('--std'))
+    .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1))
     .option('--json', 'print the metrics as JSON')
     .addHelpText(
       'after',
-      '\nExamples:\n  gradfeat eval --model ../shared/models/mobilenet_v1_0.25_224 --dataset imagenet:/data/ILSVRC2012 --split val\n  gradfeat eval --run runs/r20-layer3.2 --json',
+      '\nExamples:\n  gradfeat eval --model ../shared/models/resnet20-cifar10/resnet20.onnx --dataset folder:/data/cifar-10-jpg --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --image-size 32\n  gradfeat eval --model ../shared/models/mobilenet_v1_0.25_224 --dataset imagenet:/data/ILSVRC2012 --split val\n  gradfeat eval --run runs/r20-layer3.2 --json',
     )
     .action(async (flags: EvalFlags) => {
       let result: Evaluation;
