@@ -15,23 +15,23 @@ experiments=("$@")
 gradfeat=(node "$here/../../packages/cli/dist/bin.js")
 
 compare() {
-  local name="$1"
-  shift
+  local name="$1" config="$2"
+  shift 2
   local resume=()
   [ -f "$runs/$name/config.json" ] && resume=(--resume)
   echo "== $name" >&2
-  "${gradfeat[@]}" compare --config "$here/base.yaml" --dataset "folder:$data" --out "$runs/$name" "${resume[@]}" "$@"
+  "${gradfeat[@]}" compare --config "$here/$config" --dataset "folder:$data" --out "$runs/$name" "${resume[@]}" "$@"
 }
 
 for experiment in "${experiments[@]}"; do
   case "$experiment" in
-    1-last-block) compare "$experiment" --cache-dir "$runs/cache-pw12" ;;
-    2-last-two-blocks) compare "$experiment" --cut conv_pw_11_relu --cache-dir "$runs/cache-pw11" ;;
+    1-last-block) compare "$experiment" base.yaml --cache-dir "$runs/cache-pw12" ;;
+    2-last-two-blocks) compare "$experiment" last-two-blocks.yaml --cache-dir "$runs/cache-pw11" ;;
     # The ablation changes only the gradient term, so it trains the gradient and full models.
-    3-random-theta1) compare "$experiment" --methods gradient full --randomise theta1 --cache-dir "$runs/cache-pw12-random-trunk" ;;
-    3-random-theta2) compare "$experiment" --methods gradient full --randomise theta2 --cache-dir "$runs/cache-pw12" ;;
-    3-random-omega) compare "$experiment" --methods gradient full --randomise omega --cache-dir "$runs/cache-pw12" ;;
-    4-standard-coordinates) compare "$experiment" --methods gradient full --parametrisation standard --cache-dir "$runs/cache-pw12" ;;
+    3-random-theta1) compare "$experiment" base.yaml --methods gradient full --randomise theta1 --cache-dir "$runs/cache-pw12-random-trunk" ;;
+    3-random-theta2) compare "$experiment" base.yaml --methods gradient full --randomise theta2 --cache-dir "$runs/cache-pw12" ;;
+    3-random-omega) compare "$experiment" base.yaml --methods gradient full --randomise omega --cache-dir "$runs/cache-pw12" ;;
+    4-standard-coordinates) compare "$experiment" base.yaml --methods gradient full --parametrisation standard --cache-dir "$runs/cache-pw12" ;;
     *) echo "unknown experiment '$experiment'" >&2; exit 2 ;;
   esac
 done
