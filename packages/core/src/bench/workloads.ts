@@ -76,15 +76,17 @@ interface PreparedWorkload {
   dispose(): void;
 }
 
+async function prepareExtraction(backend: Backend, trunk: Graph, batch: number, rng: Rng, name: string): Promise<PreparedWorkload> {
+  const input = randomTensor([batch, ...trunk.inputs[0].shape.slice(1)], rng);
+  const compiled = await backend.compile(forwardProgram(trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name });
+  return { batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
+}
+
 async function prepare(backend: Backend, workload: BenchWorkload, options: BenchOptions): Promise<PreparedWorkload> {
   const rng = new Rng(options.seed ?? 0);
   const resnet20 = () => options.resnet20 ?? cifarResNet({ blocksPerStage: 3, classes: 10, seed: options.seed ?? 0 });
-  if (workload === 'extract_r20') {
-    const model = linearise(resnet20(), { cut: RESNET20_LAST_BLOCK_INPUT });
-    const input = randomTensor([256, 3, 32, 32], rng);
-    const compiled = await backend.compile(forwardProgram(model.trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name: workload });
-    return { batch: 256, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
-  }
+  if (workload === 'extract_r20')
+    return prepareExtraction(backend, linearise(resnet20(), { cut: RESNET20_LAST_BLOCK_INPUT }).trunk, 256, rng, workload);
   const method: Method = workload.startsWith('full') ? 'full' : 'finetune';
   const r18 = workload.endsWith('r18l4');
   const network = r18 ? basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed: options.seed ?? 0 }) : resnet20();
@@ -114,8 +116,8 @@ async function prepare(backend: Backend, workload: BenchWorkload, options: Bench
   };
 }
 
-export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
-  const prepared = await prepare(backend, workload, options);
+/** Warm-up runs, then the median of timed runs of `prepared.step`. */
+async function timeSteps(prepared: PreparedWorkload, options: BenchOptions): Promise<{ medianSeconds: number; seconds: number[] }> {
   try {
     for (let i = 0; i < (options.warmup ?? 2); i++) await prepared.step();
     const seconds: number[] = [];
@@ -124,9 +126,26 @@ export async function runBenchmark(backend: Backend, workload: BenchWorkload, op
       await prepared.step();
       seconds.push((performance.now() - started) / 1000);
     }
-    const medianSeconds = median(seconds);
-    return { workload, batch: prepared.batch, imagesPerSecond: prepared.batch / medianSeconds, medianSeconds, seconds };
+    return { medianSeconds: median(seconds), seconds };
   } finally {
     prepared.dispose();
   }
+}
+
+export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
+  const prepared = await prepare(backend, workload, options);
+  const { medianSeconds, seconds } = await timeSteps(prepared, options);
+  return { workload, batch: prepared.batch, imagesPerSecond: prepared.batch / medianSeconds, medianSeconds, seconds };
+}
+
+/** Images per second of any trunk (e.g. an imported MobileNet cut at a block) on random inputs. */
+export async function benchmarkExtraction(
+  backend: Backend,
+  trunk: Graph,
+  batch: number,
+  options: BenchOptions = {},
+): Promise<{ batch: number; imagesPerSecond: number; medianSeconds: number; seconds: readonly number[] }> {
+  const prepared = await prepareExtraction(backend, trunk, batch, new Rng(options.seed ?? 0), 'extraction');
+  const { medianSeconds, seconds } = await timeSteps(prepared, options);
+  return { batch, imagesPerSecond: batch / medianSeconds, medianSeconds, seconds };
 }
