@@ -26,8 +26,9 @@ export function resultsTable(results: readonly MethodResult[]): string {
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
 export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
   const progress = createProgress();
-  const run = await openRun(config, options.resume === true);
+  // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
   const prepared = await prepareModel(config);
+  const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
   const splits = await prepareSplits(config, prepared, progress);
   const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
