@@ -9,6 +9,7 @@ const guide = [
       { text: 'Overview', link: '/' },
       { text: 'Concepts', link: '/guide/concepts' },
       { text: 'Command line', link: '/guide/cli' },
+      { text: 'Workflows', link: '/guide/workflows' },
       { text: 'Importing models', link: '/guide/models' },
       { text: 'Datasets and the feature cache', link: '/guide/datasets' },
       { text: 'Backends and plugins', link: '/guide/backends' },

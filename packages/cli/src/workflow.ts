@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import {
   type Backend,
+  CACHE_DIR,
   type Classifier,
   classifierOf,
   compareMethods,
@@ -48,6 +49,12 @@ export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
   return { backend, model, preprocessing };
 }
 
+/** For `randomise: omega`, the run's fixed random ω̄ inside the gradient term (w1 still starts at ω̄). */
+export function withAblatedOmega(config: RunConfig, model: LinearisedModel, classes: number): LinearisedModel {
+  if (!config.randomise.includes('omega')) return model;
+  return { ...model, gradientTermClassifier: randomClassifier(classes, model.featureCount, new Rng(config.seed + 2)) };
+}
+
 export interface PreparedSplits {
   readonly train: ExtractedSplit;
   readonly test: ExtractedSplit;
@@ -55,7 +62,7 @@ export interface PreparedSplits {
 }
 
 export async function prepareSplits(config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<PreparedSplits> {
-  const cacheRoot = config.cacheDir ?? join(config.out, 'cache');
+  const cacheRoot = config.cacheDir ?? join(config.out, CACHE_DIR);
   const { resizeShorter } = config.preprocessing ?? {};
   // Training reads cached trunk outputs, computed once, so its images are centre crops too.
   const modes = { train: 'eval', test: config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval' } as const;
@@ -98,9 +105,7 @@ export async function runMethods(
   resume: boolean,
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
-  const model: LinearisedModel = config.randomise.includes('omega')
-    ? { ...prepared.model, gradientTermClassifier: randomClassifier(classes, prepared.model.featureCount, new Rng(config.seed + 2)) }
-    : prepared.model;
+  const model = withAblatedOmega(config, prepared.model, classes);
   const configs = Object.fromEntries(
     (['activation', 'gradient', 'full', 'finetune'] as const).map((m) => [m, trainConfigFor(config, m)]),
   ) as Record<Method, ReturnType<typeof trainConfigFor>>;

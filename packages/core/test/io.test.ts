@@ -273,6 +273,12 @@ describe('RunDirectory', () => {
     expect(await readdir(dir)).toEqual(['thesis.tex']);
   });
 
+  it('takes a directory that holds only a feature cache (from gradfeat extract) as the start of a run', async () => {
+    await mkdir(join(dir, 'cache', 'train'), { recursive: true });
+    const created = await RunDirectory.create(dir, config);
+    expect((await readdir(created.path)).sort()).toEqual(['cache', 'config.json']);
+  });
+
   it('opens a run to resume it, with its config and checkpoints, and says when there is none', async () => {
     await expect(RunDirectory.open(join(dir, 'nothing'))).rejects.toThrow(
       `${join(dir, 'nothing')}: no run to resume here (config.json not found)`,

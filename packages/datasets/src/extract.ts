@@ -59,6 +59,12 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
   const key = featureCacheKey(options.model, options.dataset, options.split, options.transform);
   // A missing, incomplete or mismatched cache: writeFeatureCache creates, resumes or refuses it.
   let cache = await openFeatureCache(options.cacheDir, key).catch(() => undefined);
+  const dtype = options.dtype ?? 'float32';
+  if (cache && cache.manifest.dtype !== dtype) {
+    throw new Error(
+      `${options.cacheDir}: holds a ${cache.manifest.dtype} cache of these features; remove it or ask for ${cache.manifest.dtype} to reuse it`,
+    );
+  }
   if (!cache) {
     const dataset = await openDataset(options.dataset, options.split);
     const pipeline = await ImagePipeline.create(dataset, {
@@ -77,7 +83,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
         source: pipeline,
         extract: async (batch: HostTensor) => (await trunk.run({ [INPUT]: batch }))[OUTPUT],
         batchSize,
-        dtype: options.dtype,
+        dtype,
         onProgress: options.onProgress,
       });
     } finally {

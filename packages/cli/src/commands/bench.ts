@@ -19,7 +19,10 @@ export function registerBench(program: Command): void {
     .addOption(new Option('--workload <name...>', 'workloads to run (default: all)').choices(BENCH_WORKLOADS))
     .option('--runs <n>', 'timed runs per workload (the median is reported)', integerOption('--runs', 1), 7)
     .option('--warmup <n>', 'untimed runs first', integerOption('--warmup'), 2)
-    .option('--model <path>', 'a ResNet-20 to take the extract_r20 trunk from, e.g. ../shared/models/resnet20-cifar10/resnet20.onnx')
+    .option(
+      '--model <path>',
+      'a ResNet-20 for the *_r20 workloads instead of random weights, e.g. ../shared/models/resnet20-cifar10/resnet20.onnx',
+    )
     .option('--json', 'print the results as JSON')
     .addHelpText('after', '\nExamples:\n  gradfeat bench --json\n  gradfeat bench --backend tfjs --workload full_step_r20 --runs 3')
     .action(

@@ -43,7 +43,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
   const files = await run.writeResults(results, context, {
     extra: {
       parametrisation: config.parametrisation,
-      thetaParameters: prepared.model.headParamKeys.length,
+      theta2Parameters: prepared.model.headParamKeys.reduce((n, key) => n + (prepared.model.head.params.get(key)?.data.length ?? 0), 0),
       weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
     },
   });

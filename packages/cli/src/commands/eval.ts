@@ -15,7 +15,7 @@ import type { Command } from 'commander';
 import { backendOption, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption, numberList } from '../parse.js';
-import { loadTrainedRun, prepareModel, prepareSplits } from '../workflow.js';
+import { loadTrainedRun, prepareModel, prepareSplits, withAblatedOmega } from '../workflow.js';
 
 interface EvalFlags {
   readonly model?: string;
@@ -94,12 +94,13 @@ async function evaluateRun(flags: EvalFlags & { run: string }): Promise<Evaluati
   const config = { ...trained.config, backend: flags.backend ?? trained.config.backend };
   const prepared = await prepareModel(config);
   const { test, loss } = await prepareSplits(config, prepared, progress);
+  const model = withAblatedOmega(config, prepared.model, trained.omegaBar.weight.shape[0]);
   const rows = [];
   for (const [method, state] of trained.states) {
     progress.note(`evaluating ${method}`);
     const source =
       method === 'activation' ? memorySource(await computeFeatures(prepared.backend, prepared.model, test.cut, flags.batchSize)) : test.cut;
-    const logits = await predict(prepared.backend, prepared.model, method, trained.omegaBar, state.params, source, flags.batchSize);
+    const logits = await predict(prepared.backend, model, method, trained.omegaBar, state.params, source, flags.batchSize);
     rows.push({ name: method, metrics: evaluateLogits(logits, test, loss) });
   }
   progress.finish();

@@ -2,7 +2,7 @@ import { saveProgramAsOnnx } from '@gradfeat/backend-onnx';
 import { deployedProgram, INPUT, METHODS, type Method } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
 import { emit } from '../output.js';
-import { loadTrainedRun, prepareModel } from '../workflow.js';
+import { loadTrainedRun, prepareModel, withAblatedOmega } from '../workflow.js';
 
 export function registerExport(program: Command): void {
   program
@@ -20,7 +20,9 @@ export function registerExport(program: Command): void {
       const state = trained.states.get(flags.method);
       if (!state)
         throw new Error(`${trained.run.path}: the run did not train '${flags.method}' (it has ${[...trained.states.keys()].join(', ')})`);
-      const { model, preprocessing } = await prepareModel(trained.config);
+      const prepared = await prepareModel(trained.config);
+      const model = withAblatedOmega(trained.config, prepared.model, trained.omegaBar.weight.shape[0]);
+      const preprocessing = prepared.preprocessing;
       const size = preprocessing.size;
       if (!size) throw new Error(`${trained.run.path}: the run's preprocessing has no input size; set preprocessing.size in its config`);
       const input = model.trunk.inputs[0];

@@ -11,6 +11,8 @@ import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { hasCheckpoint, loadTrainState, saveTrainState } from './checkpoint.js';
 
 export const RUN_CONFIG_FILE = 'config.json';
+/** The default feature-cache folder inside a run directory. */
+export const CACHE_DIR = 'cache';
 
 export interface ResultFiles {
   readonly metrics: string;
@@ -46,7 +48,8 @@ export class RunDirectory<Config = unknown> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
     const entries = existsSync(dir) ? await readdir(dir) : [];
-    if (entries.length > 0) {
+    // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come.
+    if (entries.some((entry) => entry !== CACHE_DIR)) {
       if (!entries.includes(RUN_CONFIG_FILE)) {
         throw new Error(
           `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
