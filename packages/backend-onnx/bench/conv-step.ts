@@ -9,20 +9,22 @@
 import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import {
+  BATCH_SCALE,
   type Backend,
-  backward,
+  basicBlockNetwork,
   type Conv2DAttrs,
-  constantParams,
-  evaluate,
-  type Graph,
+  featuresProgram,
   type HostTensor,
   hostTensor,
-  jvp,
-  type Kernels,
-  type Node,
+  INPUT,
+  initialParams,
+  linearise,
   type Program,
   Rng,
   type Shape,
+  TARGETS,
+  tangentProgram,
+  trainStepProgram,
 } from '@gradfeat/core';
 import { createOnnxBackend } from '../src/index.js';
 
@@ -102,72 +104,33 @@ async function convBenchmark(backend: Backend, rng: Rng): Promise<void> {
   }
 }
 
-/** ResNet-18's layer4 basic block with BatchNorm folded into the convs, then pooling to features. */
-function basicBlock(rng: Rng, channels: number, size: number): Graph {
-  const params = new Map<string, HostTensor>();
-  const conv = (name: string, input: string): Node<'Conv2D'> => {
-    params.set(`${name}.weight`, randomTensor(rng, [channels, channels, 3, 3], Math.sqrt(2 / (9 * channels))));
-    params.set(`${name}.bias`, randomTensor(rng, [channels], 0.1));
-    return { name, op: 'Conv2D', inputs: [input], attrs: same3x3, params: { weight: `${name}.weight`, bias: `${name}.bias` } };
-  };
-  const simple = (name: string, op: 'ReLU' | 'Add' | 'GlobalAvgPool' | 'Flatten', inputs: string[]): Node => ({
-    name,
-    op,
-    inputs,
-    attrs: {},
-    params: {},
-  });
-  return {
-    inputs: [{ name: 'z0', shape: [-1, channels, size, size] }],
-    nodes: [
-      conv('conv1', 'z0'),
-      simple('relu1', 'ReLU', ['conv1']),
-      conv('conv2', 'relu1'),
-      simple('residual', 'Add', ['conv2', 'z0']),
-      simple('relu2', 'ReLU', ['residual']),
-      simple('pool', 'GlobalAvgPool', ['relu2']),
-      simple('features', 'Flatten', ['pool']),
-    ],
-    outputs: ['features'],
-    params,
-  };
-}
-
-/**
- * One training step of the full model ĝ = w1ᵀf + ω̄ᵀJw2: the block's forward and tangent passes,
- * then, from the logits' cotangent, the gradients of w1 and (transposing the tangent pass) of w2.
- */
-function blockStep(graph: Graph, stage: 'forward' | 'forward+jvp' | 'step'): Program {
-  const paramKeys = [...graph.params.keys()];
-  return <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>): Record<string, T> => {
-    const params = constantParams(k, graph);
-    const primals = evaluate(k, graph, { z0: inputs.z0 }, params);
-    const features = primals.get('features') as T;
-    if (stage === 'forward') return { features };
-    const direction = Object.fromEntries(paramKeys.map((key) => [key, inputs[`w2:${key}`]]));
-    const tangent = jvp(k, graph, primals, params, direction).get('features') as T;
-    const logits = k.add(k.matMul(features, inputs.w1, false, true), k.matMul(tangent, inputs.omega, false, true));
-    if (stage === 'forward+jvp') return { logits };
-    const gradW1 = k.matMul(inputs.dlogits, features, true, false);
-    const dTangent = k.matMul(inputs.dlogits, inputs.omega, false, false);
-    const gradW2 = backward(k, graph, primals, params, { features: dTangent }, { params: paramKeys }).params;
-    return { logits, gradW1, ...Object.fromEntries(Object.entries(gradW2).map(([key, grad]) => [`grad:w2:${key}`, grad])) };
-  };
-}
-
 async function blockBenchmark(backend: Backend, rng: Rng): Promise<void> {
   const [n, channels, size, classes] = [64, 512, 7, 100];
-  const graph = basicBlock(rng, channels, size);
-  const inputs: Record<string, HostTensor> = {
-    z0: randomTensor(rng, [n, channels, size, size]),
-    w1: randomTensor(rng, [classes, channels], 0.05),
-    omega: randomTensor(rng, [classes, channels], 0.05),
-    dlogits: randomTensor(rng, [n, classes], 1 / n),
+  // ResNet-18's layer4 basic block (BatchNorm folded) and pooling; θ2 is all of it.
+  const model = linearise(basicBlockNetwork({ channels, size, classes, seed: 2020 }), { cut: 'input' });
+  const omegaBar = model.sourceClassifier;
+  // Row r is labelled r mod classes.
+  const targets = new Float32Array(n * classes).map((_, i) => (Math.floor(i / classes) % classes === i % classes ? 1 : 0));
+  const direction = Object.fromEntries(
+    [...initialParams(model, 'gradient', omegaBar)].map(([name, value]) => [name, randomTensor(rng, value.shape, 1e-3)]),
+  );
+  const feed: Record<string, HostTensor> = {
+    [INPUT]: randomTensor(rng, [n, channels, size, size]),
+    [TARGETS]: { shape: [n, classes], data: targets },
+    [BATCH_SCALE]: hostTensor([1], [1 / n]),
+    ...Object.fromEntries(initialParams(model, 'full', omegaBar)),
+    ...direction,
   };
-  for (const [key, value] of graph.params) inputs[`w2:${key}`] = randomTensor(rng, value.shape, 1e-3);
+  const stages: readonly (readonly [string, Program])[] = [
+    ['forward', featuresProgram(model)],
+    ['forward+jvp', tangentProgram(model)],
+    ['full step', trainStepProgram(model, 'full', omegaBar, 'softmax-ce')],
+    ['finetune step', trainStepProgram(model, 'finetune', omegaBar, 'softmax-ce')],
+  ];
   console.log(`(b) ResNet-18 layer4 basic block, batch ${n}, ${channels} channels at ${size}×${size}`);
-  for (const stage of ['forward', 'forward+jvp', 'step'] as const) {
-    const timing = await time(backend, `block ${stage}`, blockStep(graph, stage), inputs, ['z0', 'dlogits']);
+  for (const [stage, program] of stages) {
+    const inputs = stage === 'finetune step' ? { ...feed, ...Object.fromEntries(initialParams(model, 'finetune', omegaBar)) } : feed;
+    const timing = await time(backend, `block ${stage}`, program, inputs, [INPUT, TARGETS]);
     console.log(`    ${stage.padEnd(22)} ${format(timing)}, ${(n / timing.wall).toFixed(1)} images/s`);
   }
 }
