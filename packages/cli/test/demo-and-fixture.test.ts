@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ACCEPTANCE_TENSORS } from '../../../test-support/fixture-check.js';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { runCli } from './run-cli.js';
 
@@ -34,21 +35,7 @@ describeWithShared('gradfeat check-fixture', () => {
     expect(run.code, run.stderr).toBe(0);
     const report = JSON.parse(run.stdout);
     expect(report.passed).toBe(true);
-    expect(report.comparisons.map((c: { tensor: string }) => c.tensor)).toEqual(
-      expect.arrayContaining([
-        'features',
-        'jvp_features',
-        'jvp_logits',
-        'full_logits',
-        'loss',
-        'grad.w1',
-        'grad.b1',
-        'grad.dir.conv1.weight',
-        'grad.dir.conv1.bias',
-        'grad.dir.conv2.weight',
-        'grad.dir.conv2.bias',
-      ]),
-    );
+    expect(report.comparisons.map((c: { tensor: string }) => c.tensor)).toEqual(expect.arrayContaining([...ACCEPTANCE_TENSORS]));
   });
 
   it('exits non-zero when a tensor exceeds the tolerance', async () => {
