@@ -53,6 +53,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly scalars = new Map<number, SymbolicTensor>();
   private readonly derivedConstants = new Map<string, SymbolicTensor>();
   private readonly maxPoolIndices = new Map<string, string>();
+  /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
+  private readonly columnMatrices = new Map<string, string>();
   /** Values computed from initializers alone, which ONNX Runtime folds into constants. */
   private readonly constantValues = new Set<string>();
   private nameCounter = 0;
@@ -252,9 +254,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /**
    * ONNX Runtime's Conv is fastest with a constant filter, which it reorders once into its blocked
-   * NCHWc layout, and on large images. A filter computed at run time (the tangent's Ẇ) on a small
-   * image is several times faster as kh·kw GEMMs over the whole batch than as ONNX Runtime's
-   * per-image GEMMs, which are only Ho·Wo columns wide.
+   * NCHWc layout, and on large images. A filter computed at run time (the tangent's Ẇ, or θ2 while
+   * fine-tuning) on a small image is several times faster as one GEMM over an im2col matrix of the
+   * whole batch than as ONNX Runtime's per-image GEMMs, which are only Ho·Wo columns wide.
    */
   conv2d(x: SymbolicTensor, w: SymbolicTensor, bias: SymbolicTensor | undefined, attrs: Conv2DAttrs): SymbolicTensor {
     const [n, c, h, width] = expectRank4(x, 'input');
@@ -269,18 +271,17 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     }
     const groups = attrs.groups;
     const outPerGroup = out / groups;
-    // w as [kh·kw, g, O/g, C/g]: one [O/g, C/g] matrix per tap and group.
-    const filterTaps = this.node(
-      'Transpose',
-      [this.node('Reshape', [this.nameOf(w), this.int64s([groups, outPerGroup, inPerGroup, kh * kw])])],
-      [attribute.ints('perm', [3, 0, 1, 2])],
-    );
-    // Accumulated tap by tap, so that only one tap's slice and product are alive at a time.
-    let total = '';
-    this.convTaps(x, [kh, kw], attrs, [ho, wo]).forEach((tap, index) => {
-      const product = this.node('MatMul', [this.node('Gather', [filterTaps, this.int64s([index], [])], [attribute.int('axis', 0)]), tap]);
-      total = index === 0 ? product : this.node('Add', [total, product]);
-    });
+    const taps = kh * kw;
+    // w as [g, O/g, kh·kw·C/g], its columns ordered (tap, channel) like the rows of the im2col matrix.
+    const filterRows = this.node('Reshape', [
+      this.node(
+        'Transpose',
+        [this.node('Reshape', [this.nameOf(w), this.int64s([groups, outPerGroup, inPerGroup, taps])])],
+        [attribute.ints('perm', [0, 1, 3, 2])],
+      ),
+      this.int64s([groups, outPerGroup, taps * inPerGroup]),
+    ]);
+    const total = this.node('MatMul', [filterRows, this.columnMatrix(x, [kh, kw], attrs, [ho, wo])]);
     const outputFirst = this.node('Reshape', [total, this.int64s([out, -1, ho, wo])]);
     const y = this.node('Transpose', [outputFirst], [attribute.ints('perm', [1, 0, 2, 3])]);
     const withBias = bias ? this.node('Add', [y, this.node('Reshape', [this.nameOf(bias), this.int64s([1, out, 1, 1])])]) : y;
@@ -321,9 +322,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   /**
    * ONNX has no filter-gradient op. For each filter tap (i, j), dW[o,c,i,j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d]
    * over n, p, q is one matrix product with K = N·Ho·Wo: the tap's strided slice of x laid out
-   * [g, C/g, K] times dy laid out [g, K, O/g]. These kh·kw GEMMs are well shaped; a convolution with
-   * batch and channels swapped computes the same sums as GEMMs only kh·kw columns wide, and is
-   * several times slower in ONNX Runtime.
+   * [g, C/g, K] times dy laid out [g, K, O/g]; on small images all taps at once, as the im2col matrix
+   * times dy. These GEMMs are well shaped; a convolution with batch and channels swapped computes the
+   * same sums as GEMMs only kh·kw columns wide, and is several times slower in ONNX Runtime.
    */
   conv2dBackpropFilter(x: SymbolicTensor, dy: SymbolicTensor, filterShape: readonly number[], attrs: Conv2DAttrs): SymbolicTensor {
     const [, c, h, width] = expectRank4(x, 'input');
@@ -344,12 +345,33 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       this.node('Transpose', [dyGrouped], [attribute.ints('perm', [1, 0, 3, 4, 2])]),
       this.int64s([groups, -1, outPerGroup]),
     ]);
-    const perTap = this.convTaps(x, [kh, kw], attrs, [ho, wo]).map((tap) =>
-      this.node('Reshape', [this.node('MatMul', [tap, dyColumns]), this.int64s([groups, inPerGroup, outPerGroup, 1])]),
-    );
-    const taps = perTap.length === 1 ? perTap[0] : this.node('Concat', perTap, [attribute.int('axis', 3)]);
+    let taps: string;
+    if (ho * wo <= SMALL_IMAGE) {
+      // One GEMM over the im2col matrix (shared with a conv of the same x): [g, kh·kw·C/g, O/g].
+      const product = this.node('MatMul', [this.columnMatrix(x, [kh, kw], attrs, [ho, wo]), dyColumns]);
+      const tapMajor = this.node('Reshape', [product, this.int64s([groups, kh * kw, inPerGroup, outPerGroup])]);
+      taps = this.node('Transpose', [tapMajor], [attribute.ints('perm', [0, 2, 3, 1])]);
+    } else {
+      // Large images: one GEMM per tap, so only one tap's slice of x is alive at a time.
+      const perTap = this.convTaps(x, [kh, kw], attrs, [ho, wo]).map((tap) =>
+        this.node('Reshape', [this.node('MatMul', [tap, dyColumns]), this.int64s([groups, inPerGroup, outPerGroup, 1])]),
+      );
+      taps = perTap.length === 1 ? perTap[0] : this.node('Concat', perTap, [attribute.int('axis', 3)]);
+    }
     const outputFirst = this.node('Transpose', [taps], [attribute.ints('perm', [0, 2, 1, 3])]);
     return this.value(this.node('Reshape', [outputFirst, this.int64s(filterShape)]), filterShape);
+  }
+
+  /** The im2col matrix of x over the whole batch, [g, kh·kw·C/g, N·Ho·Wo] (rows tap-major), built once per x and geometry. */
+  private columnMatrix(x: SymbolicTensor, kernel: Pair, attrs: Conv2DAttrs, outputSize: Pair): string {
+    const key = `${this.nameOf(x)} ${kernel} ${outputSize} ${JSON.stringify(attrs)}`;
+    let matrix = this.columnMatrices.get(key);
+    if (matrix === undefined) {
+      const taps = this.convTaps(x, kernel, attrs, outputSize);
+      matrix = taps.length === 1 ? taps[0] : this.node('Concat', taps, [attribute.int('axis', 1)]);
+      this.columnMatrices.set(key, matrix);
+    }
+    return matrix;
   }
 
   /**
