@@ -128,6 +128,7 @@ const methodTrainingInputSchema = methodTrainingSchema
 
 const runConfigInputSchema = runConfigSchema
   .extend({
+    splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).partial().strict(),
     training: z
       .object({
         all: methodTrainingInputSchema,

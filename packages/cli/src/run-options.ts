@@ -32,6 +32,7 @@ export interface RunFlags {
   readonly std?: number[];
   readonly imageSize?: number;
   readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
+  readonly sweepWeightDecay?: number[];
 }
 
 export function addRunOptions(command: Command): Command {
@@ -65,6 +66,11 @@ export function addRunOptions(command: Command): Command {
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
     .option('--std <r,g,b>', "input std after x/255, when the model file doesn't say", numberList('--std'))
     .option('--image-size <n>', 'square input size, when the model file does not say', integerOption('--image-size', 1))
+    .option(
+      '--sweep-weight-decay <values>',
+      "choose the linear probe's weight decay among these (e.g. 0,1e-4,1e-3) on 10 % of the training split held out",
+      numberList('--sweep-weight-decay'),
+    )
     .addOption(
       new Option(
         '--randomise <parts...>',
@@ -111,6 +117,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),
     randomise: flags.randomise,
+    weightDecaySweep: flags.sweepWeightDecay ? { values: flags.sweepWeightDecay } : undefined,
   };
 }
 
