@@ -5,8 +5,15 @@ import type Sharp from 'sharp';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import type { ImageRef, RgbImage } from './types.js';
 
-/** 'auto' uses sharp (native libvips) when it loads on this machine and jpeg-js/pngjs otherwise. */
+/**
+ * 'auto' uses jpeg-js/pngjs for small files, where sharp's per-call overhead dominates (measured:
+ * 0.23 ms vs 0.82 ms for a CIFAR-size JPEG), and sharp (native libvips) for larger ones (2.8 ms vs
+ * 10.6 ms for a 500×375 photo) when it loads on this machine.
+ */
 export type DecoderChoice = 'auto' | 'sharp' | 'js';
+
+/** Files up to this size decode faster in pure JS than through sharp. */
+const SMALL_FILE_BYTES = 16 * 1024;
 
 let sharpModule: Promise<typeof Sharp | undefined> | undefined;
 
@@ -38,7 +45,8 @@ export async function loadImage(ref: ImageRef, decoder: DecoderChoice): Promise<
 /** Decodes a JPEG or PNG to 8-bit RGB (alpha dropped, grey expanded); `path` names the image in errors. */
 export async function decodeImage(bytes: Uint8Array, path: string, decoder: DecoderChoice): Promise<RgbImage> {
   if (bytes.length === 0) throw new DatasetFileError(path, 'empty file');
-  const sharp = decoder === 'js' ? undefined : await loadSharp();
+  const pureJs = decoder === 'js' || (decoder === 'auto' && bytes.length <= SMALL_FILE_BYTES);
+  const sharp = pureJs ? undefined : await loadSharp();
   if (decoder === 'sharp' && !sharp) throw new Error('the sharp decoder was requested but sharp cannot load on this machine');
   return sharp ? decodeWithSharp(sharp, bytes, path) : decodeWithJs(bytes, path);
 }
