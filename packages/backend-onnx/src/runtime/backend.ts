@@ -170,10 +170,24 @@ class OnnxCompiledProgram implements CompiledProgram {
   }
 }
 
+/** Execution providers for the plugin (and so the CLI), e.g. GRADFEAT_ONNX_PROVIDERS=cuda,cpu. */
+export const PROVIDERS_ENV_VAR = 'GRADFEAT_ONNX_PROVIDERS';
+
+function providersFromEnvironment(): OnnxExecutionProvider[] | undefined {
+  const value = process.env[PROVIDERS_ENV_VAR];
+  if (!value) return undefined;
+  const providers = value.split(',').map((p) => p.trim());
+  for (const provider of providers) {
+    if (provider !== 'cpu' && provider !== 'cuda')
+      throw new Error(`${PROVIDERS_ENV_VAR}: '${provider}' is not an execution provider; expected cpu or cuda, e.g. cuda,cpu`);
+  }
+  return providers as OnnxExecutionProvider[];
+}
+
 export const onnxBackendPlugin: BackendPlugin = {
   name: 'onnx',
   priority: 20,
-  create: () => createOnnxBackend(),
+  create: () => createOnnxBackend({ executionProviders: providersFromEnvironment() }),
 };
 
 /** Registers the ONNX Runtime backend plugin (in tsyringe's root container unless one is given). */

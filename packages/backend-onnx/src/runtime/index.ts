@@ -4,6 +4,7 @@ export {
   type OnnxBackendOptions,
   type OnnxExecutionProvider,
   onnxBackendPlugin,
+  PROVIDERS_ENV_VAR,
   registerOnnxBackend,
 } from './backend.js';
 export { type SavedOnnxModel, type SaveOnnxOptions, saveProgramAsOnnx } from './export.js';
