@@ -128,7 +128,10 @@ const methodTrainingInputSchema = methodTrainingSchema
 
 const runConfigInputSchema = runConfigSchema
   .extend({
-    splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).partial().strict(),
+    splits: z
+      .object({ train: z.string().min(1), test: z.string().min(1) })
+      .partial()
+      .strict(),
     training: z
       .object({
         all: methodTrainingInputSchema,

@@ -10,6 +10,7 @@ import {
   type LossKind,
   linearise,
   loadNetwork,
+  METHODS,
   type Method,
   type MethodResult,
   type Preprocessing,
@@ -17,7 +18,9 @@ import {
   RunDirectory,
   randomClassifier,
   reinitialise,
+  type TrainConfig,
   type TrainState,
+  zeroClassifier,
 } from '@gradfeat/core';
 import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
@@ -106,14 +109,9 @@ export async function runMethods(
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
   const model = withAblatedOmega(config, prepared.model, classes);
-  const configs = Object.fromEntries(
-    (['activation', 'gradient', 'full', 'finetune'] as const).map((m) => [m, trainConfigFor(config, m)]),
-  ) as Record<Method, ReturnType<typeof trainConfigFor>>;
-  const expected = (method: Method, omegaBar: Classifier) => initialParams(model, method, omegaBar);
-  const shapes: Classifier = {
-    weight: { shape: [classes, model.featureCount], data: new Float32Array(classes * model.featureCount) },
-    bias: { shape: [classes], data: new Float32Array(classes) },
-  };
+  const configs = Object.fromEntries(METHODS.map((m) => [m, trainConfigFor(config, m)])) as Record<Method, TrainConfig>;
+  // A checkpoint must hold exactly the parameters a fresh run of its method starts from.
+  const expected = (method: Method) => initialParams(model, method, zeroClassifier(classes, model.featureCount));
   return compareMethods({
     backend: prepared.backend,
     model,
@@ -123,7 +121,7 @@ export async function runMethods(
     methods: config.methods,
     configs,
     weightDecaySweep: config.weightDecaySweep,
-    resume: resume ? (method) => run.loadCheckpoint(method, expected(method, shapes)) : undefined,
+    resume: resume ? (method) => run.loadCheckpoint(method, expected(method)) : undefined,
     hooks: () => ({ checkpoint: (state) => run.saveCheckpoint(state), checkpointEvery: config.checkpointEvery }),
     events: {
       onPhase: (phase) => progress.note(`phase: ${phase}`, { phase }),

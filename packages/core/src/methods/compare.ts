@@ -13,7 +13,7 @@ import {
   type TrainState,
   trainMethod,
 } from '../train/trainer.js';
-import type { Classifier, LinearisedModel } from './linearised-model.js';
+import { type Classifier, type LinearisedModel, zeroClassifier } from './linearised-model.js';
 import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
 
 export interface LabelledSplit {
@@ -164,10 +164,6 @@ export async function compareMethods(options: {
     test: memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
   };
   const classes = train.targets.shape[1];
-  const zeroClassifier: Classifier = {
-    weight: { shape: [classes, model.featureCount], data: new Float32Array(classes * model.featureCount) },
-    bias: { shape: [classes], data: new Float32Array(classes) },
-  };
 
   /** Trains on `fit`, evaluates on `evaluate`; `inputsOf` picks features or cut values. */
   const trainAndEvaluate = async (
@@ -245,7 +241,7 @@ export async function compareMethods(options: {
     return result;
   };
 
-  const activation = await run('activation', zeroClassifier);
+  const activation = await run('activation', zeroClassifier(classes, model.featureCount));
   const omegaBar = classifierOf(activation.state);
   for (const method of options.methods) if (method !== 'activation') await run(method, omegaBar);
   return options.methods.includes('activation') ? results : results.slice(1);

@@ -14,6 +14,14 @@ export interface Classifier {
   readonly bias: HostTensor;
 }
 
+/** A classifier of zeros: where the linear probe starts, and the shapes a method's checkpoint must have. */
+export function zeroClassifier(classes: number, features: number): Classifier {
+  return {
+    weight: { shape: [classes, features], data: new Float32Array(classes * features) },
+    bias: { shape: [classes], data: new Float32Array(classes) },
+  };
+}
+
 /** A pre-trained network prepared for the paper's methods: BN folded, cut, θ2 reparametrised. */
 export interface LinearisedModel {
   readonly trunk: Graph;
