@@ -46,7 +46,7 @@ export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
   if (config.randomise.includes('theta1')) model = { ...model, trunk: reinitialise(model.trunk, rng) };
   if (config.randomise.includes('theta2')) {
     const fresh = linearise(reinitialise(network, rng), { cut: config.cut, parametrisation: config.parametrisation });
-    model = { ...model, head: fresh.head };
+    model = { ...model, gradientTermHead: fresh.head };
   }
   const preprocessing = { ...network.metadata?.preprocessing, ...config.preprocessing };
   return { backend, model, preprocessing };

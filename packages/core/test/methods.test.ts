@@ -19,6 +19,7 @@ import {
   type Method,
   memorySource,
   Rng,
+  reinitialise,
   relativeError,
   runProgramOnce,
   smallCnn,
@@ -141,6 +142,41 @@ describe('the four methods', () => {
     );
     expect(relativeError(a.tangent.data, b.tangent.data).relative).toBeLessThan(1e-6);
     expect(relativeError(a.features.data, b.features.data).relative).toBeLessThan(1e-6);
+  });
+
+  it('the ablation head changes only the gradient term: J at other θ2, features still from θ̄2', async () => {
+    const model = tinyModel();
+    const rng = new Rng(4);
+    const omega = omegaFor(model, rng);
+    const cut = randomTensor([3, ...model.cutShape], rng);
+    const direction = Object.fromEntries(
+      [...initialParams(model, 'gradient', omega)].map(([name, value]) => [name, randomTensor(value.shape, rng)]),
+    );
+    const probe = { 'w1.weight': omega.weight, 'w1.bias': omega.bias };
+    const run = (m: LinearisedModel, method: Method, params: Record<string, HostTensor>) =>
+      runProgramOnce(backend, logitsProgram(m, method, omega), { [INPUT]: cut, ...params }, [INPUT], method);
+    const randomHead = linearise(
+      reinitialise(smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 }), new Rng(1)),
+      {
+        cut: 'block2',
+      },
+    ).head;
+    const same = await run({ ...model, gradientTermHead: model.head }, 'gradient', direction);
+    const plain = await run(model, 'gradient', direction);
+    const ablated = await run({ ...model, gradientTermHead: randomHead }, 'gradient', direction);
+    expect(same.logits.data).toEqual(plain.logits.data);
+    expect(relativeError(ablated.logits.data, plain.logits.data).relative).toBeGreaterThan(1e-2);
+    // full = probe on the pre-trained features + the (ablated) gradient term.
+    const full = await run({ ...model, gradientTermHead: randomHead }, 'full', { ...direction, ...probe });
+    const activation = await runProgramOnce(
+      backend,
+      logitsProgram(model, 'finetune', omega),
+      { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
+      [INPUT],
+      'probe',
+    );
+    const sum = activation.logits.data.map((v, i) => v + ablated.logits.data[i]);
+    expect(relativeError(full.logits.data, sum).relative).toBeLessThan(1e-6);
   });
 
   // Central differences of the loss in float64 along a random direction of all trainables at once:

@@ -42,6 +42,11 @@ export interface LinearisedModel {
    * paper's ablation with a random ω. w1 still starts from the baseline.
    */
   readonly gradientTermClassifier?: Classifier;
+  /**
+   * The head (same nodes and keys, in stored coordinates) at which J is evaluated when it should not
+   * be θ̄2: the paper's ablation with a random θ2. The features f(x) stay those of θ̄2.
+   */
+  readonly gradientTermHead?: Graph;
 }
 
 export interface LineariseOptions {

@@ -88,6 +88,7 @@ interface Forward<T> {
 function methodForward(model: LinearisedModel, method: Method, omegaBar: Classifier) {
   const frozenHead = effectiveParams(model.head, model.scales);
   const frozenOmega = copy((model.gradientTermClassifier ?? omegaBar).weight);
+  const frozenTermHead = model.gradientTermHead && effectiveParams(model.gradientTermHead, model.scales);
 
   return <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>): Forward<T> => {
     const classify = (features: T) => k.add(k.matMul(features, inputs[W1], false, true), inputs[B1]);
@@ -108,8 +109,8 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     }
     const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
     const features = primals.get(model.features) as T;
-    const headGradients = (featureCotangent: T, name: (key: string) => string) => {
-      const grads = backward(k, model.head, primals, headParams, { [model.features]: featureCotangent }, { params: model.headParamKeys });
+    const headGradients = (featureCotangent: T, name: (key: string) => string, at = { primals, params: headParams }) => {
+      const grads = backward(k, model.head, at.primals, at.params, { [model.features]: featureCotangent }, { params: model.headParamKeys });
       const out: Record<string, T> = {};
       for (const key of model.headParamKeys) out[name(key)] = applyScale(k, model, key, grads.params[key]);
       return out;
@@ -126,9 +127,11 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     }
 
     const omega = k.constant(frozenOmega);
-    const gradientTerm = k.matMul(directionTangent(k, model, primals, headParams, inputs), omega, false, true);
+    // J is evaluated at θ̄2, or at the ablation's other head parameters (the features stay pre-trained).
+    const term = frozenTermHead ? termPoint(k, model, frozenTermHead, inputs[INPUT]) : { primals, params: headParams };
+    const gradientTerm = k.matMul(directionTangent(k, model, term.primals, term.params, inputs), omega, false, true);
     // Linear in w2, so its gradient is the head's backward pass of ω̄ᵀ·∂L/∂logits.
-    const directionGradients = (dlogits: T) => headGradients(k.matMul(dlogits, omega, false, false), w2Name);
+    const directionGradients = (dlogits: T) => headGradients(k.matMul(dlogits, omega, false, false), w2Name, term);
     if (method === 'gradient') return { logits: gradientTerm, gradients: directionGradients };
     return {
       logits: k.add(classify(features), gradientTerm),
@@ -153,6 +156,13 @@ function directionTangent<T>(
   const tangent = jvp(k, model.head, primals, headParams, direction).get(model.features) as Tangent<T>;
   if (isZero(tangent)) throw new Error(`θ2 does not affect the features '${model.features}'`);
   return tangent;
+}
+
+/** The head's primal values and parameter handles at the given (frozen, effective) parameters. */
+function termPoint<T>(k: Kernels<T>, model: LinearisedModel, effective: ReadonlyMap<string, HostTensor>, cut: T) {
+  const params: Record<string, T> = {};
+  for (const [key, value] of effective) params[key] = k.constant(value);
+  return { primals: evaluate(k, model.head, { [model.cut]: cut }, params), params };
 }
 
 /** inputs (cut value) + `w2:<key>` → { features, tangent: J w2 }. */
