@@ -74,7 +74,7 @@ export function addRunOptions(command: Command): Command {
     .addOption(
       new Option(
         '--randomise <parts...>',
-        "ablation: a random θ1 (trunk), or a random θ2 or ω where the gradient term ω̄ᵀJw2 is evaluated",
+        'ablation: a random θ1 (trunk), or a random θ2 or ω where the gradient term ω̄ᵀJw2 is evaluated',
       ).choices(['theta1', 'theta2', 'omega']),
     );
 }

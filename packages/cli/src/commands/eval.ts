@@ -77,11 +77,17 @@ async function evaluateImported(flags: EvalFlags & { model: string; dataset: str
     );
     const classes = logits.shape[1];
     const targets = await dataset.targets();
-    if (targets.classCount > classes)
-      throw new Error(`${dataset.description} has ${targets.classCount} classes but the network outputs ${classes}`);
-    const padded = targetsTensor({ ...targets, classCount: classes } as typeof targets);
+    // The network's own classifier only means something on the classes it was trained for.
+    if (targets.classCount !== classes) {
+      throw new Error(
+        `${dataset.description} has ${targets.classCount} classes but the network outputs ${classes}: evaluate it on data of its own classes, or adapt it first (gradfeat compare)`,
+      );
+    }
     progress.finish();
-    return { backend: backend.name, rows: [{ name: flags.model, metrics: evaluateLogits(logits, { targets: padded }, 'softmax-ce') }] };
+    return {
+      backend: backend.name,
+      rows: [{ name: flags.model, metrics: evaluateLogits(logits, { targets: targetsTensor(targets) }, 'softmax-ce') }],
+    };
   } finally {
     await pipeline.close();
   }
