@@ -1,6 +1,7 @@
 import {
   computeFeatures,
   evaluateLogits,
+  finalClassifier,
   formatPercent,
   forwardProgram,
   loadNetwork,
@@ -64,6 +65,14 @@ async function evaluateImported(flags: EvalFlags & { model: string; dataset: str
     throw new Error(`${flags.model}: the file states no input size; pass --image-size (and --mean/--std if it needs normalising)`);
   }
   const dataset = await openDataset(flags.dataset, flags.split);
+  const targets = await dataset.targets();
+  const outputs = network.params.get(finalClassifier(network).params.weight)?.shape[0];
+  // The network's own classifier only means something on the classes it was trained for.
+  if (targets.classCount !== outputs) {
+    throw new Error(
+      `${dataset.description} has ${targets.classCount} classes but the network outputs ${outputs}: evaluate it on data of its own classes, or adapt it first (gradfeat compare)`,
+    );
+  }
   const pipeline = await ImagePipeline.create(dataset, { transform: transformForModel(preprocessing, 'eval'), workers: flags.workers });
   try {
     const logits = await mapBatches(
@@ -75,14 +84,6 @@ async function evaluateImported(flags: EvalFlags & { model: string; dataset: str
       new Map(),
       (done, total) => progress.update('evaluate', done, total),
     );
-    const classes = logits.shape[1];
-    const targets = await dataset.targets();
-    // The network's own classifier only means something on the classes it was trained for.
-    if (targets.classCount !== classes) {
-      throw new Error(
-        `${dataset.description} has ${targets.classCount} classes but the network outputs ${classes}: evaluate it on data of its own classes, or adapt it first (gradfeat compare)`,
-      );
-    }
     progress.finish();
     return {
       backend: backend.name,
