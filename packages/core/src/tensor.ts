@@ -30,6 +30,28 @@ export function stridesOf(shape: readonly number[]): number[] {
   return strides;
 }
 
+/**
+ * For every index of `shape` in row-major order, base + Σ index[d]·strides[d]. Broadcasting,
+ * reductions, transpose, slice, pad and concat are all this one walk with different strides.
+ */
+export function stridedOffsets(shape: readonly number[], strides: readonly number[], base = 0): Int32Array {
+  const count = sizeOf(shape);
+  const offsets = new Int32Array(count);
+  const index = new Array<number>(shape.length).fill(0);
+  let offset = base;
+  for (let i = 0; i < count; i++) {
+    offsets[i] = offset;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      index[d]++;
+      offset += strides[d];
+      if (index[d] < shape[d]) break;
+      offset -= strides[d] * shape[d];
+      index[d] = 0;
+    }
+  }
+  return offsets;
+}
+
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }

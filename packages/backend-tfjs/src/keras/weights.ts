@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { formatShape, type HostTensor, sizeOf, stridesOf } from '@gradfeat/core';
+import { formatShape, type HostTensor, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -95,20 +95,10 @@ export function permuteAxes(tensor: HostTensor, perm: readonly number[]): HostTe
   const { shape, data } = tensor;
   const outShape = perm.map((axis) => shape[axis]);
   const inStrides = stridesOf(shape);
-  const stepPerOutAxis = perm.map((axis) => inStrides[axis]);
-  const out = new Float32Array(data.length);
-  const index = new Array<number>(outShape.length).fill(0);
-  let source = 0;
-  for (let target = 0; target < out.length; target++) {
-    out[target] = data[source];
-    // Odometer over the output index, tracking the matching input offset.
-    for (let axis = outShape.length - 1; axis >= 0; axis--) {
-      index[axis]++;
-      source += stepPerOutAxis[axis];
-      if (index[axis] < outShape[axis]) break;
-      source -= stepPerOutAxis[axis] * outShape[axis];
-      index[axis] = 0;
-    }
-  }
+  const sources = stridedOffsets(
+    outShape,
+    perm.map((axis) => inStrides[axis]),
+  );
+  const out = Float32Array.from(sources, (source) => data[source]);
   return { shape: outShape, data: out };
 }

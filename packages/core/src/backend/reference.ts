@@ -1,4 +1,4 @@
-import { formatShape, type HostTensor, sizeOf, stridesOf } from '../tensor.js';
+import { formatShape, type HostTensor, sizeOf, stridedOffsets, stridesOf } from '../tensor.js';
 import { type Backend, type EagerRuntime, eagerBackend } from './backend.js';
 import type { Kernels } from './kernels.js';
 import {
@@ -98,28 +98,6 @@ export function referenceKernels(): Kernels<ReferenceTensor> {
     maxPoolJvp,
     maxPoolBackprop,
   };
-}
-
-/**
- * For every index of `shape` in row-major order, base + Σ index[d]·strides[d]. Broadcasting,
- * reductions, transpose, slice, pad and concat are all this one walk with different strides.
- */
-function stridedOffsets(shape: readonly number[], strides: readonly number[], base = 0): Int32Array {
-  const count = sizeOf(shape);
-  const offsets = new Int32Array(count);
-  const index = new Array<number>(shape.length).fill(0);
-  let offset = base;
-  for (let i = 0; i < count; i++) {
-    offsets[i] = offset;
-    for (let d = shape.length - 1; d >= 0; d--) {
-      index[d]++;
-      offset += strides[d];
-      if (index[d] < shape[d]) break;
-      offset -= strides[d] * shape[d];
-      index[d] = 0;
-    }
-  }
-  return offsets;
 }
 
 /** NumPy broadcasting of two shapes, aligned on their last axes. */
