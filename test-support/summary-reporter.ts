@@ -1,4 +1,5 @@
 import type { Reporter, TestModule } from 'vitest/node';
+import { hasShared, SHARED_DIR } from './shared.js';
 
 /** Ends the run with a plain 'N passed, N failed, N skipped' line that any CI can read. */
 export default class SummaryReporter implements Reporter {
@@ -12,6 +13,7 @@ export default class SummaryReporter implements Reporter {
         else counts.skipped++;
       }
     }
+    if (!hasShared) process.stdout.write(`\n${SHARED_DIR} not found: the tests that read its real data and models were skipped\n`);
     process.stdout.write(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`);
   }
 }
