@@ -19,6 +19,8 @@ import {
   INPUT,
   initialParams,
   linearise,
+  median,
+  normalTensor,
   type Program,
   Rng,
   type Shape,
@@ -31,22 +33,11 @@ import { createOnnxBackend } from '../src/index.js';
 const RUNS = Number(process.env.RUNS ?? 7);
 const WARMUP = 2;
 
-function randomTensor(rng: Rng, shape: readonly number[], scale = 1): HostTensor {
-  const value = hostTensor(shape);
-  for (let i = 0; i < value.data.length; i++) value.data[i] = scale * rng.normal();
-  return value;
-}
-
 interface Timing {
   /** Median wall-clock seconds per run. */
   readonly wall: number;
   /** Median CPU seconds per run over all of ONNX Runtime's threads: steadier than wall time on a shared machine. */
   readonly cpu: number;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function time(
@@ -83,7 +74,7 @@ const same3x3: Conv2DAttrs = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [
 
 async function convBenchmark(backend: Backend, rng: Rng): Promise<void> {
   const [n, c, h, w] = [64, 256, 8, 8];
-  const inputs = { x: randomTensor(rng, [n, c, h, w]), w: randomTensor(rng, [c, c, 3, 3], 0.02), dy: randomTensor(rng, [n, c, h, w]) };
+  const inputs = { x: normalTensor(rng, [n, c, h, w]), w: normalTensor(rng, [c, c, 3, 3], 0.02), dy: normalTensor(rng, [n, c, h, w]) };
   const batch = ['x', 'dy'];
   const parts: [string, Program][] = [
     ['conv2d', (k, i) => ({ y: k.conv2d(i.x, i.w, undefined, same3x3) })],
@@ -112,10 +103,10 @@ async function blockBenchmark(backend: Backend, rng: Rng): Promise<void> {
   // Row r is labelled r mod classes.
   const targets = new Float32Array(n * classes).map((_, i) => (Math.floor(i / classes) % classes === i % classes ? 1 : 0));
   const direction = Object.fromEntries(
-    [...initialParams(model, 'gradient', omegaBar)].map(([name, value]) => [name, randomTensor(rng, value.shape, 1e-3)]),
+    [...initialParams(model, 'gradient', omegaBar)].map(([name, value]) => [name, normalTensor(rng, value.shape, 1e-3)]),
   );
   const feed: Record<string, HostTensor> = {
-    [INPUT]: randomTensor(rng, [n, channels, size, size]),
+    [INPUT]: normalTensor(rng, [n, channels, size, size]),
     [TARGETS]: { shape: [n, classes], data: targets },
     [BATCH_SCALE]: hostTensor([1], [1 / n]),
     ...Object.fromEntries(initialParams(model, 'full', omegaBar)),

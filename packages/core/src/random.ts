@@ -1,3 +1,5 @@
+import type { HostTensor } from './tensor.js';
+
 /**
  * Seeded random numbers (sfc32), so that the same seed gives the same numbers on every machine and
  * backend. State is four 32-bit words and can be saved in a checkpoint.
@@ -52,4 +54,11 @@ export class Rng {
     }
     return order;
   }
+}
+
+/** A tensor of independent normal draws × scale (random weights and inputs for tests and benchmarks). */
+export function normalTensor(rng: Rng, shape: readonly number[], scale = 1): HostTensor {
+  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * scale;
+  return { shape: [...shape], data };
 }

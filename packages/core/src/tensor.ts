@@ -52,6 +52,13 @@ export function stridedOffsets(shape: readonly number[], strides: readonly numbe
   return offsets;
 }
 
+/** [labels.length, classes] with a 1 at each row's label. */
+export function oneHot(labels: ArrayLike<number>, classes: number): HostTensor {
+  const data = new Float32Array(labels.length * classes);
+  for (let row = 0; row < labels.length; row++) data[row * classes + labels[row]] = 1;
+  return { shape: [labels.length, classes], data };
+}
+
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }

@@ -18,6 +18,7 @@ import {
   METHODS,
   type Method,
   memorySource,
+  normalTensor,
   Rng,
   reinitialise,
   relativeError,
@@ -35,12 +36,6 @@ const backend = createReferenceBackend();
 
 describeFixtureCheck('the float64 reference backend', () => backend);
 
-function randomTensor(shape: readonly number[], rng: Rng, scale = 1): HostTensor {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * scale;
-  return { shape, data };
-}
-
 /** A tiny pre-trained-looking network: 3 conv blocks, cut after the second. */
 function tinyModel(parametrisation: 'ntk' | 'standard' = 'ntk'): LinearisedModel {
   const network = smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 });
@@ -51,11 +46,11 @@ function batch(model: LinearisedModel, method: Method, rng: Rng, n = 5, classes 
   const targets = new Float32Array(n * classes);
   for (let i = 0; i < n; i++) targets[i * classes + rng.int(classes)] = 1;
   const shape = method === 'activation' ? [n, model.featureCount] : [n, ...model.cutShape];
-  return { inputs: randomTensor(shape, rng), targets: { shape: [n, classes], data: targets } as HostTensor };
+  return { inputs: normalTensor(rng, shape), targets: { shape: [n, classes], data: targets } as HostTensor };
 }
 
 function omegaFor(model: LinearisedModel, rng: Rng): Classifier {
-  return { weight: randomTensor(model.sourceClassifier.weight.shape, rng), bias: randomTensor(model.sourceClassifier.bias.shape, rng) };
+  return { weight: normalTensor(rng, model.sourceClassifier.weight.shape), bias: normalTensor(rng, model.sourceClassifier.bias.shape) };
 }
 
 async function lossAndGrads(
@@ -82,7 +77,7 @@ describe('the four methods', () => {
     const model = tinyModel();
     const rng = new Rng(1);
     const omega = omegaFor(model, rng);
-    const cut = randomTensor([3, ...model.cutShape], rng);
+    const cut = normalTensor(rng, [3, ...model.cutShape]);
     const gradientParams = Object.fromEntries(initialParams(model, 'gradient', omega));
     const gradient = await runProgramOnce(
       backend,
@@ -123,8 +118,8 @@ describe('the four methods', () => {
     const ntk = tinyModel('ntk');
     const standard = tinyModel('standard');
     const rng = new Rng(3);
-    const cut = randomTensor([2, ...ntk.cutShape], rng);
-    const direction = new Map(ntk.headParamKeys.map((key) => [key, randomTensor((ntk.head.params.get(key) as HostTensor).shape, rng)]));
+    const cut = normalTensor(rng, [2, ...ntk.cutShape]);
+    const direction = new Map(ntk.headParamKeys.map((key) => [key, normalTensor(rng, (ntk.head.params.get(key) as HostTensor).shape)]));
     const feed = (scaleOf: (key: string) => number) =>
       Object.fromEntries(
         ntk.headParamKeys.map((key) => [
@@ -148,9 +143,9 @@ describe('the four methods', () => {
     const model = tinyModel();
     const rng = new Rng(4);
     const omega = omegaFor(model, rng);
-    const cut = randomTensor([3, ...model.cutShape], rng);
+    const cut = normalTensor(rng, [3, ...model.cutShape]);
     const direction = Object.fromEntries(
-      [...initialParams(model, 'gradient', omega)].map(([name, value]) => [name, randomTensor(value.shape, rng)]),
+      [...initialParams(model, 'gradient', omega)].map(([name, value]) => [name, normalTensor(rng, value.shape)]),
     );
     const probe = { 'w1.weight': omega.weight, 'w1.bias': omega.bias };
     const run = (m: LinearisedModel, method: Method, params: Record<string, HostTensor>) =>
@@ -190,8 +185,8 @@ describe('the four methods', () => {
       const mask =
         loss === 'sigmoid-bce' ? { shape: data.targets.shape, data: data.targets.data.map((_, i) => (i % 3 === 0 ? 0 : 1)) } : undefined;
       const params = initialParams(model, method, omega);
-      for (const [name, value] of params) params.set(name, randomTensor(value.shape, rng, 0.3));
-      const direction = new Map([...params].map(([name, value]) => [name, randomTensor(value.shape, rng)]));
+      for (const [name, value] of params) params.set(name, normalTensor(rng, value.shape, 0.3));
+      const direction = new Map([...params].map(([name, value]) => [name, normalTensor(rng, value.shape)]));
       const outputs = await lossAndGrads(model, method, omega, params, data, loss, mask);
       let analytic = 0;
       for (const [name, d] of direction) {

@@ -10,6 +10,7 @@ import {
   type HostTensor,
   INPUT,
   inferShapes,
+  normalTensor,
   ntkParametrisation,
   OUTPUT,
   Rng,
@@ -21,12 +22,6 @@ import {
 
 const backend = createReferenceBackend();
 
-function randomTensor(shape: number[], rng: Rng, scale = 1): HostTensor {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * scale;
-  return { shape, data };
-}
-
 async function run(graph: Graph, input: HostTensor): Promise<HostTensor> {
   return (await runProgramOnce(backend, forwardProgram(graph), { [INPUT]: input }, [INPUT], 'test'))[OUTPUT];
 }
@@ -34,17 +29,17 @@ async function run(graph: Graph, input: HostTensor): Promise<HostTensor> {
 /** conv → BN → ReLU → conv → BN, + a skip from the first ReLU, ReLU, pool, classifier. */
 function residualNet(rng: Rng): Graph {
   const params = new Map<string, HostTensor>([
-    ['c1.weight', randomTensor([4, 3, 3, 3], rng, 0.4)],
-    ['c2.weight', randomTensor([4, 4, 3, 3], rng, 0.3)],
-    ['c2.bias', randomTensor([4], rng)],
-    ['fc.weight', randomTensor([5, 4], rng)],
-    ['fc.bias', randomTensor([5], rng)],
+    ['c1.weight', normalTensor(rng, [4, 3, 3, 3], 0.4)],
+    ['c2.weight', normalTensor(rng, [4, 4, 3, 3], 0.3)],
+    ['c2.bias', normalTensor(rng, [4])],
+    ['fc.weight', normalTensor(rng, [5, 4])],
+    ['fc.bias', normalTensor(rng, [5])],
   ]);
   for (const bn of ['bn1', 'bn2']) {
-    params.set(`${bn}.scale`, randomTensor([4], rng));
-    params.set(`${bn}.bias`, randomTensor([4], rng));
-    params.set(`${bn}.mean`, randomTensor([4], rng));
-    params.set(`${bn}.variance`, { shape: [4], data: randomTensor([4], rng).data.map((v) => 0.5 + v * v) });
+    params.set(`${bn}.scale`, normalTensor(rng, [4]));
+    params.set(`${bn}.bias`, normalTensor(rng, [4]));
+    params.set(`${bn}.mean`, normalTensor(rng, [4]));
+    params.set(`${bn}.variance`, { shape: [4], data: normalTensor(rng, [4]).data.map((v) => 0.5 + v * v) });
   }
   const conv = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1 } as const;
   const bnParams = (bn: string) => ({ scale: `${bn}.scale`, bias: `${bn}.bias`, mean: `${bn}.mean`, variance: `${bn}.variance` });
@@ -74,7 +69,7 @@ describe('foldBatchNorm', () => {
     const folded = foldBatchNorm(network);
     expect(folded.nodes.some((n) => n.op === 'BatchNorm')).toBe(false);
     expect(folded.nodes.map((n) => n.name)).toContain('bn1');
-    const input = randomTensor([2, 3, 6, 6], rng);
+    const input = normalTensor(rng, [2, 3, 6, 6]);
     const error = relativeError((await run(folded, input)).data, (await run(network, input)).data);
     expect(error.relative).toBeLessThan(1e-6);
   });
@@ -99,7 +94,7 @@ describe('cutNetwork and cutPoints', () => {
     expect(split.head.inputs.map((i) => i.name)).toEqual(['r2']);
     expect(split.features).toBe('flat');
     expect(split.classifier.weight.shape).toEqual([5, 4]);
-    const input = randomTensor([3, 3, 6, 6], new Rng(8));
+    const input = normalTensor(new Rng(8), [3, 3, 6, 6]);
     const z = await run(split.trunk, input);
     const features = await run(split.head, z);
     const full = await run({ ...network, outputs: ['flat'], nodes: network.nodes.slice(0, -1) }, input);

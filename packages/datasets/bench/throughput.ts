@@ -12,7 +12,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { sizeOf } from '@gradfeat/core';
+import { median, sizeOf } from '@gradfeat/core';
 import { extract } from 'tar';
 import { sharedPath } from '../../../test-support/shared.js';
 import {
@@ -45,12 +45,6 @@ const imageCount = Number(values.images);
 const runs = Number(values.runs);
 const BATCH = 256;
 const IMAGENET_NORMALIZE = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
-
-function median(samples: readonly number[]): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
 
 /** Runs `body` `runs` times; `body` returns how many images it processed. */
 async function measure(task: string, workers: number, body: () => Promise<number>): Promise<Result> {

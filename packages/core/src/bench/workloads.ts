@@ -12,8 +12,8 @@ import {
   trainStepProgram,
 } from '../methods/programs.js';
 import { basicBlockNetwork, cifarResNet } from '../networks/resnet.js';
-import { Rng } from '../random.js';
-import type { HostTensor } from '../tensor.js';
+import { normalTensor, Rng } from '../random.js';
+import { type HostTensor, oneHot } from '../tensor.js';
 import { applyUpdate, type OptimiserState } from '../train/optimisers.js';
 
 /**
@@ -51,19 +51,8 @@ export interface BenchOptions {
 /** Everything before ResNet-20's last residual block. */
 export const RESNET20_LAST_BLOCK_INPUT = 'layer3.1';
 
-function randomTensor(shape: readonly number[], rng: Rng): HostTensor {
-  const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  for (let i = 0; i < data.length; i++) data[i] = rng.normal();
-  return { shape, data };
-}
-
-function oneHotRows(rows: number, classes: number, rng: Rng): HostTensor {
-  const data = new Float32Array(rows * classes);
-  for (let row = 0; row < rows; row++) data[row * classes + rng.int(classes)] = 1;
-  return { shape: [rows, classes], data };
-}
-
-function median(values: readonly number[]): number {
+/** The middle value (mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
   return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
@@ -77,7 +66,7 @@ interface PreparedWorkload {
 }
 
 async function prepareExtraction(backend: Backend, trunk: Graph, batch: number, rng: Rng, name: string): Promise<PreparedWorkload> {
-  const input = randomTensor([batch, ...trunk.inputs[0].shape.slice(1)], rng);
+  const input = normalTensor(rng, [batch, ...trunk.inputs[0].shape.slice(1)]);
   const compiled = await backend.compile(forwardProgram(trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name });
   return { batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
 }
@@ -95,8 +84,11 @@ async function prepare(backend: Backend, workload: BenchWorkload, options: Bench
   const omegaBar = model.sourceClassifier;
   const params = initialParams(model, method, omegaBar);
   const feed: Record<string, HostTensor> = {
-    [INPUT]: randomTensor([batch, ...model.cutShape], rng),
-    [TARGETS]: oneHotRows(batch, omegaBar.weight.shape[0], rng),
+    [INPUT]: normalTensor(rng, [batch, ...model.cutShape]),
+    [TARGETS]: oneHot(
+      Array.from({ length: batch }, () => rng.int(omegaBar.weight.shape[0])),
+      omegaBar.weight.shape[0],
+    ),
     [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / batch) },
     ...Object.fromEntries(params),
   };

@@ -7,7 +7,7 @@ import { linearise } from '../methods/linearised-model.js';
 import { forwardProgram, METHODS, type Method } from '../methods/programs.js';
 import { smallCnn } from '../networks/small-cnn.js';
 import { Rng } from '../random.js';
-import type { HostTensor } from '../tensor.js';
+import { type HostTensor, oneHot } from '../tensor.js';
 import { initialTrainState, mapBatches, type StepInfo, type TrainConfig, trainMethod } from '../train/trainer.js';
 
 /**
@@ -55,17 +55,13 @@ export function demoConfigs(seed: number): Record<Method, TrainConfig> {
   };
 }
 
-function subset(images: HostTensor, labels: ArrayLike<number>, indices: readonly number[], classes: readonly number[]) {
-  const width = images.data.length / images.shape[0];
-  const data = new Float32Array(indices.length * width);
-  const targets = new Float32Array(indices.length * classes.length);
-  indices.forEach((index, row) => {
-    data.set(images.data.subarray(index * width, (index + 1) * width), row * width);
-    targets[row * classes.length + classes.indexOf(labels[index])] = 1;
-  });
+async function subset(images: HostTensor, labels: ArrayLike<number>, indices: readonly number[], classes: readonly number[]) {
   return {
-    images: { shape: [indices.length, ...images.shape.slice(1)], data },
-    targets: { shape: [indices.length, classes.length], data: targets },
+    images: await memorySource(images).read(indices),
+    targets: oneHot(
+      indices.map((index) => classes.indexOf(labels[index])),
+      classes.length,
+    ),
   };
 }
 
@@ -76,10 +72,10 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
   const source = shuffled.filter((i) => options.sourceClasses.includes(labels[i]));
   const target = shuffled.filter((i) => options.targetClasses.includes(labels[i]));
   const pretextTestCount = Math.round(source.length / 10);
-  const pretextTrain = subset(images, labels, source.slice(pretextTestCount), options.sourceClasses);
-  const pretextTest = subset(images, labels, source.slice(0, pretextTestCount), options.sourceClasses);
-  const targetTrain = subset(images, labels, target.slice(0, options.targetTrainCount), options.targetClasses);
-  const targetTest = subset(images, labels, target.slice(options.targetTrainCount), options.targetClasses);
+  const pretextTrain = await subset(images, labels, source.slice(pretextTestCount), options.sourceClasses);
+  const pretextTest = await subset(images, labels, source.slice(0, pretextTestCount), options.sourceClasses);
+  const targetTrain = await subset(images, labels, target.slice(0, options.targetTrainCount), options.targetClasses);
+  const targetTest = await subset(images, labels, target.slice(options.targetTrainCount), options.targetClasses);
 
   events?.onPhase?.('pretext');
   const started = performance.now();
