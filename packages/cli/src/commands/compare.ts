@@ -1,5 +1,4 @@
-import type { MethodResult } from '@gradfeat/core';
-import { formatPercent } from '@gradfeat/core';
+import { formatPercent, type MethodResult, theta2Size } from '@gradfeat/core';
 import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
@@ -43,7 +42,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
   const files = await run.writeResults(results, context, {
     extra: {
       parametrisation: config.parametrisation,
-      theta2Parameters: prepared.model.headParamKeys.reduce((n, key) => n + (prepared.model.head.params.get(key)?.data.length ?? 0), 0),
+      theta2Parameters: theta2Size(prepared.model),
       weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
     },
   });

@@ -3,7 +3,7 @@ import { memorySource } from '../data/source.js';
 import type { Graph } from '../ir/graph.js';
 import { type ComparisonEvents, compareMethods, evaluateLogits, type MethodResult, predict } from '../methods/compare.js';
 import { applyFinetuned } from '../methods/finetuned.js';
-import { linearise } from '../methods/linearised-model.js';
+import { linearise, theta2Size } from '../methods/linearised-model.js';
 import { forwardProgram, METHODS, type Method } from '../methods/programs.js';
 import { smallCnn } from '../networks/small-cnn.js';
 import { Rng } from '../random.js';
@@ -129,7 +129,7 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
     network: {
       channels: CHANNELS,
       cut: CUT,
-      theta2Parameters: model.headParamKeys.reduce((n, key) => n + (model.head.params.get(key)?.data.length ?? 0), 0),
+      theta2Parameters: theta2Size(model),
     },
     pretext: {
       classes: options.sourceClasses,

@@ -14,6 +14,11 @@ export interface Classifier {
   readonly bias: HostTensor;
 }
 
+/** How many values θ2 trains (its Conv2D and Dense weights and biases). */
+export function theta2Size(model: LinearisedModel): number {
+  return model.headParamKeys.reduce((total, key) => total + (model.head.params.get(key)?.data.length ?? 0), 0);
+}
+
 /** A classifier of zeros: where the linear probe starts, and the shapes a method's checkpoint must have. */
 export function zeroClassifier(classes: number, features: number): Classifier {
   return {
