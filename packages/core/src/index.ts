@@ -21,6 +21,8 @@ export * from './methods/finetuned.js';
 export * from './methods/linearised-model.js';
 export * from './methods/programs.js';
 export * from './metrics/classification.js';
+export * from './networks/builder.js';
+export * from './networks/mobilenet.js';
 export * from './networks/resnet.js';
 export * from './networks/small-cnn.js';
 export * from './ops/index.js';

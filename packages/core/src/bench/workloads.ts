@@ -11,45 +11,101 @@ import {
   TARGETS,
   trainStepProgram,
 } from '../methods/programs.js';
+import { mobileNetV1, separableBlockNetwork } from '../networks/mobilenet.js';
 import { basicBlockNetwork, cifarResNet } from '../networks/resnet.js';
 import { normalTensor, Rng } from '../random.js';
 import { type HostTensor, oneHot } from '../tensor.js';
-import { applyUpdate, type OptimiserState } from '../train/optimisers.js';
+import { applyUpdate, type OptimiserConfig, type OptimiserState } from '../train/optimisers.js';
 
 /**
- * The speed workloads gradfeat is compared with PyTorch on (random weights and inputs: they measure
- * speed only). Images per second of the median of several timed runs, after warm-up runs.
+ * The speed workloads gradfeat is compared with PyTorch on, with the names, shapes and optimisers of
+ * `bench/bench_torch.py` in the project's reference data (random weights and inputs: they measure
+ * speed only). Images per second of the median of several timed runs, after warm-up runs. PyTorch's
+ * figures depend on the machine, so they are measured beside these in the same run, never stored.
  */
-export const BENCH_WORKLOADS = ['extract_r20', 'full_step_r20', 'finetune_step_r20', 'full_step_r18l4', 'finetune_step_r18l4'] as const;
+export const BENCH_WORKLOADS = [
+  'extract_r20',
+  'full_step_r20',
+  'gradient_step_r20',
+  'finetune_step_r20',
+  'full_step_r18l4',
+  'gradient_step_r18l4',
+  'finetune_step_r18l4',
+  'extract_mb',
+  'gradient_step_mb13',
+  'full_step_mb13',
+  'finetune_step_mb13',
+] as const;
 export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
 
-/** PyTorch 1.13, 2 threads, functorch.jvp for the tangent, on this kind of 2-core machine. */
-export const PYTORCH_IMAGES_PER_SECOND: Readonly<Record<BenchWorkload, number>> = {
-  extract_r20: 1800,
-  full_step_r20: 5600,
-  finetune_step_r20: 10400,
-  full_step_r18l4: 140,
-  finetune_step_r18l4: 260,
-};
+/** The workloads of `benchmarkNetwork`: any network's extraction and training steps at one cut. */
+export const NETWORK_WORKLOADS = ['extract', 'gradient_step', 'full_step', 'finetune_step'] as const;
+export type NetworkWorkload = (typeof NETWORK_WORKLOADS)[number];
 
 export interface BenchResult {
-  readonly workload: BenchWorkload;
+  readonly workload: string;
   readonly batch: number;
   readonly imagesPerSecond: number;
   readonly medianSeconds: number;
   readonly seconds: readonly number[];
+  /** The process's peak resident memory once the workload has run (it includes earlier workloads'). */
+  readonly peakRssBytes: number;
 }
 
 export interface BenchOptions {
   readonly runs?: number;
   readonly warmup?: number;
-  /** ResNet-20 to take the trunk from (e.g. the imported ONNX file); a random one by default. */
-  readonly resnet20?: Graph;
   readonly seed?: number;
 }
 
 /** Everything before ResNet-20's last residual block. */
 export const RESNET20_LAST_BLOCK_INPUT = 'layer3.1';
+/** MobileNet v1's trunk up to its last depthwise-separable block (block 13 is θ2). */
+export const MOBILENET_LAST_BLOCK_INPUT = 'conv_pw_12_relu';
+
+/** SGD as bench_torch.py's ResNet steps train; Adam with the paper's β for MobileNet's block 13. */
+const SGD: OptimiserConfig = { kind: 'sgd', learningRate: 0.01, momentum: 0.9 };
+const PAPER_ADAM: OptimiserConfig = { kind: 'adam', learningRate: 1e-3, beta1: 0.5, beta2: 0.999, weightDecay: 1e-6 };
+
+type WorkloadSpec =
+  | { readonly kind: 'extract'; readonly network: (seed: number) => Graph; readonly cut: string; readonly batch: number }
+  | {
+      readonly kind: 'step';
+      readonly network: (seed: number) => Graph;
+      readonly cut: string;
+      readonly batch: number;
+      readonly method: Exclude<Method, 'activation'>;
+      readonly optimiser: OptimiserConfig;
+    };
+
+const resnet20 = (seed: number) => cifarResNet({ blocksPerStage: 3, classes: 10, seed });
+const resnet18Layer4 = (seed: number) => basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed });
+const mobileNet = (seed: number) => mobileNetV1({ alpha: 0.25, classes: 1000, seed });
+const mobileNetBlock13 = (seed: number) => separableBlockNetwork({ channels: 256, size: 7, classes: 10, seed });
+
+function stepSpec(
+  network: (seed: number) => Graph,
+  cut: string,
+  batch: number,
+  method: Exclude<Method, 'activation'>,
+  optimiser: OptimiserConfig,
+): WorkloadSpec {
+  return { kind: 'step', network, cut, batch, method, optimiser };
+}
+
+const WORKLOADS: Readonly<Record<BenchWorkload, WorkloadSpec>> = {
+  extract_r20: { kind: 'extract', network: resnet20, cut: RESNET20_LAST_BLOCK_INPUT, batch: 256 },
+  full_step_r20: stepSpec(resnet20, RESNET20_LAST_BLOCK_INPUT, 128, 'full', SGD),
+  gradient_step_r20: stepSpec(resnet20, RESNET20_LAST_BLOCK_INPUT, 128, 'gradient', SGD),
+  finetune_step_r20: stepSpec(resnet20, RESNET20_LAST_BLOCK_INPUT, 128, 'finetune', SGD),
+  full_step_r18l4: stepSpec(resnet18Layer4, 'input', 64, 'full', SGD),
+  gradient_step_r18l4: stepSpec(resnet18Layer4, 'input', 64, 'gradient', SGD),
+  finetune_step_r18l4: stepSpec(resnet18Layer4, 'input', 64, 'finetune', SGD),
+  extract_mb: { kind: 'extract', network: mobileNet, cut: MOBILENET_LAST_BLOCK_INPUT, batch: 32 },
+  gradient_step_mb13: stepSpec(mobileNetBlock13, 'input', 64, 'gradient', PAPER_ADAM),
+  full_step_mb13: stepSpec(mobileNetBlock13, 'input', 64, 'full', PAPER_ADAM),
+  finetune_step_mb13: stepSpec(mobileNetBlock13, 'input', 64, 'finetune', PAPER_ADAM),
+};
 
 /** The middle value (mean of the two middle ones for an even count). */
 export function median(values: readonly number[]): number {
@@ -65,51 +121,46 @@ interface PreparedWorkload {
   dispose(): void;
 }
 
-async function prepareExtraction(backend: Backend, trunk: Graph, batch: number, rng: Rng, name: string): Promise<PreparedWorkload> {
-  const input = normalTensor(rng, [batch, ...trunk.inputs[0].shape.slice(1)]);
-  const compiled = await backend.compile(forwardProgram(trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name });
-  return { batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
-}
-
-async function prepare(backend: Backend, workload: BenchWorkload, options: BenchOptions): Promise<PreparedWorkload> {
-  const rng = new Rng(options.seed ?? 0);
-  const resnet20 = () => options.resnet20 ?? cifarResNet({ blocksPerStage: 3, classes: 10, seed: options.seed ?? 0 });
-  if (workload === 'extract_r20')
-    return prepareExtraction(backend, linearise(resnet20(), { cut: RESNET20_LAST_BLOCK_INPUT }).trunk, 256, rng, workload);
-  const method: Method = workload.startsWith('full') ? 'full' : 'finetune';
-  const r18 = workload.endsWith('r18l4');
-  const network = r18 ? basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed: options.seed ?? 0 }) : resnet20();
-  const model = linearise(network, { cut: r18 ? 'input' : RESNET20_LAST_BLOCK_INPUT });
-  const batch = r18 ? 64 : 128;
+async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed: number): Promise<PreparedWorkload> {
+  const rng = new Rng(seed);
+  const model = linearise(spec.network(seed), { cut: spec.cut });
+  if (spec.kind === 'extract') {
+    const input = normalTensor(rng, [spec.batch, ...model.trunk.inputs[0].shape.slice(1)]);
+    const compiled = await backend.compile(forwardProgram(model.trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name });
+    return { batch: spec.batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
+  }
   const omegaBar = model.sourceClassifier;
-  const params = initialParams(model, method, omegaBar);
+  const classes = omegaBar.weight.shape[0];
+  const params = initialParams(model, spec.method, omegaBar);
   const feed: Record<string, HostTensor> = {
-    [INPUT]: normalTensor(rng, [batch, ...model.cutShape]),
+    [INPUT]: normalTensor(rng, [spec.batch, ...model.cutShape]),
     [TARGETS]: oneHot(
-      Array.from({ length: batch }, () => rng.int(omegaBar.weight.shape[0])),
-      omegaBar.weight.shape[0],
+      Array.from({ length: spec.batch }, () => rng.int(classes)),
+      classes,
     ),
-    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / batch) },
+    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / spec.batch) },
     ...Object.fromEntries(params),
   };
-  const compiled = await backend.compile(trainStepProgram(model, method, omegaBar, 'softmax-ce'), inputShapesOf(feed, [INPUT, TARGETS]), {
-    name: workload,
-  });
+  const compiled = await backend.compile(
+    trainStepProgram(model, spec.method, omegaBar, 'softmax-ce'),
+    inputShapesOf(feed, [INPUT, TARGETS]),
+    { name },
+  );
   const state: OptimiserState = {};
   let step = 0;
   return {
-    batch,
+    batch: spec.batch,
     async step() {
       const outputs = await compiled.run(feed);
-      const grads = new Map([...params.keys()].map((name) => [name, outputs[gradName(name)].data]));
-      applyUpdate({ kind: 'sgd', learningRate: 1e-3, momentum: 0.9 }, params, grads, state, 1e-3, ++step);
+      const grads = new Map([...params.keys()].map((key) => [key, outputs[gradName(key)].data]));
+      applyUpdate(spec.optimiser, params, grads, state, spec.optimiser.learningRate, ++step);
     },
     dispose: () => compiled.dispose(),
   };
 }
 
 /** Warm-up runs, then the median of timed runs of `prepared.step`. */
-async function timeSteps(prepared: PreparedWorkload, options: BenchOptions): Promise<{ medianSeconds: number; seconds: number[] }> {
+async function timeSteps(prepared: PreparedWorkload, workload: string, options: BenchOptions): Promise<BenchResult> {
   try {
     for (let i = 0; i < (options.warmup ?? 2); i++) await prepared.step();
     const seconds: number[] = [];
@@ -118,26 +169,42 @@ async function timeSteps(prepared: PreparedWorkload, options: BenchOptions): Pro
       await prepared.step();
       seconds.push((performance.now() - started) / 1000);
     }
-    return { medianSeconds: median(seconds), seconds };
+    const medianSeconds = median(seconds);
+    return {
+      workload,
+      batch: prepared.batch,
+      imagesPerSecond: prepared.batch / medianSeconds,
+      medianSeconds,
+      seconds,
+      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    };
   } finally {
     prepared.dispose();
   }
 }
 
+/** One of the workloads bench_torch.py also measures. */
 export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
-  const prepared = await prepare(backend, workload, options);
-  const { medianSeconds, seconds } = await timeSteps(prepared, options);
-  return { workload, batch: prepared.batch, imagesPerSecond: prepared.batch / medianSeconds, medianSeconds, seconds };
+  const prepared = await prepare(backend, WORKLOADS[workload], workload, options.seed ?? 0);
+  return timeSteps(prepared, workload, options);
 }
 
-/** Images per second of any trunk (e.g. an imported MobileNet cut at a block) on random inputs. */
-export async function benchmarkExtraction(
+/**
+ * Extraction (the trunk up to `cut`) or a training step of the head after it, on any network with
+ * its own weights and random inputs.
+ */
+export async function benchmarkNetwork(
   backend: Backend,
-  trunk: Graph,
+  network: Graph,
+  cut: string,
+  workload: NetworkWorkload,
   batch: number,
   options: BenchOptions = {},
-): Promise<{ batch: number; imagesPerSecond: number; medianSeconds: number; seconds: readonly number[] }> {
-  const prepared = await prepareExtraction(backend, trunk, batch, new Rng(options.seed ?? 0), 'extraction');
-  const { medianSeconds, seconds } = await timeSteps(prepared, options);
-  return { batch, imagesPerSecond: batch / medianSeconds, medianSeconds, seconds };
+): Promise<BenchResult> {
+  const spec: WorkloadSpec =
+    workload === 'extract'
+      ? { kind: 'extract', network: () => network, cut, batch }
+      : stepSpec(() => network, cut, batch, workload.replace('_step', '') as Exclude<Method, 'activation'>, PAPER_ADAM);
+  const prepared = await prepare(backend, spec, workload, options.seed ?? 0);
+  return timeSteps(prepared, workload, options);
 }
