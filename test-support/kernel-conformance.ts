@@ -105,6 +105,44 @@ function maxPoolCase(rng: Rng, name: string, x: HostTensor, attrs: PoolAttrs): K
   };
 }
 
+/**
+ * A conv's output taken through what a head does with it: ReLU and its mask, per-channel and
+ * per-pixel broadcasts, reductions over pixels and the batch, a flattening reshape, a second conv with
+ * a constant filter. A backend that keeps values in a blocked layout between ops converts them here.
+ */
+function blockedChainCase(rng: Rng): KernelCase {
+  const filter = uniformTensor(rng, [16, 16, 3, 3]);
+  return {
+    name: 'blocked layout through elementwise ops, broadcasts and reductions',
+    inputs: {
+      x: uniformTensor(rng, [2, 16, 4, 5]),
+      w: uniformTensor(rng, [16, 16, 3, 3]),
+      perChannel: uniformTensor(rng, [1, 16, 1, 1]),
+      perPixel: uniformTensor(rng, [1, 1, 4, 5]),
+      perSample: uniformTensor(rng, [2, 16, 1, 1]),
+      mask: uniformTensor(rng, [2, 16, 4, 5]),
+    },
+    program: (k, { x, w, perChannel, perPixel, perSample, mask }) => {
+      const attrs = convAttrs([1, 1], [1, 1, 1, 1]);
+      const y = k.conv2d(x, w, undefined, attrs);
+      const relu = k.maximum(y, k.scalar(0));
+      const masked = k.mul(k.mul(relu, k.greater(y, k.scalar(0))), mask);
+      const broadcast = k.add(k.mul(k.sub(masked, perChannel), perPixel), perSample);
+      const second = k.conv2d(broadcast, k.constant(filter), undefined, attrs);
+      return {
+        relu,
+        broadcast,
+        pooled: k.sum(second, [2, 3], false),
+        pooledKeep: k.sum(second, [2, 3], true),
+        perChannelSum: k.sum(second, [0, 2, 3], false),
+        rowMax: k.max(second, [3], true),
+        flat: k.reshape(k.exp(k.mul(second, k.scalar(0.1))), [-1, 16 * 4 * 5]),
+        spread: k.mul(k.sum(second, [2, 3], true), perPixel),
+      };
+    },
+  };
+}
+
 function constantCase(rng: Rng): KernelCase {
   const table = uniformTensor(rng, [2, 3]);
   return {
@@ -256,6 +294,21 @@ export function kernelConformanceCases(seed = 20200426): KernelCase[] {
     // (6 − 3) is odd, so the last row and column never reach an output: backprops must leave them 0.
     convCase(rng, 'conv2d stride 2 that does not divide the input', [1, 2, 6, 6], [2, 2, 3, 3], convAttrs([2, 2], [0, 0, 0, 0]), false),
     convCase(rng, 'conv2d 1×1, stride 2', [2, 3, 5, 5], [4, 3, 1, 1], convAttrs([2, 2], [0, 0, 0, 0]), true),
+    // Channels in whole blocks of 8 and 16: backends with a blocked layout (ONNX Runtime's NCHWc) take it.
+    convCase(rng, 'conv2d 3×3, 16 → 32 channels, bias', [2, 16, 6, 5], [32, 16, 3, 3], convAttrs([1, 1], [1, 1, 1, 1]), true),
+    convCase(rng, 'conv2d 3×3, 16 → 16 channels, stride 2', [2, 16, 7, 7], [16, 16, 3, 3], convAttrs([2, 2], [1, 1, 1, 1]), false),
+    convCase(rng, 'conv2d 1×1, 32 → 16 channels', [3, 32, 4, 4], [16, 32, 1, 1], convAttrs([1, 1], [0, 0, 0, 0]), true),
+    convCase(rng, 'conv2d 3 → 16 channels (a stem)', [2, 3, 6, 6], [16, 3, 3, 3], convAttrs([1, 1], [1, 1, 1, 1]), true),
+    convCase(rng, 'conv2d depthwise, 32 channels, bias', [2, 32, 5, 6], [32, 1, 3, 3], convAttrs([1, 1], [1, 1, 1, 1], [1, 1], 32), true),
+    convCase(
+      rng,
+      'conv2d depthwise, 16 channels, asymmetric pads',
+      [3, 16, 6, 5],
+      [16, 1, 3, 3],
+      convAttrs([1, 1], [0, 1, 2, 1], [1, 1], 16),
+      false,
+    ),
+    blockedChainCase(rng),
     avgPoolCase(rng, 'avgPool 3×3, stride 2, pads 1, count_include_pad', [2, 3, 7, 6], {
       kernel: [3, 3],
       strides: [2, 2],

@@ -165,6 +165,62 @@ describe('traced graphs', () => {
   });
 });
 
+/** How many nodes of each (domain-qualified) op type a traced model has. */
+function opCounts(model: Uint8Array): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const node of onnxProto.onnx.ModelProto.decode(model).graph?.node ?? []) {
+    const op = node.domain ? `${node.domain}:${node.opType}` : (node.opType as string);
+    counts.set(op, (counts.get(op) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** A head's step on channels in whole blocks: depthwise and pointwise convs with run-time filters, their transposes and gradients. */
+const blockedHead: Program = (k, { x, depthwise, pointwise, dy }) => {
+  const depthwiseAttrs: Conv2DAttrs = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 16 };
+  const pointwiseAttrs: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
+  const hidden = k.maximum(k.conv2d(x, depthwise, undefined, depthwiseAttrs), k.scalar(0));
+  const y = k.conv2d(hidden, pointwise, undefined, pointwiseAttrs);
+  const dHidden = k.mul(k.conv2dBackpropInput(dy, pointwise, [5, 5], pointwiseAttrs), k.greater(hidden, k.scalar(0)));
+  return {
+    pooled: k.sum(y, [2, 3], false),
+    pointwiseGrad: k.conv2dBackpropFilter(hidden, dy, k.shape(pointwise), pointwiseAttrs),
+    depthwiseGrad: k.conv2dBackpropFilter(x, dHidden, k.shape(depthwise), depthwiseAttrs),
+  };
+};
+const blockedInputs = {
+  x: wave([3, 16, 5, 5], 1),
+  depthwise: wave([16, 1, 3, 3], 2),
+  pointwise: wave([32, 16, 1, 1], 3),
+  dy: wave([3, 32, 5, 5], 4),
+};
+
+describe('NCHWc lowering', () => {
+  const shapes = inputShapesOf(blockedInputs, ['x', 'dy']);
+
+  it.each([8, 16])('runs every conv of a head on NCHWc kernels with blocks of %i channels', (block) => {
+    const counts = opCounts(traceProgram(blockedHead, shapes, { name: 'blocked head', nchwcBlockSize: block }).model);
+    // depthwise forward, pointwise forward, pointwise input gradient, and the depthwise filter gradient
+    expect(counts.get('com.microsoft.nchwc:Conv')).toBe(4);
+    expect(counts.get('Slice') ?? 0).toBe(0);
+    expect(counts.get('Concat') ?? 0).toBe(0);
+  });
+
+  it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {
+    const counts = opCounts(traceProgram(blockedHead, shapes, { name: 'portable head' }).model);
+    expect([...counts.keys()].filter((op) => op.includes('.'))).toEqual([]);
+  });
+
+  it('gives the reference numbers on whichever layout this CPU has', async () => {
+    const backend = await createOnnxBackend();
+    const expected = await runProgramOnce(createReferenceBackend(), blockedHead, blockedInputs, [], 'reference');
+    const actual = await runProgramOnce(backend, blockedHead, blockedInputs, ['x', 'dy'], 'blocked head');
+    for (const [name, want] of Object.entries(expected)) {
+      expect(relativeError(actual[name].data, want.data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    }
+  });
+});
+
 describe('plugin', () => {
   it('registers as onnx with priority 20 and resolves to the CPU backend', async () => {
     registerOnnxBackend();

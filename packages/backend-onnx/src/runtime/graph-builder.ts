@@ -1,102 +1,95 @@
+import { BATCH, type Conv2DAttrs, type HostTensor, hostTensor, type Kernels, type Pair, type PoolAttrs, sameShape } from '@gradfeat/core';
+import { BlockedLayout } from './blocked-layout.js';
 import {
-  BATCH,
-  type Conv2DAttrs,
-  type HostTensor,
-  hostTensor,
-  type Kernels,
-  type Pads4,
-  type Pair,
-  type PoolAttrs,
-  sameShape,
-  windowedSize,
-} from '@gradfeat/core';
-import {
-  type AttributeProto,
-  attribute,
-  encodeModel,
-  FLOAT_DATA_TYPE,
-  floatTensorProto,
-  floatValueInfo,
-  int64TensorProto,
-  type ModelContents,
-  type NodeProto,
-  type TensorProto,
-  type ValueInfoProto,
-} from './proto.js';
+  type ConvGeometry,
+  convAttributes,
+  convGeometry,
+  expectConvOutput,
+  expectRank4,
+  poolAttributes,
+  pooledShape,
+  tapIndices,
+  transposedConvRemainder,
+  windowReciprocals,
+} from './conv-geometry.js';
+import { OnnxGraph } from './onnx-graph.js';
+import { type AttributeProto, attribute, FLOAT_DATA_TYPE, floatTensorProto, int64TensorProto, type ModelContents } from './proto.js';
 import { broadcastShapes, describeShape, normalizeAxes, resolveReshape } from './symbolic-shape.js';
 
-/** A value of the graph being traced: its ONNX name and static shape (-1 for the batch axis). */
+/** A value of the graph being traced: its static shape (-1 for the batch axis). */
 export interface SymbolicTensor {
-  readonly name: string;
   readonly shape: readonly number[];
+}
+
+export interface LoweringOptions {
+  /**
+   * The NCHWc block size of the ONNX Runtime build that will run the graph (see BlockedLayout), when
+   * its com.microsoft.nchwc kernels may be used. Without it the graph is portable standard ONNX.
+   */
+  readonly nchwcBlockSize?: number;
+}
+
+/**
+ * Where one value lives: plain NCHW (row-major in its logical shape), NCHWc blocked, or channels-last
+ * NHWC. A value holds at least one; the others are made from it on first use, once.
+ */
+interface Layouts {
+  plain?: string;
+  blocked?: string;
+  channelsLast?: string;
 }
 
 /** Slice ends at least this large mean "to the end of the axis" (core writes Number.MAX_SAFE_INTEGER). */
 const TO_THE_END = 2 ** 31 - 1;
 
-/** Output pixels per image up to which a run-time filter is applied as GEMMs over the batch (see conv2d). */
+/** Output pixels per image up to which a whole im2col matrix is built for a filter gradient (else one tap at a time). */
 const SMALL_IMAGE = 256;
 
 /**
  * Records kernel calls as an ONNX graph instead of running them. Every value's static shape is
  * tracked so that errors surface while tracing, at the kernel that caused them, rather than as an
- * ONNX Runtime failure at run time.
+ * ONNX Runtime failure at run time. With an NCHWc block size, convolutions (constant or run-time
+ * filters) run on ONNX Runtime's blocked layout and values stay in it between ops that allow it.
  */
 export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
-  private readonly nodes: NodeProto[] = [];
-  private readonly initializers: TensorProto[] = [];
-  private readonly graphInputs: ValueInfoProto[] = [];
-  private readonly graphOutputs: ValueInfoProto[] = [];
-  private readonly usedNames = new Set<string>();
-  private readonly owned = new WeakSet<SymbolicTensor>();
+  private readonly graph = new OnnxGraph();
+  private readonly layouts = new WeakMap<SymbolicTensor, Layouts>();
+  private readonly blocked?: BlockedLayout;
   private readonly constants = new Map<HostTensor, SymbolicTensor>();
   private readonly scalars = new Map<number, SymbolicTensor>();
-  private readonly derivedConstants = new Map<string, SymbolicTensor>();
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
-  /** Values computed from initializers alone, which ONNX Runtime folds into constants. */
-  private readonly constantValues = new Set<string>();
-  private nameCounter = 0;
+
+  constructor(options: LoweringOptions = {}) {
+    if (options.nchwcBlockSize !== undefined) this.blocked = new BlockedLayout(this.graph, options.nchwcBlockSize);
+  }
 
   input(name: string, shape: readonly number[]): SymbolicTensor {
-    if (this.usedNames.has(name)) throw new Error(`graph input '${name}' is declared twice`);
-    this.usedNames.add(name);
-    this.graphInputs.push(floatValueInfo(name, shape));
-    return this.value(name, shape);
+    this.graph.addInput(name, shape);
+    return this.value(shape, { plain: name });
   }
 
   /** Makes `value` a graph output; returns the ONNX name, which is `name` unless that is taken. */
   output(name: string, value: SymbolicTensor): string {
-    let outputName = name;
-    for (let suffix = 1; this.usedNames.has(outputName); suffix++) outputName = `${name}_output${suffix > 1 ? suffix : ''}`;
-    this.usedNames.add(outputName);
-    this.nodes.push({ opType: 'Identity', name: outputName, input: [this.nameOf(value)], output: [outputName] });
-    this.graphOutputs.push(floatValueInfo(outputName, value.shape));
-    return outputName;
+    return this.graph.addOutput(name, this.plain(value), value.shape);
   }
 
   encode(model: Pick<ModelContents, 'graphName' | 'docString' | 'metadata'>): Uint8Array {
-    return encodeModel({
-      ...model,
-      nodes: this.nodes,
-      initializers: this.initializers,
-      inputs: this.graphInputs,
-      outputs: this.graphOutputs,
-    });
+    return this.graph.encode(model);
   }
 
   // ---- kernels ----
 
   shape(x: SymbolicTensor): readonly number[] {
-    this.nameOf(x);
+    this.layoutsOf(x);
     return x.shape;
   }
 
   constant(value: HostTensor): SymbolicTensor {
     let handle = this.constants.get(value);
     if (!handle) {
-      handle = this.initializer(floatTensorProto(this.freshName('const'), value), value.shape);
+      handle = this.value(value.shape, { plain: this.graph.initializer(floatTensorProto(this.graph.freshName('const'), value)) });
       this.constants.set(value, handle);
     }
     return handle;
@@ -105,47 +98,58 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   scalar(value: number): SymbolicTensor {
     let handle = this.scalars.get(value);
     if (!handle) {
-      handle = this.initializer(floatTensorProto(this.freshName('scalar'), hostTensor([], [value])), []);
+      handle = this.value([], { plain: this.graph.floatScalar(value) });
       this.scalars.set(value, handle);
     }
     return handle;
   }
 
   add(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Add', a, b);
+    return this.elementwise('Add', [a, b]);
   }
   sub(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Sub', a, b);
+    return this.elementwise('Sub', [a, b]);
   }
   mul(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Mul', a, b);
+    return this.elementwise('Mul', [a, b]);
   }
   div(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Div', a, b);
+    return this.elementwise('Div', [a, b]);
   }
   maximum(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Max', a, b);
+    return this.clipped(a, b, 'min') ?? this.clipped(b, a, 'min') ?? this.elementwise('Max', [a, b]);
   }
   minimum(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.binary('Min', a, b);
+    return this.clipped(a, b, 'max') ?? this.clipped(b, a, 'max') ?? this.elementwise('Min', [a, b]);
   }
   greater(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.comparison('Greater', a, b);
+    return this.elementwise('Greater', [a, b]);
   }
   less(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.comparison('Less', a, b);
+    return this.elementwise('Less', [a, b]);
   }
   exp(x: SymbolicTensor): SymbolicTensor {
-    return this.apply('Exp', [x], x.shape);
+    return this.elementwise('Exp', [x]);
   }
   log(x: SymbolicTensor): SymbolicTensor {
-    return this.apply('Log', [x], x.shape);
+    return this.elementwise('Log', [x]);
   }
   abs(x: SymbolicTensor): SymbolicTensor {
-    return this.apply('Abs', [x], x.shape);
+    return this.elementwise('Abs', [x]);
   }
   sqrt(x: SymbolicTensor): SymbolicTensor {
-    return this.apply('Sqrt', [x], x.shape);
+    return this.elementwise('Sqrt', [x]);
+  }
+
+  /** max(x, s) or min(x, s) with a scalar s as Clip, which ONNX Runtime runs faster than a broadcasting Max or Min; in x's layout. */
+  private clipped(x: SymbolicTensor, bound: SymbolicTensor, side: 'min' | 'max'): SymbolicTensor | undefined {
+    if (bound.shape.length !== 0 || x.shape.length === 0) return undefined;
+    const limits = side === 'min' ? [this.plain(bound), ''] : ['', this.plain(bound)];
+    const layouts = this.layoutsOf(x);
+    if (layouts.plain === undefined && layouts.blocked !== undefined) {
+      return this.value(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) });
+    }
+    return this.value(x.shape, { plain: this.graph.node('Clip', [this.plain(x), ...limits]) });
   }
 
   sum(x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {
@@ -158,7 +162,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   reshape(x: SymbolicTensor, shape: readonly number[]): SymbolicTensor {
     const target = resolveReshape(x.shape, shape);
     if (sameShape(target, x.shape)) return x;
-    return this.apply('Reshape', [x], target, [], [this.int64s(target)]);
+    return this.plainNode('Reshape', [x], target, [], [this.int64s(target)]);
   }
 
   transpose(x: SymbolicTensor, perm: readonly number[]): SymbolicTensor {
@@ -167,7 +171,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       throw new Error(`[${perm.join(', ')}] is not a permutation of the ${rank} axes of ${describeShape(x.shape)}`);
     }
     if (perm.every((axis, i) => axis === i)) return x;
-    return this.apply(
+    return this.plainNode(
       'Transpose',
       [x],
       perm.map((axis) => x.shape[axis]),
@@ -188,7 +192,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       if (d === BATCH && added > 0) throw new Error(`cannot pad the batch axis ${axis} of ${describeShape(x.shape)}`);
       return d === BATCH ? d : d + added;
     });
-    return this.apply('Pad', [x], shape, [], [this.int64s(pads)]);
+    return this.plainNode('Pad', [x], shape, [], [this.int64s(pads)]);
   }
 
   slice(x: SymbolicTensor, begins: readonly number[], ends: readonly number[], steps: readonly number[]): SymbolicTensor {
@@ -214,7 +218,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const starts = axes.map((axis) => begins[axis]);
     const stops = axes.map((axis) => Math.min(ends[axis], x.shape[axis]));
     const strides = axes.map((axis) => steps[axis]);
-    return this.apply('Slice', [x], shape, [], [this.int64s(starts), this.int64s(stops), this.int64s(axes), this.int64s(strides)]);
+    return this.plainNode('Slice', [x], shape, [], [this.int64s(starts), this.int64s(stops), this.int64s(axes), this.int64s(strides)]);
   }
 
   concat(xs: readonly SymbolicTensor[], axis: number): SymbolicTensor {
@@ -230,7 +234,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (xs.length === 1) return xs[0];
     const shape = [...first];
     shape[along] = xs.reduce((total, x) => total + x.shape[along], 0);
-    return this.apply('Concat', xs, shape, [attribute.int('axis', along)]);
+    return this.plainNode('Concat', xs, shape, [attribute.int('axis', along)]);
   }
 
   matMul(a: SymbolicTensor, b: SymbolicTensor, transposeA: boolean, transposeB: boolean): SymbolicTensor {
@@ -244,7 +248,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         `matMul: ${describeShape(a.shape)}${transposeA ? 'ᵀ' : ''} · ${describeShape(b.shape)}${transposeB ? 'ᵀ' : ''} have inner sizes ${inner} and ${innerB}`,
       );
     }
-    return this.apply(
+    return this.plainNode(
       'Gemm',
       [a, b],
       [rows, columns],
@@ -253,158 +257,138 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   }
 
   /**
-   * ONNX Runtime's Conv is fastest with a constant filter, which it reorders once into its blocked
-   * NCHWc layout, and on large images. A filter computed at run time (the tangent's Ẇ, or θ2 while
-   * fine-tuning) on a small image is several times faster as one GEMM over an im2col matrix of the
-   * whole batch than as ONNX Runtime's per-image GEMMs, which are only Ho·Wo columns wide.
+   * With an NCHWc block size, every conv whose channels fill whole blocks runs as ONNX Runtime's
+   * NCHWc Conv, whatever its filter. Otherwise a constant filter or a large image takes ONNX
+   * Runtime's Conv (which reorders constant filters into NCHWc itself), and a filter computed at run
+   * time (the tangent's Ẇ, or θ2 while fine-tuning) on a small image one GEMM over an im2col matrix
+   * of the whole batch, several times faster than ONNX Runtime's per-image GEMMs only Ho·Wo wide.
    */
   conv2d(x: SymbolicTensor, w: SymbolicTensor, bias: SymbolicTensor | undefined, attrs: Conv2DAttrs): SymbolicTensor {
-    const [n, c, h, width] = expectRank4(x, 'input');
-    const [out, inPerGroup, kh, kw] = expectStaticFilter(w);
-    if (c % attrs.groups !== 0 || out % attrs.groups !== 0 || c / attrs.groups !== inPerGroup) {
-      throw new Error(`input ${describeShape(x.shape)} and filter ${describeShape(w.shape)} do not fit groups=${attrs.groups}`);
+    const geometry = convGeometry(x.shape, w.shape, attrs);
+    const { outChannels, outputSize } = geometry;
+    if (bias && !sameShape(bias.shape, [outChannels])) throw new Error(`bias must be [${outChannels}], got ${describeShape(bias.shape)}`);
+    const shape = [geometry.batch, outChannels, ...outputSize];
+    const algorithm = this.blocked?.algorithm(geometry);
+    if (this.blocked && algorithm) {
+      const input = algorithm === 'plain' ? this.plain(x) : this.blockedName(x);
+      return this.value(shape, {
+        blocked: this.blocked.conv(input, this.plain(w), bias && this.plain(bias), geometry, algorithm),
+      });
     }
-    if (bias && !sameShape(bias.shape, [out])) throw new Error(`bias must be [${out}], got ${describeShape(bias.shape)}`);
-    const [ho, wo] = convOutputSize([h, width], [kh, kw], attrs);
-    if (this.isConstant(w) || ho * wo > SMALL_IMAGE) {
-      return this.apply('Conv', bias ? [x, w, bias] : [x, w], [n, out, ho, wo], convAttributes([kh, kw], attrs));
+    if (this.graph.isConstant(this.plain(w)) || outputSize[0] * outputSize[1] > SMALL_IMAGE) {
+      return this.plainNode('Conv', bias ? [x, w, bias] : [x, w], shape, convAttributes(geometry.kernel, attrs));
     }
-    const groups = attrs.groups;
-    const outPerGroup = out / groups;
-    const taps = kh * kw;
-    // w as [g, O/g, kh·kw·C/g], its columns ordered (tap, channel) like the rows of the im2col matrix.
-    const filterRows = this.node('Reshape', [
-      this.node(
+    if (attrs.groups > 1)
+      return this.perGroup(geometry, (group) => this.conv2d(group.x(x), group.filter(w), group.bias(bias), group.attrs));
+    // y [N·Ho·Wo, O] = columns [N·Ho·Wo, kh·kw·C] · W as [O, kh·kw·C] (tap-major like the columns), bias fused.
+    const [kh, kw] = geometry.kernel;
+    const filterRows = this.graph.node('Reshape', [
+      this.graph.node(
         'Transpose',
-        [this.node('Reshape', [this.nameOf(w), this.int64s([groups, outPerGroup, inPerGroup, taps])])],
-        [attribute.ints('perm', [0, 1, 3, 2])],
+        [this.graph.node('Reshape', [this.plain(w), this.int64s([outChannels, geometry.inChannels, kh * kw])])],
+        { attributes: [attribute.ints('perm', [0, 2, 1])] },
       ),
-      this.int64s([groups, outPerGroup, taps * inPerGroup]),
+      this.int64s([outChannels, -1]),
     ]);
-    const total = this.node('MatMul', [filterRows, this.columnMatrix(x, [kh, kw], attrs, [ho, wo])]);
-    const outputFirst = this.node('Reshape', [total, this.int64s([out, -1, ho, wo])]);
-    const y = this.node('Transpose', [outputFirst], [attribute.ints('perm', [1, 0, 2, 3])]);
-    const withBias = bias ? this.node('Add', [y, this.node('Reshape', [this.nameOf(bias), this.int64s([1, out, 1, 1])])]) : y;
-    return this.value(withBias, [n, out, ho, wo]);
+    const product = this.graph.node('Gemm', [this.columns(x, geometry), filterRows, ...(bias ? [this.plain(bias)] : [])], {
+      attributes: [attribute.int('transB', 1)],
+    });
+    const channelsLast = this.graph.node('Reshape', [product, this.int64s([-1, ...outputSize, outChannels])]);
+    return this.value(shape, { channelsLast });
   }
 
   /**
    * With stride 1 the transpose of a conv is the conv of dy with the filter flipped and its in and
-   * out channels swapped, which ONNX Runtime runs (with a constant filter, folded once) much faster
-   * than ConvTranspose. Strided convs keep ConvTranspose.
+   * out channels swapped, which runs as fast as any conv (its filter folded once when constant).
+   * Strided convs take ConvTranspose.
    */
   conv2dBackpropInput(dy: SymbolicTensor, w: SymbolicTensor, inputSize: Pair, attrs: Conv2DAttrs): SymbolicTensor {
-    const [n, o, ho, wo] = expectRank4(dy, 'dy');
-    const [out, inPerGroup, kh, kw] = expectStaticFilter(w);
-    if (o !== out)
-      throw new Error(`dy ${describeShape(dy.shape)} has ${o} channels but the filter ${describeShape(w.shape)} has ${out} outputs`);
-    expectConvOutput([ho, wo], inputSize, [kh, kw], attrs);
-    const { groups, dilations, pads } = attrs;
-    const flippedPads = [0, 1, 2, 3].map((i) => dilations[i % 2] * ([kh, kw][i % 2] - 1) - pads[i]);
-    if (attrs.strides.some((s) => s !== 1) || flippedPads.some((p) => p < 0)) {
-      return this.apply(
-        'ConvTranspose',
-        [dy, w],
-        [n, inPerGroup * groups, ...inputSize],
-        [...convAttributes([kh, kw], attrs), attribute.ints('output_padding', transposedConvRemainder(inputSize, [kh, kw], attrs))],
+    const [n, o, ho, wo] = expectRank4(dy.shape, 'dy');
+    const geometry = convGeometry([n, w.shape[1] * attrs.groups, ...inputSize], w.shape, attrs);
+    if (o !== geometry.outChannels) {
+      throw new Error(
+        `dy ${describeShape(dy.shape)} has ${o} channels but the filter ${describeShape(w.shape)} has ${geometry.outChannels} outputs`,
       );
     }
-    const outPerGroup = out / groups;
-    const grouped = this.node('Reshape', [this.nameOf(w), this.int64s([groups, outPerGroup, inPerGroup, kh, kw])]);
-    const swapped = this.node('Transpose', [grouped], [attribute.ints('perm', [0, 2, 1, 3, 4])]);
-    const transposed = this.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
+    expectConvOutput([ho, wo], inputSize, geometry.kernel, attrs);
+    const [kh, kw] = geometry.kernel;
+    const { groups, dilations, pads } = attrs;
+    const flippedPads = [0, 1, 2, 3].map((i) => dilations[i % 2] * (geometry.kernel[i % 2] - 1) - pads[i]);
+    if (attrs.strides.some((s) => s !== 1) || flippedPads.some((p) => p < 0)) {
+      return this.plainNode(
+        'ConvTranspose',
+        [dy, w],
+        [n, geometry.inChannels, ...inputSize],
+        [
+          ...convAttributes(geometry.kernel, attrs),
+          attribute.ints('output_padding', transposedConvRemainder(inputSize, geometry.kernel, attrs)),
+        ],
+      );
+    }
+    const { inPerGroup, outPerGroup } = geometry;
+    const grouped = this.graph.node('Reshape', [this.plain(w), this.int64s([groups, outPerGroup, inPerGroup, kh, kw])]);
+    const swapped = this.graph.node('Transpose', [grouped], { attributes: [attribute.ints('perm', [0, 2, 1, 3, 4])] });
+    const transposed = this.graph.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
     const reversed = [this.int64s([-1, -1]), this.int64s([-TO_THE_END, -TO_THE_END]), this.int64s([2, 3]), this.int64s([-1, -1])];
-    const flipped = this.value(this.node('Slice', [transposed, ...reversed]), [groups * inPerGroup, outPerGroup, kh, kw]);
+    const flippedName = kh * kw === 1 ? transposed : this.graph.node('Slice', [transposed, ...reversed]);
+    const flipped = this.value([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
     const [top, left, bottom, right] = flippedPads;
     return this.conv2d(dy, flipped, undefined, { strides: [1, 1], dilations, groups, pads: [top, left, bottom, right] });
   }
 
   /**
-   * ONNX has no filter-gradient op. For each filter tap (i, j), dW[o,c,i,j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d]
-   * over n, p, q is one matrix product with K = N·Ho·Wo: the tap's strided slice of x laid out
-   * [g, C/g, K] times dy laid out [g, K, O/g]; on small images all taps at once, as the im2col matrix
-   * times dy. These GEMMs are well shaped; a convolution with batch and channels swapped computes the
-   * same sums as GEMMs only kh·kw columns wide, and is several times slower in ONNX Runtime.
+   * ONNX has no filter-gradient op. dW[o, c, i, j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d] over n, p,
+   * q is one GEMM with K = N·Ho·Wo between dy laid out [N·Ho·Wo, O] and the im2col matrix of x
+   * (gathered in one node), or on large images one GEMM per filter tap, so that only one tap's copy
+   * of x is alive at a time. A depthwise conv on blocked data is one NCHWc conv (see BlockedLayout).
    */
   conv2dBackpropFilter(x: SymbolicTensor, dy: SymbolicTensor, filterShape: readonly number[], attrs: Conv2DAttrs): SymbolicTensor {
-    const [, c, h, width] = expectRank4(x, 'input');
-    const [, o, ho, wo] = expectRank4(dy, 'dy');
-    if (filterShape.length !== 4) throw new Error(`filter shape must be [out, in/groups, kh, kw], got [${filterShape.join(', ')}]`);
-    const [out, inPerGroup, kh, kw] = filterShape;
-    const groups = attrs.groups;
-    if (out !== o || inPerGroup * groups !== c || out % groups !== 0) {
-      throw new Error(
-        `filter [${filterShape.join(', ')}] does not fit input ${describeShape(x.shape)}, dy ${describeShape(dy.shape)} and groups=${groups}`,
-      );
+    const geometry = convGeometry(x.shape, filterShape, attrs);
+    const [, o, ho, wo] = expectRank4(dy.shape, 'dy');
+    if (o !== geometry.outChannels) {
+      throw new Error(`filter ${describeShape(filterShape)} does not fit dy ${describeShape(dy.shape)}`);
     }
-    expectConvOutput([ho, wo], [h, width], [kh, kw], attrs);
-    const outPerGroup = out / groups;
-    // dy as [g, N·Ho·Wo, O/g], summed over in the same (n, p, q) order as the taps.
-    const dyGrouped = this.node('Reshape', [this.nameOf(dy), this.int64s([-1, groups, outPerGroup, ho, wo])]);
-    const dyColumns = this.node('Reshape', [
-      this.node('Transpose', [dyGrouped], [attribute.ints('perm', [1, 0, 3, 4, 2])]),
-      this.int64s([groups, -1, outPerGroup]),
-    ]);
-    let taps: string;
+    expectConvOutput([ho, wo], geometry.inputSize, geometry.kernel, attrs);
+    const depthwise = this.blocked?.algorithm(geometry) === 'depthwise';
+    if (this.blocked && depthwise && attrs.strides.every((s) => s === 1) && attrs.dilations.every((d) => d === 1)) {
+      return this.value(filterShape, { plain: this.blocked.depthwiseFilterGradient(this.blockedName(x), this.blockedName(dy), geometry) });
+    }
+    if (attrs.groups > 1) {
+      return this.perGroup(geometry, (group) => this.conv2dBackpropFilter(group.x(x), group.dy(dy), group.filterShape, group.attrs), 0);
+    }
+    const { inChannels: c, outChannels: out } = geometry;
+    const taps = geometry.kernel[0] * geometry.kernel[1];
+    const dyRows = this.graph.node('Reshape', [this.channelsLast(dy), this.int64s([-1, out])]);
+    let tapMajor: string;
     if (ho * wo <= SMALL_IMAGE) {
-      // One GEMM over the im2col matrix (shared with a conv of the same x): [g, kh·kw·C/g, O/g].
-      const product = this.node('MatMul', [this.columnMatrix(x, [kh, kw], attrs, [ho, wo]), dyColumns]);
-      const tapMajor = this.node('Reshape', [product, this.int64s([groups, kh * kw, inPerGroup, outPerGroup])]);
-      taps = this.node('Transpose', [tapMajor], [attribute.ints('perm', [0, 2, 3, 1])]);
+      tapMajor = this.rowSum([dyRows, out], [this.columns(x, geometry), taps * c], ho * wo);
     } else {
-      // Large images: one GEMM per tap, so only one tap's slice of x is alive at a time.
-      const perTap = this.convTaps(x, [kh, kw], attrs, [ho, wo]).map((tap) =>
-        this.node('Reshape', [this.node('MatMul', [tap, dyColumns]), this.int64s([groups, inPerGroup, outPerGroup, 1])]),
-      );
-      taps = perTap.length === 1 ? perTap[0] : this.node('Concat', perTap, [attribute.int('axis', 3)]);
+      const perTap = Array.from({ length: taps }, (_, tap) => this.rowSum([dyRows, out], [this.gather(x, geometry, [tap]), c], ho * wo));
+      tapMajor = this.graph.node('Concat', perTap, { attributes: [attribute.int('axis', 1)] });
     }
-    const outputFirst = this.node('Transpose', [taps], [attribute.ints('perm', [0, 2, 1, 3])]);
-    return this.value(this.node('Reshape', [outputFirst, this.int64s(filterShape)]), filterShape);
-  }
-
-  /** The im2col matrix of x over the whole batch, [g, kh·kw·C/g, N·Ho·Wo] (rows tap-major), built once per x and geometry. */
-  private columnMatrix(x: SymbolicTensor, kernel: Pair, attrs: Conv2DAttrs, outputSize: Pair): string {
-    const key = `${this.nameOf(x)} ${kernel} ${outputSize} ${JSON.stringify(attrs)}`;
-    let matrix = this.columnMatrices.get(key);
-    if (matrix === undefined) {
-      const taps = this.convTaps(x, kernel, attrs, outputSize);
-      matrix = taps.length === 1 ? taps[0] : this.node('Concat', taps, [attribute.int('axis', 1)]);
-      this.columnMatrices.set(key, matrix);
-    }
-    return matrix;
+    // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
+    const channelMajor = this.graph.node('Transpose', [this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])])], {
+      attributes: [attribute.ints('perm', [0, 2, 1])],
+    });
+    return this.value(filterShape, { plain: this.graph.node('Reshape', [channelMajor, this.int64s(filterShape)]) });
   }
 
   /**
-   * What each filter tap (i, j) of a conv reads of x: x[n, c, p·s + i·d, q·s + j·d] laid out
-   * [g, C/g, N·Ho·Wo], one value per tap in row-major tap order.
+   * aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K = batch·pixels: as a batch of GEMMs over
+   * `chunks` contiguous runs of rows, summed, which ONNX Runtime spreads over its threads; a single
+   * GEMM with so long a K and so few columns runs on one thread, 2-5× slower.
    */
-  private convTaps(x: SymbolicTensor, kernel: Pair, attrs: Conv2DAttrs, outputSize: Pair): string[] {
-    const [, c, h, width] = x.shape;
-    const { groups, strides, dilations, pads } = attrs;
-    const inPerGroup = c / groups;
-    // x as [g, C/g, N, H, W], zero-padded only as far as the last tap reaches.
-    const grouped = this.node('Reshape', [this.nameOf(x), this.int64s([-1, groups, inPerGroup, h, width])]);
-    const channelsFirst = this.node('Transpose', [grouped], [attribute.ints('perm', [1, 2, 0, 3, 4])]);
-    const endPads = [0, 1].map((axis) => {
-      const reach = strides[axis] * (outputSize[axis] - 1) + dilations[axis] * (kernel[axis] - 1) + 1;
-      return Math.max(0, reach - [h, width][axis] - pads[axis]);
-    });
-    const padding = [0, 0, 0, pads[0], pads[1], 0, 0, 0, endPads[0], endPads[1]];
-    const padded = padding.every((p) => p === 0) ? channelsFirst : this.node('Pad', [channelsFirst, this.int64s(padding)]);
-    const taps: string[] = [];
-    for (let i = 0; i < kernel[0]; i++) {
-      for (let j = 0; j < kernel[1]; j++) {
-        const starts = [i * dilations[0], j * dilations[1]];
-        const ends = [starts[0] + strides[0] * (outputSize[0] - 1) + 1, starts[1] + strides[1] * (outputSize[1] - 1) + 1];
-        const tap = this.node('Slice', [padded, this.int64s(starts), this.int64s(ends), this.int64s([3, 4]), this.int64s(strides)]);
-        taps.push(this.node('Reshape', [tap, this.int64s([groups, inPerGroup, -1])]));
-      }
-    }
-    return taps;
+  private rowSum([a, aColumns]: [string, number], [b, bColumns]: [string, number], pixelsPerImage: number): string {
+    const chunks = [4, 2, 3, 5, 7].find((d) => pixelsPerImage % d === 0);
+    if (chunks === undefined) return this.graph.node('Gemm', [a, b], { attributes: [attribute.int('transA', 1)] });
+    const chunked = (rows: string, columns: number) => this.graph.node('Reshape', [rows, this.int64s([chunks, -1, columns])]);
+    const aT = this.graph.node('Transpose', [chunked(a, aColumns)], { attributes: [attribute.ints('perm', [0, 2, 1])] });
+    const partial = this.graph.node('MatMul', [aT, chunked(b, bColumns)]);
+    return this.graph.node('ReduceSum', [partial, this.int64s([0])], { attributes: [attribute.int('keepdims', 0)] });
   }
 
   avgPool(x: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
-    return this.apply('AveragePool', [x], this.pooledShape(x, attrs), [
+    return this.plainNode('AveragePool', [x], pooledShape(x.shape, attrs), [
       ...poolAttributes(attrs),
       attribute.int('count_include_pad', attrs.countIncludePad ? 1 : 0),
     ]);
@@ -412,141 +396,184 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /** The transpose of average pooling: dy divided by each window's divisor, spread by a depthwise ConvTranspose of ones. */
   avgPoolBackprop(dy: SymbolicTensor, inputSize: Pair, attrs: PoolAttrs): SymbolicTensor {
-    const [n, c, ho, wo] = expectRank4(dy, 'dy');
+    const [n, c, ho, wo] = expectRank4(dy.shape, 'dy');
     expectConvOutput([ho, wo], inputSize, attrs.kernel, { ...attrs, dilations: [1, 1] });
     const [kh, kw] = attrs.kernel;
     const reciprocal = attrs.countIncludePad
-      ? this.scalar(1 / (kh * kw))
-      : this.derivedConstant(`avgpool divisors ${inputSize} ${JSON.stringify(attrs)}`, (name) =>
-          floatTensorProto(name, windowReciprocals(inputSize, [ho, wo], attrs)),
+      ? this.graph.floatScalar(1 / (kh * kw))
+      : this.graph.floatConstant(`avgpool divisors ${inputSize} ${JSON.stringify(attrs)}`, () =>
+          windowReciprocals(inputSize, [ho, wo], attrs),
         );
-    const ones = this.derivedConstant(`ones ${c}x${kh}x${kw}`, (name) =>
-      floatTensorProto(name, hostTensor([c, 1, kh, kw], new Float32Array(c * kh * kw).fill(1))),
-    );
-    const scaled = this.node('Mul', [this.nameOf(dy), reciprocal.name]);
+    const ones = this.graph.floatConstant(`ones ${c}x${kh}x${kw}`, () => hostTensor([c, 1, kh, kw], new Float32Array(c * kh * kw).fill(1)));
+    const scaled = this.graph.node('Mul', [this.plain(dy), reciprocal]);
     const poolAsConv = { strides: attrs.strides, pads: attrs.pads, dilations: [1, 1] as const, groups: c };
-    return this.value(
-      this.node(
-        'ConvTranspose',
-        [scaled, ones.name],
-        [
-          ...convAttributes(attrs.kernel, poolAsConv),
-          attribute.ints('output_padding', transposedConvRemainder(inputSize, attrs.kernel, poolAsConv)),
-        ],
-      ),
-      [n, c, ...inputSize],
-    );
+    const spread = this.graph.node('ConvTranspose', [scaled, ones], {
+      attributes: [
+        ...convAttributes(attrs.kernel, poolAsConv),
+        attribute.ints('output_padding', transposedConvRemainder(inputSize, attrs.kernel, poolAsConv)),
+      ],
+    });
+    return this.value([n, c, ...inputSize], { plain: spread });
   }
 
   maxPool(x: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
-    return this.apply('MaxPool', [x], this.pooledShape(x, attrs), poolAttributes(attrs));
+    return this.plainNode('MaxPool', [x], pooledShape(x.shape, attrs), poolAttributes(attrs));
   }
 
   /** Gathers dx at the flat index ONNX Runtime's MaxPool reports for each window (its first maximum). */
   maxPoolJvp(x: SymbolicTensor, dx: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
     if (!sameShape(x.shape, dx.shape)) throw new Error(`tangent ${describeShape(dx.shape)} differs from input ${describeShape(x.shape)}`);
-    const shape = this.pooledShape(x, attrs);
-    const flatTangent = this.node('Reshape', [this.nameOf(dx), this.int64s([-1])]);
-    return this.value(this.node('Gather', [flatTangent, this.maxPoolArgmax(x, attrs)], [attribute.int('axis', 0)]), shape);
+    const flatTangent = this.graph.node('Reshape', [this.plain(dx), this.int64s([-1])]);
+    const gathered = this.graph.node('Gather', [flatTangent, this.maxPoolArgmax(x, attrs)], { attributes: [attribute.int('axis', 0)] });
+    return this.value(pooledShape(x.shape, attrs), { plain: gathered });
   }
 
   /** Scatter-adds dy into zeros at each window's first maximum (windows overlap, so indices repeat). */
   maxPoolBackprop(x: SymbolicTensor, dy: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
-    const pooled = this.pooledShape(x, attrs);
+    const pooled = pooledShape(x.shape, attrs);
     if (!sameShape(pooled, dy.shape))
       throw new Error(`dy ${describeShape(dy.shape)} differs from the pooled shape ${describeShape(pooled)}`);
     const flat = this.int64s([-1]);
-    const flatInput = this.node('Reshape', [this.nameOf(x), flat]);
-    const zeros = this.node(
-      'ConstantOfShape',
-      [this.node('Shape', [flatInput])],
-      [attribute.tensor('value', floatTensorProto('zero', hostTensor([1], [0])))],
-    );
-    const scattered = this.node(
+    const flatInput = this.graph.node('Reshape', [this.plain(x), flat]);
+    const zeros = this.graph.node('ConstantOfShape', [this.graph.node('Shape', [flatInput])], {
+      attributes: [attribute.tensor('value', floatTensorProto('zero', hostTensor([1], [0])))],
+    });
+    const scattered = this.graph.node(
       'ScatterElements',
-      [zeros, this.node('Reshape', [this.maxPoolArgmax(x, attrs), flat]), this.node('Reshape', [this.nameOf(dy), flat])],
-      [attribute.int('axis', 0), attribute.string('reduction', 'add')],
+      [zeros, this.graph.node('Reshape', [this.maxPoolArgmax(x, attrs), flat]), this.graph.node('Reshape', [this.plain(dy), flat])],
+      { attributes: [attribute.int('axis', 0), attribute.string('reduction', 'add')] },
     );
-    return this.value(this.node('Reshape', [scattered, this.int64s(x.shape)]), x.shape);
+    return this.value(x.shape, { plain: this.graph.node('Reshape', [scattered, this.int64s(x.shape)]) });
   }
 
-  // ---- helpers ----
+  // ---- values and their layouts ----
 
-  private value(name: string, shape: readonly number[]): SymbolicTensor {
-    const handle = { name, shape: [...shape] };
-    this.owned.add(handle);
+  private value(shape: readonly number[], layouts: Layouts): SymbolicTensor {
+    const handle: SymbolicTensor = { shape: [...shape] };
+    this.layouts.set(handle, { ...layouts });
     return handle;
   }
 
-  private nameOf(x: SymbolicTensor): string {
-    if (!this.owned.has(x)) {
-      throw new Error(`value '${x?.name ?? String(x)}' does not belong to this trace (was it created by another program or backend?)`);
+  private layoutsOf(x: SymbolicTensor): Layouts {
+    const layouts = this.layouts.get(x);
+    if (!layouts)
+      throw new Error(
+        `a value of shape ${describeShape(x?.shape ?? [])} does not belong to this trace (was it created by another program or backend?)`,
+      );
+    return layouts;
+  }
+
+  /** Whether a value of this spatial size has the same memory in every layout (one pixel per channel). */
+  private static onePixel(shape: readonly number[]): boolean {
+    return shape.length === 4 && shape[2] === 1 && shape[3] === 1;
+  }
+
+  /** The value in plain NCHW layout, converted once if it only exists in another. */
+  private plain(x: SymbolicTensor): string {
+    const layouts = this.layoutsOf(x);
+    if (layouts.plain === undefined) {
+      if (layouts.blocked !== undefined) {
+        layouts.plain = OnnxGraphBuilder.onePixel(x.shape) ? layouts.blocked : this.requireBlocked().toPlain(layouts.blocked, x.shape);
+      } else {
+        layouts.plain = this.graph.node('Transpose', [layouts.channelsLast as string], {
+          attributes: [attribute.ints('perm', [0, 3, 1, 2])],
+        });
+      }
     }
-    return x.name;
+    return layouts.plain;
   }
 
-  private isConstant(x: SymbolicTensor): boolean {
-    return this.constantValues.has(this.nameOf(x));
+  /** The value in NCHWc layout (its shape must allow it), converted once if needed. */
+  private blockedName(x: SymbolicTensor): string {
+    const layouts = this.layoutsOf(x);
+    const blocked = this.requireBlocked();
+    if (!blocked.holds(x.shape)) throw new Error(`${describeShape(x.shape)} cannot be stored in NCHWc blocks of ${blocked.block}`);
+    if (layouts.blocked === undefined) {
+      if (layouts.plain !== undefined) {
+        layouts.blocked = OnnxGraphBuilder.onePixel(x.shape) ? layouts.plain : blocked.toBlocked(layouts.plain);
+      } else {
+        layouts.blocked = blocked.fromChannelsLast(layouts.channelsLast as string);
+      }
+    }
+    return layouts.blocked;
   }
 
-  private freshName(base: string): string {
-    let name: string;
-    do name = `${base}_${this.nameCounter++}`;
-    while (this.usedNames.has(name));
-    this.usedNames.add(name);
-    return name;
+  /** The value in NHWC layout, converted once if needed. */
+  private channelsLast(x: SymbolicTensor): string {
+    const layouts = this.layoutsOf(x);
+    if (layouts.channelsLast === undefined) {
+      layouts.channelsLast =
+        layouts.plain === undefined && layouts.blocked !== undefined
+          ? this.requireBlocked().toChannelsLast(layouts.blocked, x.shape)
+          : this.graph.node('Transpose', [this.plain(x)], { attributes: [attribute.ints('perm', [0, 2, 3, 1])] });
+    }
+    return layouts.channelsLast;
   }
 
-  /** Emits a node; returns the names of its outputs. */
-  private node(opType: string, inputs: readonly string[], attributes: AttributeProto[] = [], outputCount = 1): string {
-    return this.nodeOutputs(opType, inputs, attributes, outputCount)[0];
+  private requireBlocked(): BlockedLayout {
+    if (!this.blocked) throw new Error('internal: a blocked value in a graph traced without NCHWc');
+    return this.blocked;
   }
 
-  private nodeOutputs(opType: string, inputs: readonly string[], attributes: AttributeProto[], outputCount: number): string[] {
-    const outputs = Array.from({ length: outputCount }, () => this.freshName(opType.toLowerCase()));
-    if (inputs.every((input) => this.constantValues.has(input))) for (const output of outputs) this.constantValues.add(output);
-    this.nodes.push({ opType, name: outputs[0], input: [...inputs], output: outputs, attribute: attributes });
-    return outputs;
+  /** Whether a value exists only outside plain layout, so that working on it in place saves a conversion. */
+  private awayFromPlain(x: SymbolicTensor): boolean {
+    return this.layoutsOf(x).plain === undefined;
   }
 
-  private apply(
+  private plainNode(
     opType: string,
     inputs: readonly SymbolicTensor[],
     shape: readonly number[],
     attributes: AttributeProto[] = [],
     extraInputs: readonly string[] = [],
   ): SymbolicTensor {
-    return this.value(this.node(opType, [...inputs.map((x) => this.nameOf(x)), ...extraInputs], attributes), shape);
+    return this.value(shape, { plain: this.graph.node(opType, [...inputs.map((x) => this.plain(x)), ...extraInputs], { attributes }) });
   }
 
-  private initializer(proto: TensorProto, shape: readonly number[]): SymbolicTensor {
-    this.initializers.push(proto);
-    this.constantValues.add(proto.name as string);
-    return this.value(proto.name as string, shape);
-  }
-
-  /** A constant the builder makes itself (int64 shapes and axes, pooling divisors), one initializer per distinct content. */
-  private derivedConstant(key: string, make: (name: string) => TensorProto): SymbolicTensor {
-    let handle = this.derivedConstants.get(key);
-    if (!handle) {
-      const proto = make(this.freshName('const'));
-      handle = this.initializer(proto, proto.dims as number[]);
-      this.derivedConstants.set(key, handle);
+  /**
+   * An elementwise op with NumPy broadcasting. When an operand lives blocked and the result can, the
+   * op runs on blocked data (per-channel or per-pixel broadcasts through 5-D views); comparisons are
+   * cast to float 1/0. Operands that are scalars or of the result's shape are flattened first (the
+   * reshapes are free): ONNX Runtime's broadcasting loops over the innermost axis, and crawls when that
+   * axis has size 1, as in a [O, C, 1, 1] filter times a scalar.
+   */
+  private elementwise(opType: string, operands: readonly SymbolicTensor[]): SymbolicTensor {
+    const shape = operands.map((x) => x.shape).reduce((a, b) => broadcastShapes(a, b));
+    const emit = (names: string[]) => {
+      const result = this.graph.node(opType, names);
+      return opType === 'Greater' || opType === 'Less'
+        ? this.graph.node('Cast', [result], { attributes: [attribute.int('to', FLOAT_DATA_TYPE)] })
+        : result;
+    };
+    const inBlocks = this.blocked?.holds(shape) === true && operands.some((x) => this.awayFromPlain(x));
+    if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape))) {
+      const flat = this.int64s([-1]);
+      const names = operands.map((x) => {
+        if (x.shape.length === 0) return this.plain(x);
+        return this.graph.node('Reshape', [inBlocks ? this.blockedName(x) : this.plain(x), flat]);
+      });
+      const result = this.graph.node('Reshape', [emit(names), this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
+      return this.value(shape, inBlocks ? { blocked: result } : { plain: result });
     }
-    return handle;
+    if (inBlocks) {
+      const views = operands.map((x) => this.blockedView(x, shape));
+      if (views.every((v) => v !== undefined))
+        return this.value(shape, { blocked: this.requireBlocked().unview(emit(views as string[]), shape) });
+    }
+    return this.value(shape, { plain: emit(operands.map((x) => this.plain(x))) });
   }
 
-  private int64s(values: readonly number[], dims: readonly number[] = [values.length]): string {
-    return this.derivedConstant(`int64 [${dims}] ${values}`, (name) => int64TensorProto(name, values, dims)).name;
-  }
-
-  private binary(opType: string, a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.apply(opType, [a, b], broadcastShapes(a.shape, b.shape));
-  }
-
-  private comparison(opType: string, a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    const flags = this.binary(opType, a, b);
-    return this.value(this.node('Cast', [flags.name], [attribute.int('to', FLOAT_DATA_TYPE)]), flags.shape);
+  /** A 5-D view of an operand that broadcasts against a blocked result of `shape`, if the operand has one. */
+  private blockedView(x: SymbolicTensor, shape: readonly number[]): string | undefined {
+    if (x.shape.length === 0) return this.plain(x);
+    if (x.shape.length > 4) return undefined;
+    const [n, c, h, w] = [...Array<number>(4 - x.shape.length).fill(1), ...x.shape];
+    const blocked = this.requireBlocked();
+    if (c === 1) return blocked.view(this.plain(x), [n, c, h, w]);
+    if (c !== shape[1]) return undefined;
+    if (x.shape.length === 4) return blocked.view(this.blockedName(x), x.shape);
+    // [C, h, w] or [C, 1]-like operands: blocked memory only when they are one pixel per channel.
+    return h === 1 && w === 1 ? blocked.view(this.plain(x), [n, c, h, w]) : undefined;
   }
 
   private reduce(opType: 'ReduceSum' | 'ReduceMax', x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {
@@ -555,94 +582,112 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const shape = keepDims ? x.shape.map((d, i) => (reduced.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !reduced.includes(i));
     const keep = attribute.int('keepdims', keepDims ? 1 : 0);
     // Opset 17 takes ReduceSum's axes as an input but ReduceMax's as an attribute.
-    return opType === 'ReduceSum'
-      ? this.apply(opType, [x], shape, [keep], [this.int64s(reduced)])
-      : this.apply(opType, [x], shape, [keep, attribute.ints('axes', reduced)]);
+    const emit = (input: string, over: readonly number[]) =>
+      opType === 'ReduceSum'
+        ? this.graph.node(opType, [input, this.int64s(over)], { attributes: [keep] })
+        : this.graph.node(opType, [input], { attributes: [keep, attribute.ints('axes', over)] });
+    // Over the spatial axes (and maybe the batch) of a blocked value, channels stay in their blocks, and
+    // the result (one pixel per channel) has the same memory in plain layout.
+    // The batch is summed after the pixels: one reduction over both axes at once is several times slower.
+    const spatial = reduced.includes(2) && reduced.includes(3) && !reduced.includes(1);
+    if (this.blocked && spatial && this.awayFromPlain(x) && this.blocked.holds(x.shape)) {
+      const pixels = emit(this.blocked.view(this.blockedName(x), x.shape), [2, 3]);
+      const all = reduced.includes(0) ? emit(pixels, [0]) : pixels;
+      return this.value(shape, { plain: this.graph.node('Reshape', [all, this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]) });
+    }
+    return this.value(shape, { plain: emit(this.plain(x), reduced) });
   }
 
-  private pooledShape(x: SymbolicTensor, attrs: PoolAttrs): number[] {
-    const [n, c, h, w] = expectRank4(x, 'input');
-    return [n, c, ...convOutputSize([h, w], attrs.kernel, { ...attrs, dilations: [1, 1] })];
+  private int64s(values: readonly number[]): string {
+    return this.graph.int64s(values);
+  }
+
+  /** The im2col matrix of x for a conv (groups 1), [N·Ho·Wo, kh·kw·C] with tap-major columns, built once per x and geometry. */
+  private columns(x: SymbolicTensor, geometry: ConvGeometry): string {
+    const key = `${this.layoutsKey(x)} ${JSON.stringify(geometry)}`;
+    let matrix = this.columnMatrices.get(key);
+    if (matrix === undefined) {
+      matrix = this.gather(
+        x,
+        geometry,
+        Array.from({ length: geometry.kernel[0] * geometry.kernel[1] }, (_, tap) => tap),
+      );
+      this.columnMatrices.set(key, matrix);
+    }
+    return matrix;
+  }
+
+  /** What the given filter taps of a conv read of x, as [N·Ho·Wo, taps·C]: one Gather over x in NHWC, zero-padded. */
+  private gather(x: SymbolicTensor, geometry: ConvGeometry, taps: readonly number[]): string {
+    const [top, left, bottom, right] = geometry.attrs.pads;
+    const [h, w] = geometry.inputSize;
+    const c = geometry.inChannels;
+    const nhwc = this.channelsLast(x);
+    const padded = [top, left, bottom, right].every((p) => p === 0)
+      ? nhwc
+      : this.graph.node('Pad', [nhwc, this.int64s([0, top, left, 0, 0, bottom, right, 0])]);
+    const pixels = this.graph.node('Reshape', [padded, this.int64s([-1, (h + top + bottom) * (w + left + right), c])]);
+    const [ho, wo] = geometry.outputSize;
+    const indices = this.graph.derivedConstant(`taps ${JSON.stringify(geometry)} ${taps}`, (name) =>
+      int64TensorProto(name, tapIndices(geometry, taps), [ho * wo, taps.length]),
+    );
+    const gathered = this.graph.node('Gather', [pixels, indices], { attributes: [attribute.int('axis', 1)] });
+    return this.graph.node('Reshape', [gathered, this.int64s([-1, taps.length * c])]);
+  }
+
+  private layoutsKey(x: SymbolicTensor): string {
+    const layouts = this.layoutsOf(x);
+    return layouts.plain ?? layouts.blocked ?? (layouts.channelsLast as string);
+  }
+
+  /**
+   * A grouped conv (or its filter gradient) as one conv per group on that group's channels, concatenated
+   * along `axis` (channels of the output, or the filter's output axis).
+   */
+  private perGroup(
+    geometry: ConvGeometry,
+    run: (group: {
+      x(value: SymbolicTensor): SymbolicTensor;
+      dy(value: SymbolicTensor): SymbolicTensor;
+      filter(value: SymbolicTensor): SymbolicTensor;
+      bias(value: SymbolicTensor | undefined): SymbolicTensor | undefined;
+      filterShape: readonly number[];
+      attrs: Conv2DAttrs;
+    }) => SymbolicTensor,
+    axis = 1,
+  ): SymbolicTensor {
+    const { inPerGroup, outPerGroup, attrs } = geometry;
+    const channels = (value: SymbolicTensor, along: number, per: number, g: number) => {
+      const begins = value.shape.map((_, i) => (i === along ? g * per : 0));
+      const ends = value.shape.map((_, i) => (i === along ? (g + 1) * per : TO_THE_END));
+      return this.slice(
+        value,
+        begins,
+        ends,
+        value.shape.map(() => 1),
+      );
+    };
+    const parts = Array.from({ length: attrs.groups }, (_, g) =>
+      run({
+        x: (value) => channels(value, 1, inPerGroup, g),
+        dy: (value) => channels(value, 1, outPerGroup, g),
+        filter: (value) => channels(value, 0, outPerGroup, g),
+        bias: (value) => value && channels(value, 0, outPerGroup, g),
+        filterShape: [outPerGroup, inPerGroup, ...geometry.kernel],
+        attrs: { ...attrs, groups: 1 },
+      }),
+    );
+    return this.concat(parts, axis);
   }
 
   /** MaxPool's second output: per window, the flat NCHW index of its first maximum (padding never wins). */
   private maxPoolArgmax(x: SymbolicTensor, attrs: PoolAttrs): string {
-    const key = `${this.nameOf(x)} ${JSON.stringify(attrs)}`;
+    const key = `${this.layoutsKey(x)} ${JSON.stringify(attrs)}`;
     let indices = this.maxPoolIndices.get(key);
     if (!indices) {
-      indices = this.nodeOutputs('MaxPool', [x.name], poolAttributes(attrs), 2)[1];
+      indices = this.graph.nodeOutputs('MaxPool', [this.plain(x)], 2, { attributes: poolAttributes(attrs) })[1];
       this.maxPoolIndices.set(key, indices);
     }
     return indices;
   }
-}
-
-function expectRank4(x: SymbolicTensor, what: string): readonly number[] {
-  if (x.shape.length !== 4) throw new Error(`${what} must be NCHW (rank 4), got ${describeShape(x.shape)}`);
-  return x.shape;
-}
-
-function expectStaticFilter(w: SymbolicTensor): readonly number[] {
-  if (w.shape.length !== 4 || w.shape.includes(BATCH)) {
-    throw new Error(`filter must be [out, in/groups, kh, kw] with known sizes, got ${describeShape(w.shape)}`);
-  }
-  return w.shape;
-}
-
-interface WindowAttrs {
-  readonly strides: Pair;
-  readonly pads: Pads4;
-  readonly dilations: Pair;
-}
-
-function convOutputSize(inputSize: readonly number[], kernel: readonly number[], attrs: WindowAttrs): [number, number] {
-  const [pt, pl, pb, pr] = attrs.pads;
-  const rows = windowedSize(inputSize[0], kernel[0], attrs.strides[0], pt, pb, attrs.dilations[0]);
-  const columns = windowedSize(inputSize[1], kernel[1], attrs.strides[1], pl, pr, attrs.dilations[1]);
-  if (rows < 1 || columns < 1) throw new Error(`a ${inputSize.join('×')} input is too small for a ${kernel.join('×')} window`);
-  return [rows, columns];
-}
-
-function expectConvOutput(outputSize: readonly number[], inputSize: Pair, kernel: readonly number[], attrs: WindowAttrs): void {
-  const expected = convOutputSize(inputSize, kernel, attrs);
-  if (outputSize[0] !== expected[0] || outputSize[1] !== expected[1]) {
-    throw new Error(`a ${inputSize.join('×')} input gives ${expected.join('×')} windows, but the gradient is ${outputSize.join('×')}`);
-  }
-}
-
-/**
- * Rows (columns) at the end of the input that no window reaches when the stride does not divide:
- * ConvTranspose's output_padding, which makes its output exactly the input size.
- */
-function transposedConvRemainder(inputSize: Pair, kernel: Pair, attrs: WindowAttrs): number[] {
-  return [0, 1].map((axis) => {
-    const span = inputSize[axis] + attrs.pads[axis] + attrs.pads[axis + 2] - attrs.dilations[axis] * (kernel[axis] - 1) - 1;
-    return span % attrs.strides[axis];
-  });
-}
-
-function convAttributes(kernel: readonly number[], attrs: WindowAttrs & { readonly groups: number }): AttributeProto[] {
-  return [
-    attribute.ints('kernel_shape', kernel),
-    attribute.ints('strides', attrs.strides),
-    attribute.ints('pads', attrs.pads),
-    attribute.ints('dilations', attrs.dilations),
-    attribute.int('group', attrs.groups),
-  ];
-}
-
-function poolAttributes(attrs: PoolAttrs): AttributeProto[] {
-  return [attribute.ints('kernel_shape', attrs.kernel), attribute.ints('strides', attrs.strides), attribute.ints('pads', attrs.pads)];
-}
-
-/** 1 / (number of real, unpadded input positions) for every average-pooling window. */
-function windowReciprocals(inputSize: Pair, outputSize: readonly number[], attrs: PoolAttrs): HostTensor {
-  const [ho, wo] = outputSize;
-  const data = new Float32Array(ho * wo);
-  const covered = (output: number, axis: 0 | 1): number => {
-    const start = output * attrs.strides[axis] - attrs.pads[axis];
-    return Math.min(start + attrs.kernel[axis], inputSize[axis]) - Math.max(start, 0);
-  };
-  for (let p = 0; p < ho; p++) for (let q = 0; q < wo; q++) data[p * wo + q] = 1 / (covered(p, 0) * covered(q, 1));
-  return hostTensor([1, 1, ho, wo], data);
 }

@@ -59,12 +59,14 @@ export interface ModelContents {
   readonly outputs: readonly ValueInfoProto[];
   readonly docString?: string;
   readonly metadata?: Readonly<Record<string, string>>;
+  /** Operator domains besides the default one that the nodes use (each at version 1). */
+  readonly extraDomains?: readonly string[];
 }
 
 export function encodeModel(contents: ModelContents): Uint8Array {
   return onnx.ModelProto.encode({
     irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    opsetImport: [{ domain: '', version: OPSET_VERSION }, ...(contents.extraDomains ?? []).map((domain) => ({ domain, version: 1 }))],
     producerName: 'gradfeat',
     docString: contents.docString,
     metadataProps: Object.entries(contents.metadata ?? {}).map(([key, value]) => ({ key, value })),

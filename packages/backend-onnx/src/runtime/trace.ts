@@ -1,8 +1,8 @@
 import { BATCH, KERNEL_NAMES, type Kernels, type Program, type Shape } from '@gradfeat/core';
-import { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
+import { type LoweringOptions, OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
 import { describeShape } from './symbolic-shape.js';
 
-export interface TraceOptions {
+export interface TraceOptions extends LoweringOptions {
   /** Program name for errors, and the ONNX graph's name. */
   readonly name: string;
   readonly docString?: string;
@@ -52,7 +52,7 @@ function checkInputShape(program: string, name: string, shape: Shape): void {
 
 /** Runs the program once on symbolic tensors and serializes what it did as an ONNX model. */
 export function traceProgram(program: Program, inputShapes: Readonly<Record<string, Shape>>, options: TraceOptions): TracedProgram {
-  const builder = new OnnxGraphBuilder();
+  const builder = new OnnxGraphBuilder(options);
   const inputs: Record<string, SymbolicTensor> = {};
   for (const [name, shape] of Object.entries(inputShapes)) {
     checkInputShape(options.name, name, shape);

@@ -1,0 +1,149 @@
+import { BATCH } from '@gradfeat/core';
+import { type ConvGeometry, convAttributes } from './conv-geometry.js';
+import type { OnnxGraph } from './onnx-graph.js';
+import { attribute } from './proto.js';
+
+/** ONNX Runtime's operator domain for its NCHWc kernels (MLAS), which take run-time filters too. */
+export const NCHWC_DOMAIN = 'com.microsoft.nchwc';
+
+/**
+ * Which MLAS NCHWc convolution algorithm runs a conv, as MlasNchwcConv chooses it from the shapes;
+ * each wants its filter in its own blocked order.
+ *  - 'blocked':   C/groups ≥ block, input NCHWc, filter OIHWBiBo (dense and pointwise convs)
+ *  - 'depthwise': one input and one output channel per group, input NCHWc, filter OIHWBo
+ *  - 'plain':     fewer input channels than a block (a network's stem), input NCHW, filter OIHWBo
+ */
+export type NchwcAlgorithm = 'blocked' | 'depthwise' | 'plain';
+
+/**
+ * The NCHWc ("blocked") layout of ONNX Runtime's CPU kernels: a [N, C, H, W] value is stored as
+ * [N, C/B, H, W, B] with B channels innermost (16 with AVX-512, 8 with AVX2). Its convolutions run
+ * directly on that layout, with constant or run-time filters alike, several times faster than im2col
+ * GEMMs on the small images of a network's top layers; elementwise ops work on it as they are, and
+ * per-channel broadcasts through 5-D views. A graph that uses it only runs in ONNX Runtime on a CPU
+ * whose block size it was built for, so exported models never do.
+ */
+export class BlockedLayout {
+  constructor(
+    private readonly graph: OnnxGraph,
+    readonly block: number,
+  ) {}
+
+  /** Whether a value of this shape can be stored blocked: NCHW with whole blocks of channels. */
+  holds(shape: readonly number[]): boolean {
+    return shape.length === 4 && shape[1] >= this.block && shape[1] % this.block === 0 && shape.slice(1).every((d) => d > 0);
+  }
+
+  /** The algorithm that runs this conv on blocked data, or undefined when none fits. */
+  algorithm(geometry: ConvGeometry): NchwcAlgorithm | undefined {
+    const { inChannels, outChannels, attrs } = geometry;
+    if (outChannels % this.block !== 0) return undefined;
+    if (attrs.groups === 1) {
+      if (inChannels % this.block === 0) return 'blocked';
+      return inChannels < this.block ? 'plain' : undefined;
+    }
+    return attrs.groups === inChannels && outChannels === inChannels ? 'depthwise' : undefined;
+  }
+
+  /** Emits the NCHWc Conv; `input` is blocked unless the algorithm is 'plain'. The output is blocked. */
+  conv(input: string, plainFilter: string, bias: string | undefined, geometry: ConvGeometry, algorithm: NchwcAlgorithm): string {
+    const filter = algorithm === 'blocked' ? this.filterOIHWBiBo(plainFilter, geometry) : this.filterOIHWBo(plainFilter, geometry);
+    return this.graph.node('Conv', bias ? [input, filter, bias] : [input, filter], {
+      domain: NCHWC_DOMAIN,
+      attributes: convAttributes(geometry.kernel, geometry.attrs),
+    });
+  }
+
+  toBlocked(plain: string): string {
+    return this.graph.node('ReorderInput', [plain], { domain: NCHWC_DOMAIN });
+  }
+
+  fromChannelsLast(nhwc: string): string {
+    return this.graph.node('ReorderInput', [nhwc], { domain: NCHWC_DOMAIN, attributes: [attribute.int('channels_last', 1)] });
+  }
+
+  toPlain(blocked: string, shape: readonly number[]): string {
+    return this.graph.node('ReorderOutput', [blocked], { domain: NCHWC_DOMAIN, attributes: [attribute.int('channels', shape[1])] });
+  }
+
+  toChannelsLast(blocked: string, shape: readonly number[]): string {
+    return this.graph.node('ReorderOutput', [blocked], {
+      domain: NCHWC_DOMAIN,
+      attributes: [attribute.int('channels', shape[1]), attribute.int('channels_last', 1)],
+    });
+  }
+
+  /**
+   * A blocked [n, C, h, w] value (or a plain one whose channels are 1 or whose memory is the same
+   * blocked, i.e. h = w = 1) viewed as [n, C/B or 1, h, w, B or 1], so that NumPy broadcasting between
+   * such views is broadcasting between the logical NCHW values.
+   */
+  view(name: string, shape: readonly number[]): string {
+    const [n, c, h, w] = shape;
+    const blocks = c === 1 ? [1, 1] : [c / this.block, this.block];
+    return this.reshape(name, [n, blocks[0], h, w, blocks[1]]);
+  }
+
+  /** A 5-D view back to the blocked 4-D value it stands for. */
+  unview(view: string, shape: readonly number[]): string {
+    return this.reshape(view, shape);
+  }
+
+  /**
+   * The filter gradient of a depthwise conv (stride 1, no dilation) as one depthwise NCHWc conv: per
+   * channel, the batch's padded images are stacked into one tall image, and dy stacked the same way
+   * (zero rows where the padding rows are) is the filter, so a single correlation sums over the batch
+   * and the positions. Returns dW [C, 1, kh, kw], plain.
+   */
+  depthwiseFilterGradient(x: string, dy: string, geometry: ConvGeometry): string {
+    const { inChannels: channels, inputSize, outputSize, kernel } = geometry;
+    const [top, left, bottom, right] = geometry.attrs.pads;
+    const paddedHeight = inputSize[0] + top + bottom;
+    const paddedWidth = inputSize[1] + left + right;
+    const channelsFirst = (blocked: string, size: readonly number[]) =>
+      this.graph.node('Transpose', [this.view(blocked, [BATCH, channels, ...size])], {
+        attributes: [attribute.ints('perm', [1, 0, 2, 3, 4])],
+      });
+    const pad = (value: string, begins: readonly number[], ends: readonly number[]) =>
+      [...begins, ...ends].every((p) => p === 0) ? value : this.graph.node('Pad', [value, this.graph.int64s([...begins, ...ends])]);
+    const tall = this.reshape(pad(channelsFirst(x, inputSize), [0, 0, top, left, 0], [0, 0, bottom, right, 0]), [
+      1,
+      channels,
+      -1,
+      paddedWidth,
+    ]);
+    const rows = pad(channelsFirst(dy, outputSize), [0, 0, 0, 0, 0], [0, 0, paddedHeight - outputSize[0], 0, 0]);
+    const filter = this.reshape(rows, [channels, 1, -1, outputSize[1]]);
+    const gradient = this.graph.node('Conv', [tall, filter], {
+      domain: NCHWC_DOMAIN,
+      attributes: [attribute.ints('pads', [0, 0, kernel[0] - 1, 0]), attribute.int('group', channels)],
+    });
+    return this.reshape(this.toPlain(gradient, [1, channels, ...kernel]), [channels, 1, ...kernel]);
+  }
+
+  private reshape(name: string, shape: readonly number[]): string {
+    return this.graph.node('Reshape', [name, this.graph.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
+  }
+
+  /** OIHW → OIHWBiBo: blocks of output and input channels, input-channel-major within a block pair. */
+  private filterOIHWBiBo(filter: string, { outChannels, inPerGroup, kernel }: ConvGeometry): string {
+    const b = this.block;
+    const taps = kernel[0] * kernel[1];
+    // Without a size-1 taps axis a pointwise filter's reorder is one axis moved innermost, which ONNX Runtime transposes fast.
+    const split = this.reshape(
+      filter,
+      taps === 1 ? [outChannels / b, b, inPerGroup / b, b] : [outChannels / b, b, inPerGroup / b, b, taps],
+    );
+    const perm = taps === 1 ? [0, 2, 3, 1] : [0, 2, 4, 3, 1];
+    const reordered = this.graph.node('Transpose', [split], { attributes: [attribute.ints('perm', perm)] });
+    return this.reshape(reordered, [outChannels, inPerGroup, ...kernel]);
+  }
+
+  /** OIHW → OIHWBo: blocks of output channels innermost. */
+  private filterOIHWBo(filter: string, { outChannels, inPerGroup, kernel }: ConvGeometry): string {
+    const b = this.block;
+    const split = this.reshape(filter, [outChannels / b, b, inPerGroup, ...kernel]);
+    const reordered = this.graph.node('Transpose', [split], { attributes: [attribute.ints('perm', [0, 2, 3, 4, 1])] });
+    return this.reshape(reordered, [outChannels, inPerGroup, ...kernel]);
+  }
+}

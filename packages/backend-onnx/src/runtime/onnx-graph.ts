@@ -1,0 +1,125 @@
+import { type HostTensor, hostTensor } from '@gradfeat/core';
+import {
+  type AttributeProto,
+  encodeModel,
+  floatTensorProto,
+  floatValueInfo,
+  int64TensorProto,
+  type ModelContents,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto.js';
+
+/** Options of one emitted node. */
+export interface NodeOptions {
+  readonly attributes?: readonly AttributeProto[];
+  /** Operator domain; the default ONNX domain when absent. */
+  readonly domain?: string;
+}
+
+/**
+ * The bookkeeping of an ONNX graph being built: unique value names, nodes in emission order,
+ * initializers (deduplicated by content where the builder asks), inputs and outputs, and which values
+ * are computed from initializers alone (ONNX Runtime folds those into constants at load time).
+ */
+export class OnnxGraph {
+  readonly nodes: NodeProto[] = [];
+  private readonly initializers: TensorProto[] = [];
+  private readonly graphInputs: ValueInfoProto[] = [];
+  private readonly graphOutputs: ValueInfoProto[] = [];
+  private readonly usedNames = new Set<string>();
+  private readonly constantNames = new Set<string>();
+  private readonly derivedConstants = new Map<string, string>();
+  private readonly domains = new Set<string>();
+  private nameCounter = 0;
+
+  addInput(name: string, shape: readonly number[]): void {
+    if (this.usedNames.has(name)) throw new Error(`graph input '${name}' is declared twice`);
+    this.usedNames.add(name);
+    this.graphInputs.push(floatValueInfo(name, shape));
+  }
+
+  /** Makes `value` a graph output; returns the ONNX name, which is `name` unless that is taken. */
+  addOutput(name: string, value: string, shape: readonly number[]): string {
+    let outputName = name;
+    for (let suffix = 1; this.usedNames.has(outputName); suffix++) outputName = `${name}_output${suffix > 1 ? suffix : ''}`;
+    this.usedNames.add(outputName);
+    this.nodes.push({ opType: 'Identity', name: outputName, input: [value], output: [outputName] });
+    this.graphOutputs.push(floatValueInfo(outputName, shape));
+    return outputName;
+  }
+
+  freshName(base: string): string {
+    let name: string;
+    do name = `${base}_${this.nameCounter++}`;
+    while (this.usedNames.has(name));
+    this.usedNames.add(name);
+    return name;
+  }
+
+  /** Emits a node; returns the name of its (first) output. */
+  node(opType: string, inputs: readonly string[], options: NodeOptions = {}): string {
+    return this.nodeOutputs(opType, inputs, 1, options)[0];
+  }
+
+  nodeOutputs(opType: string, inputs: readonly string[], outputCount: number, options: NodeOptions = {}): string[] {
+    const outputs = Array.from({ length: outputCount }, () => this.freshName(opType.toLowerCase()));
+    // Optional inputs are written as ''; a node whose real inputs are all constants is constant too.
+    if (inputs.every((input) => input === '' || this.constantNames.has(input)))
+      for (const output of outputs) this.constantNames.add(output);
+    if (options.domain) this.domains.add(options.domain);
+    this.nodes.push({
+      opType,
+      domain: options.domain,
+      name: outputs[0],
+      input: [...inputs],
+      output: outputs,
+      attribute: [...(options.attributes ?? [])],
+    });
+    return outputs;
+  }
+
+  isConstant(name: string): boolean {
+    return this.constantNames.has(name);
+  }
+
+  initializer(proto: TensorProto): string {
+    this.initializers.push(proto);
+    this.constantNames.add(proto.name as string);
+    return proto.name as string;
+  }
+
+  /** A constant the builder makes itself (shapes, axes, pooling divisors): one initializer per distinct key. */
+  derivedConstant(key: string, make: (name: string) => TensorProto): string {
+    let name = this.derivedConstants.get(key);
+    if (name === undefined) {
+      name = this.initializer(make(this.freshName('const')));
+      this.derivedConstants.set(key, name);
+    }
+    return name;
+  }
+
+  int64s(values: readonly number[], dims: readonly number[] = [values.length]): string {
+    return this.derivedConstant(`int64 [${dims}] ${values}`, (name) => int64TensorProto(name, values, dims));
+  }
+
+  floatScalar(value: number): string {
+    return this.derivedConstant(`float ${Object.is(value, -0) ? '-0' : value}`, (name) => floatTensorProto(name, hostTensor([], [value])));
+  }
+
+  floatConstant(key: string, make: () => HostTensor): string {
+    return this.derivedConstant(`float tensor ${key}`, (name) => floatTensorProto(name, make()));
+  }
+
+  encode(model: Pick<ModelContents, 'graphName' | 'docString' | 'metadata'>): Uint8Array {
+    return encodeModel({
+      ...model,
+      nodes: this.nodes,
+      initializers: this.initializers,
+      inputs: this.graphInputs,
+      outputs: this.graphOutputs,
+      extraDomains: [...this.domains],
+    });
+  }
+}
