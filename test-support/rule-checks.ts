@@ -16,6 +16,7 @@ import {
   type OpType,
   type PoolAttrs,
   type Program,
+  pointFromPrimals,
   relativeError,
   runProgramOnce,
   sameShape,
@@ -308,7 +309,8 @@ function pick<T>(handles: Readonly<Record<string, T>>, keys: Iterable<string>, n
 function forward<T>(k: Kernels<T>, ruleCase: RuleCase, handles: Readonly<Record<string, T>>) {
   const inputs = pick(handles, Object.keys(ruleCase.inputs), valueName);
   const params = pick(handles, ruleCase.graph.params.keys(), valueName);
-  return { inputs, params, values: evaluate(k, ruleCase.graph, inputs, params) };
+  const values = evaluate(k, ruleCase.graph, inputs, params);
+  return { inputs, params, values, point: pointFromPrimals(k, ruleCase.graph, values, params) };
 }
 
 function nonZero<T>(tangent: Tangent<T> | undefined, what: string): T {
@@ -335,10 +337,10 @@ export async function jvpAndFiniteDifferences(
   const output = graph.outputs[0];
   const inputNames = Object.keys(ruleCase.inputs);
   const program: Program = <T>(k: Kernels<T>, handles: Readonly<Record<string, T>>) => {
-    const { inputs, params, values } = forward(k, ruleCase, handles);
+    const { inputs, params, point } = forward(k, ruleCase, handles);
     const inputTangents = pick(handles, inputNames, tangentName);
     const paramTangents = pick(handles, trainable, tangentName);
-    const tangent = nonZero(jvp(k, graph, values, params, paramTangents, inputTangents).get(output), `the JVP of '${output}'`);
+    const tangent = nonZero(jvp(k, graph, point, params, paramTangents, inputTangents).get(output), `the JVP of '${output}'`);
     const moved = (base: Record<string, T>, tangents: Record<string, T>, scale: T) =>
       Object.fromEntries(
         Object.entries(base).map(([key, value]) => [key, key in tangents ? k.add(value, k.mul(tangents[key], scale)) : value]),
@@ -384,15 +386,15 @@ export async function adjointGaps(backend: Backend, ruleCase: RuleCase, seed = 6
   const batch = Object.values(ruleCase.inputs)[0].shape[0];
   inputs[COTANGENT] = uniformTensor(rng, [batch, ...shapeOf(graph, output).slice(1)]);
   const program: Program = <T>(k: Kernels<T>, handles: Readonly<Record<string, T>>) => {
-    const { params, values } = forward(k, ruleCase, handles);
+    const { params, point } = forward(k, ruleCase, handles);
     const u = handles[COTANGENT];
-    const gradients = backward(k, graph, values, params, { [output]: u }, { params: trainable, inputs: Object.keys(ruleCase.inputs) });
+    const gradients = backward(k, graph, point, params, { [output]: u }, { params: trainable, inputs: Object.keys(ruleCase.inputs) });
     const outputs: Record<string, T> = {};
     for (const slot of slots) {
       const isInput = slot in ruleCase.inputs;
       const alongSlot = { [slot]: handles[tangentName(slot)] };
       const jv = nonZero(
-        jvp(k, graph, values, params, isInput ? {} : alongSlot, isInput ? alongSlot : {}).get(output),
+        jvp(k, graph, point, params, isInput ? {} : alongSlot, isInput ? alongSlot : {}).get(output),
         `the JVP of '${output}' along '${slot}'`,
       );
       const gradient = isInput ? gradients.inputs[slot] : gradients.params[slot];
@@ -434,10 +436,10 @@ export async function zeroTangentJvps(
   const inputs = programInputs(ruleCase, new Rng(seed));
   for (const name of inputNames) inputs[tangentName(name)] = hostTensor(ruleCase.inputs[name].shape);
   const program: Program = <T>(k: Kernels<T>, handles: Readonly<Record<string, T>>) => {
-    const { params, values } = forward(k, ruleCase, handles);
+    const { params, point } = forward(k, ruleCase, handles);
     const paramTangents = pick(handles, trainable, tangentName);
     const tangentWith = (inputTangents: Record<string, T>) =>
-      nonZero(jvp(k, graph, values, params, paramTangents, inputTangents).get(output), `the JVP of '${output}'`);
+      nonZero(jvp(k, graph, point, params, paramTangents, inputTangents).get(output), `the JVP of '${output}'`);
     return { symbolic: tangentWith({}), explicit: tangentWith(pick(handles, inputNames, tangentName)) };
   };
   const result = await runProgramOnce(backend, program, inputs, batchInputs(ruleCase), `${ruleCase.name}: zero tangent`);

@@ -88,10 +88,10 @@ export async function createTfjsBackend(options: TfjsBackendOptions = {}): Promi
     async compile(program, inputShapes, compileOptions) {
       const compiled = await eager.compile(program, inputShapes, compileOptions);
       return {
-        async run(inputs) {
+        async run(inputs, options) {
           // TF.js has one active backend per process; another gradfeat backend may have switched it.
           if (tf.getBackend() !== started.tfBackend) await tf.setBackend(started.tfBackend);
-          return compiled.run(inputs);
+          return compiled.run(inputs, options);
         },
         dispose: () => compiled.dispose(),
       };

@@ -5,6 +5,8 @@ import {
   type Classifier,
   compareMethods,
   createReferenceBackend,
+  effectiveParams,
+  FEATURES,
   gradName,
   type HostTensor,
   INPUT,
@@ -12,6 +14,7 @@ import {
   initialTrainState,
   type LinearisedModel,
   type LossKind,
+  linearisationPointProgram,
   linearise,
   logitsProgram,
   MASK,
@@ -19,14 +22,17 @@ import {
   type Method,
   memorySource,
   normalTensor,
+  pointResiduals,
   Rng,
   reinitialise,
   relativeError,
+  residualInput,
   runProgramOnce,
   smallCnn,
   TARGETS,
   type TrainConfig,
   tangentProgram,
+  theta2Name,
   trainMethod,
   trainStepProgram,
   w2Name,
@@ -207,6 +213,86 @@ describe('the four methods', () => {
       expect(Math.abs(numeric - analytic) / Math.abs(analytic)).toBeLessThan(1e-3);
     });
   }
+});
+
+describe('the linearisation point', () => {
+  // The step at a cached point must be the step that evaluates the head: same loss, same gradients.
+  for (const method of ['gradient', 'full'] as const) {
+    for (const ablated of [false, true]) {
+      it(`${method}${ablated ? ' (J at a random θ2)' : ''}: a cached point gives the loss and gradients of recomputing it (1e-5 relative)`, async () => {
+        const base = tinyModel();
+        const model = ablated
+          ? {
+              ...base,
+              gradientTermHead: linearise(
+                reinitialise(smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 }), new Rng(2)),
+                { cut: 'block2' },
+              ).head,
+            }
+          : base;
+        const rng = new Rng(40);
+        const omega = omegaFor(model, rng);
+        const data = batch(model, method, rng, 6);
+        const params = initialParams(model, method, omega);
+        for (const [name, value] of params) params.set(name, normalTensor(rng, value.shape, 0.3));
+        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: data.inputs }, [INPUT], 'point');
+        expect(Object.keys(point).sort()).toEqual([FEATURES, ...[...pointResiduals(model).keys()].map(residualInput)].sort());
+        const feeds: Record<string, HostTensor> = {
+          [INPUT]: data.inputs,
+          [TARGETS]: data.targets,
+          [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / 6) },
+          ...Object.fromEntries(params),
+        };
+        const recomputed = await runProgramOnce(
+          backend,
+          trainStepProgram(model, method, omega, 'softmax-ce'),
+          feeds,
+          [INPUT, TARGETS],
+          'r',
+        );
+        const cachedFeeds = { ...feeds, ...point };
+        if (method === 'gradient') delete cachedFeeds[FEATURES];
+        const cached = await runProgramOnce(
+          backend,
+          trainStepProgram(model, method, omega, 'softmax-ce', { cachedPoint: true }),
+          cachedFeeds,
+          Object.keys(cachedFeeds).filter((name) => name !== BATCH_SCALE && !params.has(name)),
+          'c',
+        );
+        for (const name of ['loss', ...[...params.keys()].map(gradName)]) {
+          expect(relativeError(cached[name].data, recomputed[name].data).relative, name).toBeLessThanOrEqual(1e-5);
+        }
+      });
+    }
+  }
+
+  it('holds what the linear rules read between θ2 and the features: the derivatives of the head’s ReLUs and the inputs of its convs', () => {
+    const model = tinyModel();
+    const names = [...pointResiduals(model).keys()];
+    // the cut value is the steps' own input, never a residual
+    expect(names).not.toContain(`value:${model.cut}`);
+    expect(names.length).toBeGreaterThan(0);
+    for (const name of names) expect(name).toMatch(/^value:|:derivative$/);
+  });
+});
+
+describe('fine-tuning coordinates', () => {
+  it('fine-tuning trains θ2 in standard coordinates whatever the linearised models use; NTK only when asked', () => {
+    const omega = omegaFor(tinyModel(), new Rng(50));
+    const ntk = tinyModel('ntk');
+    const effective = effectiveParams(ntk.head, ntk.scales);
+    const standardStart = initialParams(ntk, 'finetune', omega);
+    const ntkFinetune = linearise(smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 }), {
+      cut: 'block2',
+      finetuneParametrisation: 'ntk',
+    });
+    const ntkStart = initialParams(ntkFinetune, 'finetune', omega);
+    for (const key of ntk.headParamKeys) {
+      expect(standardStart.get(theta2Name(key))?.data).toEqual(effective.get(key)?.data);
+      expect(ntkStart.get(theta2Name(key))?.data).toEqual(ntk.head.params.get(key)?.data);
+    }
+    expect(ntk.headParamKeys.some((key) => (ntk.scales.get(key) ?? 1) !== 1)).toBe(true);
+  });
 });
 
 describe('training', () => {

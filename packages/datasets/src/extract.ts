@@ -76,6 +76,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
     const example = { [INPUT]: { shape: [1, ...pipeline.sampleShape], data: new Float32Array(0) } };
     const trunk = await options.backend.compile(forwardProgram(options.model.trunk), inputShapesOf(example, [INPUT]), {
       name: `trunk to ${options.model.cut}`,
+      sharesCores: true,
     });
     try {
       await writeFeatureCache(options.cacheDir, {

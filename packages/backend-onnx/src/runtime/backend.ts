@@ -4,7 +4,9 @@ import {
   type Backend,
   type BackendPlugin,
   type CompiledProgram,
+  checkOutputBuffer,
   type HostTensor,
+  type RunOptions,
   registerBackend,
   type Shape,
 } from '@gradfeat/core';
@@ -23,6 +25,11 @@ export interface OnnxBackendOptions {
   readonly executionProviders?: readonly OnnxExecutionProvider[];
   /** Threads per operator; default every core. */
   readonly intraOpNumThreads?: number;
+  /**
+   * Whether ONNX Runtime's worker threads spin between operators instead of sleeping: faster on an
+   * idle machine, much slower when other processes want the cores. Default: on (see README's speed notes).
+   */
+  readonly spinning?: boolean;
   /** Receives the reason a preferred execution provider was skipped; default console.warn. */
   readonly onFallback?: (reason: string) => void;
   /** Overrides of ONNX Runtime's session options, e.g. { enableProfiling: true } to profile a step. */
@@ -111,6 +118,7 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     intraOpNumThreads: options.intraOpNumThreads ?? availableParallelism(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: options.spinning === false ? '0' : '1' } } },
     // Errors only: ORT's warnings about constants a traced program does not use are noise here.
     logSeverityLevel: 3,
     ...options.sessionOptions,
@@ -126,7 +134,9 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
       const traced = traceProgram(program, inputShapes, { name, nchwcBlockSize });
       let session: Ort.InferenceSession;
       try {
-        session = await ort.InferenceSession.create(traced.model, sessionOptions);
+        // Spinning workers would take the cores from the process's own other threads.
+        const spinning = compileOptions?.sharesCores ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
+        session = await ort.InferenceSession.create(traced.model, { ...sessionOptions, ...spinning });
       } catch (error) {
         throw new Error(
           `program '${name}': ONNX Runtime rejected the traced graph (${(error as Error).message}); write it out with saveProgramAsOnnx to inspect it`,
@@ -149,18 +159,30 @@ class OnnxCompiledProgram implements CompiledProgram {
     private readonly outputNames: Readonly<Record<string, string>>,
   ) {}
 
-  async run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>> {
+  async run(inputs: Readonly<Record<string, HostTensor>>, options: RunOptions = {}): Promise<Record<string, HostTensor>> {
     if (this.released) throw new Error(`program '${this.name}' was disposed and cannot run`);
+    const keys = options.only ?? Object.keys(this.outputNames);
+    // Caller-owned buffers become ONNX Runtime's pre-allocated outputs: it writes into them, no copy.
+    const fetches: Record<string, Ort.Tensor | null> = {};
+    for (const key of keys) {
+      const onnxName = this.outputNames[key];
+      if (onnxName === undefined)
+        throw new Error(`program '${this.name}' has no output '${key}' (outputs: ${Object.keys(this.outputNames).join(', ')})`);
+      const target = options.into?.[key];
+      fetches[onnxName] = target ? new this.ort.Tensor('float32', target.data, target.shape) : null;
+    }
     let results: Ort.InferenceSession.OnnxValueMapType;
     try {
-      results = await this.session.run(this.feeds(inputs));
+      results = await this.session.run(this.feeds(inputs), fetches);
     } catch (error) {
       throw new Error(`program '${this.name}' on ONNX Runtime: ${(error as Error).message}`, { cause: error });
     }
     const outputs: Record<string, HostTensor> = {};
-    for (const [key, onnxName] of Object.entries(this.outputNames)) {
-      const tensor = results[onnxName];
-      outputs[key] = { shape: [...tensor.dims], data: tensor.data as Float32Array };
+    for (const key of keys) {
+      const target = options.into?.[key];
+      const tensor = results[this.outputNames[key]];
+      if (target) checkOutputBuffer(this.name, key, target, tensor.dims);
+      outputs[key] = target ?? { shape: [...tensor.dims], data: tensor.data as Float32Array };
     }
     return outputs;
   }
@@ -217,10 +239,29 @@ function providersFromEnvironment(): OnnxExecutionProvider[] | undefined {
   return providers as OnnxExecutionProvider[];
 }
 
+/** Thread settings for the plugin (and so the CLI): GRADFEAT_ONNX_THREADS=1, GRADFEAT_ONNX_SPINNING=0. */
+export const THREADS_ENV_VAR = 'GRADFEAT_ONNX_THREADS';
+export const SPINNING_ENV_VAR = 'GRADFEAT_ONNX_SPINNING';
+
+function threadingFromEnvironment(): Pick<OnnxBackendOptions, 'intraOpNumThreads' | 'spinning'> {
+  const threads = process.env[THREADS_ENV_VAR];
+  const spinning = process.env[SPINNING_ENV_VAR];
+  if (threads !== undefined && !(Number.isInteger(Number(threads)) && Number(threads) >= 1)) {
+    throw new Error(`${THREADS_ENV_VAR}: '${threads}' is not a thread count; expected a whole number ≥ 1`);
+  }
+  if (spinning !== undefined && spinning !== '0' && spinning !== '1') {
+    throw new Error(`${SPINNING_ENV_VAR}: '${spinning}' must be 0 (worker threads sleep between operators) or 1 (they spin)`);
+  }
+  return {
+    intraOpNumThreads: threads === undefined ? undefined : Number(threads),
+    spinning: spinning === undefined ? undefined : spinning === '1',
+  };
+}
+
 export const onnxBackendPlugin: BackendPlugin = {
   name: 'onnx',
   priority: 20,
-  create: () => createOnnxBackend({ executionProviders: providersFromEnvironment() }),
+  create: () => createOnnxBackend({ executionProviders: providersFromEnvironment(), ...threadingFromEnvironment() }),
 };
 
 /** Registers the ONNX Runtime backend plugin (in tsyringe's root container unless one is given). */

@@ -45,6 +45,9 @@ const TO_THE_END = 2 ** 31 - 1;
 /** Output pixels per image up to which a whole im2col matrix is built for a filter gradient (else one tap at a time). */
 const SMALL_IMAGE = 256;
 
+/** Values of a filter gradient (O × kh·kw·C) up to which its long GEMM is split into chunks (see rowSum). */
+const SMALL_PRODUCT = 2 ** 17;
+
 /**
  * Records kernel calls as an ONNX graph instead of running them. Every value's static shape is
  * tracked so that errors surface while tracing, at the kernel that caused them, rather than as an
@@ -374,12 +377,15 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   }
 
   /**
-   * aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K = batch·pixels: as a batch of GEMMs over
-   * `chunks` contiguous runs of rows, summed, which ONNX Runtime spreads over its threads; a single
-   * GEMM with so long a K and so few columns runs on one thread, 2-5× slower.
+   * aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K =
+   * batch·pixels. When M·N is small, as a batch of GEMMs over contiguous runs of rows, summed, which
+   * ONNX Runtime spreads over its threads; a single GEMM with so long a K and so few columns is 2-5×
+   * slower.
    */
   private rowSum([a, aColumns]: [string, number], [b, bColumns]: [string, number], pixelsPerImage: number): string {
-    const chunks = [4, 2, 3, 5, 7].find((d) => pixelsPerImage % d === 0);
+    // Worth it for a small product only: summing the chunks' products costs a pass over them all.
+    const small = aColumns * bColumns <= SMALL_PRODUCT;
+    const chunks = small ? [4, 2, 3, 5, 7].find((d) => pixelsPerImage % d === 0) : undefined;
     if (chunks === undefined) return this.graph.node('Gemm', [a, b], { attributes: [attribute.int('transA', 1)] });
     const chunked = (rows: string, columns: number) => this.graph.node('Reshape', [rows, this.int64s([chunks, -1, columns])]);
     const aT = this.graph.node('Transpose', [chunked(a, aColumns)], { attributes: [attribute.ints('perm', [0, 2, 1])] });
@@ -533,7 +539,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   /**
    * An elementwise op with NumPy broadcasting. When an operand lives blocked and the result can, the
    * op runs on blocked data (per-channel or per-pixel broadcasts through 5-D views); comparisons are
-   * cast to float 1/0. Operands that are scalars or of the result's shape are flattened first (the
+   * cast to float 1/0. A scalar against a tensor whose last axis is 1 is applied to flat views (the
    * reshapes are free): ONNX Runtime's broadcasting loops over the innermost axis, and crawls when that
    * axis has size 1, as in a [O, C, 1, 1] filter times a scalar.
    */
@@ -546,12 +552,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         : result;
     };
     const inBlocks = this.blocked?.holds(shape) === true && operands.some((x) => this.awayFromPlain(x));
-    if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape))) {
-      const flat = this.int64s([-1]);
-      const names = operands.map((x) => {
-        if (x.shape.length === 0) return this.plain(x);
-        return this.graph.node('Reshape', [inBlocks ? this.blockedName(x) : this.plain(x), flat]);
-      });
+    const flat = shape.at(-1) === 1 && operands.some((x) => x.shape.length === 0);
+    if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape)) && (flat || inBlocks)) {
+      const name = (x: SymbolicTensor) => (x.shape.length === 0 ? this.plain(x) : inBlocks ? this.blockedName(x) : this.plain(x));
+      if (!flat) return this.value(shape, { blocked: emit(operands.map(name)) });
+      const flatShape = this.int64s([-1]);
+      const names = operands.map((x) => (x.shape.length === 0 ? name(x) : this.graph.node('Reshape', [name(x), flatShape])));
       const result = this.graph.node('Reshape', [emit(names), this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
       return this.value(shape, inBlocks ? { blocked: result } : { plain: result });
     }

@@ -31,7 +31,8 @@ export class OnnxGraph {
   private readonly usedNames = new Set<string>();
   private readonly constantNames = new Set<string>();
   private readonly derivedConstants = new Map<string, string>();
-  private readonly domains = new Set<string>();
+  /** Output of a Reshape node → its input: a reshape of a reshape reads the original. */
+  private readonly reshapeSources = new Map<string, string>();
   private nameCounter = 0;
 
   addInput(name: string, shape: readonly number[]): void {
@@ -64,11 +65,12 @@ export class OnnxGraph {
   }
 
   nodeOutputs(opType: string, inputs: readonly string[], outputCount: number, options: NodeOptions = {}): string[] {
+    if (opType === 'Reshape' && !options.domain) inputs = [this.reshapeSources.get(inputs[0]) ?? inputs[0], ...inputs.slice(1)];
     const outputs = Array.from({ length: outputCount }, () => this.freshName(opType.toLowerCase()));
+    if (opType === 'Reshape' && !options.domain) this.reshapeSources.set(outputs[0], inputs[0]);
     // Optional inputs are written as ''; a node whose real inputs are all constants is constant too.
     if (inputs.every((input) => input === '' || this.constantNames.has(input)))
       for (const output of outputs) this.constantNames.add(output);
-    if (options.domain) this.domains.add(options.domain);
     this.nodes.push({
       opType,
       domain: options.domain,
@@ -112,14 +114,25 @@ export class OnnxGraph {
     return this.derivedConstant(`float tensor ${key}`, (name) => floatTensorProto(name, make()));
   }
 
+  /** The model, without the nodes and initializers no output depends on. */
   encode(model: Pick<ModelContents, 'graphName' | 'docString' | 'metadata'>): Uint8Array {
+    const needed = new Set(this.graphOutputs.map((output) => output.name as string));
+    const nodes: NodeProto[] = [];
+    for (let index = this.nodes.length - 1; index >= 0; index--) {
+      const node = this.nodes[index];
+      if (!(node.output ?? []).some((name) => needed.has(name))) continue;
+      nodes.push(node);
+      for (const input of node.input ?? []) needed.add(input);
+    }
+    nodes.reverse();
+    const domains = new Set(nodes.flatMap((node) => (node.domain ? [node.domain] : [])));
     return encodeModel({
       ...model,
-      nodes: this.nodes,
-      initializers: this.initializers,
+      nodes,
+      initializers: this.initializers.filter((tensor) => needed.has(tensor.name as string)),
       inputs: this.graphInputs,
       outputs: this.graphOutputs,
-      extraDomains: [...this.domains],
+      extraDomains: [...domains],
     });
   }
 }

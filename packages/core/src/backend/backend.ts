@@ -1,5 +1,5 @@
 import type { Shape } from '../ir/graph.js';
-import type { HostTensor } from '../tensor.js';
+import { type HostTensor, sizeOf } from '../tensor.js';
 import { completeKernels, type Kernels } from './kernels.js';
 
 /**
@@ -9,14 +9,57 @@ import { completeKernels, type Kernels } from './kernels.js';
  */
 export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) => Record<string, T>;
 
+export interface RunOptions {
+  /**
+   * Outputs to write into these tensors (of exactly the output's shape) instead of new ones, e.g.
+   * gradients into the same buffers every step; returned under their names like the others.
+   */
+  readonly into?: Readonly<Record<string, HostTensor>>;
+  /** Return only these outputs (the others are still computed where the program needs them). */
+  readonly only?: readonly string[];
+}
+
 export interface CompiledProgram {
-  run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>>;
+  run(inputs: Readonly<Record<string, HostTensor>>, options?: RunOptions): Promise<Record<string, HostTensor>>;
   dispose(): void;
+}
+
+/** Copies results into the caller's tensors of `options.into` and keeps only the outputs asked for. */
+export function deliverOutputs(
+  program: string,
+  results: Readonly<Record<string, HostTensor>>,
+  options: RunOptions = {},
+): Record<string, HostTensor> {
+  const delivered: Record<string, HostTensor> = {};
+  for (const name of options.only ?? Object.keys(results)) {
+    const result = results[name];
+    if (!result) throw new Error(`program '${program}' has no output '${name}' (outputs: ${Object.keys(results).join(', ')})`);
+    const target = options.into?.[name];
+    if (target) {
+      checkOutputBuffer(program, name, target, result.shape);
+      target.data.set(result.data);
+    }
+    delivered[name] = target ?? result;
+  }
+  return delivered;
+}
+
+export function checkOutputBuffer(program: string, name: string, target: HostTensor, shape: readonly number[]): void {
+  if (target.shape.length !== shape.length || target.shape.some((d, i) => d !== shape[i]) || target.data.length !== sizeOf(shape)) {
+    throw new Error(
+      `program '${program}': the buffer for output '${name}' is [${target.shape.join(', ')}], the output is [${shape.join(', ')}]`,
+    );
+  }
 }
 
 export interface CompileOptions {
   /** Shown in errors and profiles. */
   readonly name?: string;
+  /**
+   * Other threads of this process work while the program runs (e.g. decoding the next images), so
+   * the backend should not hold the cores in between its own operations.
+   */
+  readonly sharesCores?: boolean;
 }
 
 /** What a backend plugin provides once initialised. */
@@ -45,7 +88,7 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
     name: runtime.name,
     async compile(program, _inputShapes, options) {
       return {
-        async run(inputs) {
+        async run(inputs, runOptions) {
           const outputs = runtime.tidy(() => {
             const handles: Record<string, T> = {};
             for (const [key, value] of Object.entries(inputs)) handles[key] = runtime.upload(value);
@@ -59,7 +102,7 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
           } finally {
             for (const handle of Object.values(outputs)) runtime.dispose(handle);
           }
-          return result;
+          return deliverOutputs(options?.name ?? 'anonymous', result, runOptions);
         },
         dispose() {},
       };

@@ -1,12 +1,15 @@
-import { type Backend, inputShapesOf } from '../backend/backend.js';
+import { type Backend, inputShapesOf, runProgramOnce } from '../backend/backend.js';
 import type { Graph } from '../ir/graph.js';
 import { linearise } from '../methods/linearised-model.js';
 import {
   BATCH_SCALE,
+  FEATURES,
   forwardProgram,
   gradName,
   INPUT,
   initialParams,
+  isLinearised,
+  linearisationPointProgram,
   type Method,
   TARGETS,
   trainStepProgram,
@@ -14,7 +17,7 @@ import {
 import { mobileNetV1, separableBlockNetwork } from '../networks/mobilenet.js';
 import { basicBlockNetwork, cifarResNet } from '../networks/resnet.js';
 import { normalTensor, Rng } from '../random.js';
-import { type HostTensor, oneHot } from '../tensor.js';
+import { type HostTensor, hostTensor, oneHot } from '../tensor.js';
 import { applyUpdate, type OptimiserConfig, type OptimiserState } from '../train/optimisers.js';
 
 /**
@@ -132,27 +135,39 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
   const omegaBar = model.sourceClassifier;
   const classes = omegaBar.weight.shape[0];
   const params = initialParams(model, spec.method, omegaBar);
+  const cut = normalTensor(rng, [spec.batch, ...model.cutShape]);
+  // The linearised models train at a cached point, as trainMethod runs them: computed once here.
+  const cachedPoint = isLinearised(spec.method);
+  const point = cachedPoint
+    ? await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], `${name}: point`)
+    : {};
+  if (spec.method === 'gradient') delete point[FEATURES];
   const feed: Record<string, HostTensor> = {
-    [INPUT]: normalTensor(rng, [spec.batch, ...model.cutShape]),
+    [INPUT]: cut,
     [TARGETS]: oneHot(
       Array.from({ length: spec.batch }, () => rng.int(classes)),
       classes,
     ),
     [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / spec.batch) },
+    ...point,
     ...Object.fromEntries(params),
   };
   const compiled = await backend.compile(
-    trainStepProgram(model, spec.method, omegaBar, 'softmax-ce'),
-    inputShapesOf(feed, [INPUT, TARGETS]),
+    trainStepProgram(model, spec.method, omegaBar, 'softmax-ce', { cachedPoint }),
+    inputShapesOf(feed, [INPUT, TARGETS, ...Object.keys(point)]),
     { name },
   );
+  const into: Record<string, HostTensor> = {
+    loss: hostTensor([1]),
+    ...Object.fromEntries([...params].map(([key, value]) => [gradName(key), hostTensor(value.shape)])),
+  };
+  const grads = new Map([...params.keys()].map((key) => [key, into[gradName(key)].data]));
   const state: OptimiserState = {};
   let step = 0;
   return {
     batch: spec.batch,
     async step() {
-      const outputs = await compiled.run(feed);
-      const grads = new Map([...params.keys()].map((key) => [key, outputs[gradName(key)].data]));
+      await compiled.run(feed, { into, only: Object.keys(into) });
       applyUpdate(spec.optimiser, params, grads, state, spec.optimiser.learningRate, ++step);
     },
     dispose: () => compiled.dispose(),

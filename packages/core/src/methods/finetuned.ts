@@ -16,7 +16,7 @@ export function applyFinetuned(network: Graph, model: LinearisedModel, state: Tr
   };
   for (const key of model.headParamKeys) {
     if (!params.has(key)) throw new Error(`θ2 parameter '${key}' is not in the network (was BatchNorm folded differently?)`);
-    const scale = model.scales.get(key) ?? 1;
+    const scale = model.finetuneScales.get(key) ?? 1;
     const stored = trained(theta2Name(key));
     params.set(key, { shape: stored.shape, data: stored.data.map((v) => v * scale) });
   }

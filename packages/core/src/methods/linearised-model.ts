@@ -32,7 +32,14 @@ export interface LinearisedModel {
   readonly trunk: Graph;
   /** θ2 in stored coordinates (see `scales`). */
   readonly head: Graph;
+  /** Effective = scale × stored, per θ2 key: the linearised models' coordinates for w2 (NTK by default). */
   readonly scales: ParamScales;
+  /**
+   * The coordinates fine-tuning trains θ2 in: standard (no scales) unless asked otherwise. Under
+   * Adam, NTK coordinates would shrink every weight step by √(C_out); the paper's code fine-tunes the
+   * head in the standard form and uses NTK coordinates for w2 only.
+   */
+  readonly finetuneScales: ParamScales;
   readonly cut: string;
   readonly features: string;
   readonly featureCount: number;
@@ -60,6 +67,8 @@ export interface LineariseOptions {
   readonly parametrisation?: Parametrisation;
   /** Default true: BatchNorm must be folded for θ2's convolutions to be trainable. */
   readonly foldBatchNorm?: boolean;
+  /** Coordinates fine-tuning trains θ2 in; default 'standard' whatever `parametrisation` is. */
+  readonly finetuneParametrisation?: Parametrisation;
 }
 
 export function linearise(network: Graph, options: LineariseOptions): LinearisedModel {
@@ -76,6 +85,7 @@ export function linearise(network: Graph, options: LineariseOptions): Linearised
     trunk: split.trunk,
     head,
     scales,
+    finetuneScales: (options.finetuneParametrisation ?? 'standard') === 'ntk' ? scales : new Map(),
     cut: split.cut,
     features: split.features,
     featureCount: featureShape[1],

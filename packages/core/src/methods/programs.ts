@@ -1,11 +1,20 @@
 import type { Program } from '../backend/backend.js';
 import type { Kernels } from '../backend/kernels.js';
-import { backward, evaluate, jvp } from '../engine/interpreter.js';
-import type { Graph } from '../ir/graph.js';
+import {
+  backward,
+  computeResiduals,
+  evaluate,
+  jvp,
+  type LinearisationPoint,
+  linearisationResiduals,
+  pointFromPrimals,
+  pointFromResiduals,
+} from '../engine/interpreter.js';
+import type { Graph, Shape } from '../ir/graph.js';
 import { isZero, type Tangent } from '../ops/rule.js';
 import type { HostTensor } from '../tensor.js';
 import { type LossKind, lossAndGradient } from '../train/losses.js';
-import { effectiveParams } from '../transforms/reparametrise.js';
+import { effectiveParams, type ParamScales } from '../transforms/reparametrise.js';
 import type { Classifier, LinearisedModel } from './linearised-model.js';
 
 /**
@@ -32,14 +41,37 @@ export const OUTPUT = 'outputs';
 export const TARGETS = 'targets';
 export const MASK = 'mask';
 export const BATCH_SCALE = 'batchScale';
+/** The frozen features f(x) of a sample, an input of the linearised models' steps at a cached point. */
+export const FEATURES = 'features';
+export const residualInput = (name: string): string => `residual:${name}`;
 
 function copy(t: HostTensor): HostTensor {
   return { shape: [...t.shape], data: Float32Array.from(t.data) };
 }
 
+/** The linearised models, whose J is evaluated at a fixed θ̄2: per sample, their point is a constant. */
+export function isLinearised(method: Method): method is 'gradient' | 'full' {
+  return method === 'gradient' || method === 'full';
+}
+
 /** What the method's batches feed in: the features f(x) for the linear probe, else the cut value. */
 export function methodInputShape(model: LinearisedModel, method: Method): readonly number[] {
   return method === 'activation' ? [model.featureCount] : model.cutShape;
+}
+
+/** The head at which J is evaluated: θ̄2, or the ablation's other head (same nodes and keys). */
+function termGraph(model: LinearisedModel): Graph {
+  return model.gradientTermHead ?? model.head;
+}
+
+/**
+ * Per-sample shapes of what the linearised models' tangent and backward passes read at their point
+ * besides the cut value (which is their input): the residuals of J's head (see OpRules.residuals).
+ */
+export function pointResiduals(model: LinearisedModel): Map<string, Shape> {
+  const residuals = linearisationResiduals(termGraph(model), model.headParamKeys, model.features);
+  residuals.delete(`value:${model.cut}`);
+  return new Map([...residuals].map(([name, shape]) => [name, shape.slice(1)]));
 }
 
 /** The trainable parameters a method starts from. ω̄ is copied, never aliased. */
@@ -57,20 +89,25 @@ export function initialParams(model: LinearisedModel, method: Method, omegaBar: 
     params.set(W1, copy(omegaBar.weight));
     params.set(B1, copy(omegaBar.bias));
   }
+  const effective = method === 'finetune' ? effectiveParams(model.head, model.scales) : undefined;
   for (const key of model.headParamKeys) {
     const stored = model.head.params.get(key) as HostTensor;
-    if (method === 'finetune') params.set(theta2Name(key), copy(stored));
+    if (effective) params.set(theta2Name(key), scaled(effective.get(key) as HostTensor, 1 / (model.finetuneScales.get(key) ?? 1)));
     else params.set(w2Name(key), { shape: stored.shape, data: new Float32Array(stored.data.length) });
   }
   return params;
+}
+
+function scaled(t: HostTensor, factor: number): HostTensor {
+  return factor === 1 ? copy(t) : { shape: [...t.shape], data: t.data.map((v) => v * factor) };
 }
 
 /**
  * × the parametrisation scale of `key`: maps stored values to effective ones, and (chain rule)
  * gradients of effective values to gradients of stored ones.
  */
-function applyScale<T>(k: Kernels<T>, model: LinearisedModel, key: string, x: T): T {
-  const scale = model.scales.get(key) ?? 1;
+function applyScale<T>(k: Kernels<T>, scales: ParamScales, key: string, x: T): T {
+  const scale = scales.get(key) ?? 1;
   return scale === 1 ? x : k.mul(x, k.scalar(scale));
 }
 
@@ -80,15 +117,25 @@ interface Forward<T> {
   gradients(dlogits: T): Record<string, T>;
 }
 
+export interface MethodProgramOptions {
+  /**
+   * The linearised models read their point (features and residuals, see pointResiduals) from inputs
+   * instead of evaluating the frozen head on every step; `linearisationPointProgram` computes them.
+   */
+  readonly cachedPoint?: boolean;
+}
+
 /**
  * Builds a method's logits from program inputs, and the backward pass for its trainables. Frozen
  * values (θ̄2, ω̄) are constants captured once, so eager backends upload them once and graph
  * backends store them as initializers.
  */
-function methodForward(model: LinearisedModel, method: Method, omegaBar: Classifier) {
+function methodForward(model: LinearisedModel, method: Method, omegaBar: Classifier, options: MethodProgramOptions = {}) {
   const frozenHead = effectiveParams(model.head, model.scales);
   const frozenOmega = copy((model.gradientTermClassifier ?? omegaBar).weight);
   const frozenTermHead = model.gradientTermHead && effectiveParams(model.gradientTermHead, model.scales);
+  const cached = options.cachedPoint === true && isLinearised(method);
+  const residualNames = cached ? [...pointResiduals(model).keys()] : [];
 
   return <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>): Forward<T> => {
     const classify = (features: T) => k.add(k.matMul(features, inputs[W1], false, true), inputs[B1]);
@@ -105,39 +152,72 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     const headParams: Record<string, T> = {};
     const trained = new Set(method === 'finetune' ? model.headParamKeys : []);
     for (const [key, value] of frozenHead) {
-      headParams[key] = trained.has(key) ? applyScale(k, model, key, inputs[theta2Name(key)]) : k.constant(value);
+      headParams[key] = trained.has(key) ? applyScale(k, model.finetuneScales, key, inputs[theta2Name(key)]) : k.constant(value);
     }
-    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
-    const features = primals.get(model.features) as T;
-    const headGradients = (featureCotangent: T, name: (key: string) => string, at = { primals, params: headParams }) => {
-      const grads = backward(k, model.head, at.primals, at.params, { [model.features]: featureCotangent }, { params: model.headParamKeys });
-      const out: Record<string, T> = {};
-      for (const key of model.headParamKeys) out[name(key)] = applyScale(k, model, key, grads.params[key]);
-      return out;
-    };
 
     if (method === 'finetune') {
+      const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
+      const features = primals.get(model.features) as T;
+      const point = pointFromPrimals(k, model.head, primals, headParams);
       return {
         logits: classify(features),
-        gradients: (dlogits) => ({
-          ...classifierGradients(features, dlogits),
-          ...headGradients(k.matMul(dlogits, inputs[W1], false, false), theta2Name),
-        }),
+        gradients: (dlogits) => {
+          const featureCotangent = k.matMul(dlogits, inputs[W1], false, false);
+          const grads = backward(k, model.head, point, headParams, { [model.features]: featureCotangent }, { params: model.headParamKeys });
+          const out: Record<string, T> = classifierGradients(features, dlogits);
+          for (const key of model.headParamKeys) out[theta2Name(key)] = applyScale(k, model.finetuneScales, key, grads.params[key]);
+          return out;
+        },
       };
     }
 
-    const omega = k.constant(frozenOmega);
+    // The frozen head's forward pass, evaluated only when something reads it, at most once.
+    let evaluated: Map<string, T> | undefined;
+    const headPrimals = () => {
+      evaluated ??= evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
+      return evaluated;
+    };
     // J is evaluated at θ̄2, or at the ablation's other head parameters (the features stay pre-trained).
-    const term = frozenTermHead ? termPoint(k, model, frozenTermHead, inputs[INPUT]) : { primals, params: headParams };
-    const gradientTerm = k.matMul(directionTangent(k, model, term.primals, term.params, inputs), omega, false, true);
+    const termParams = frozenTermHead ? constants(k, frozenTermHead) : headParams;
+    let point: LinearisationPoint<T>;
+    if (cached) {
+      const given: Record<string, T> = { [`value:${model.cut}`]: inputs[INPUT] };
+      for (const name of residualNames) given[name] = inputs[residualInput(name)];
+      point = pointFromResiduals(given);
+    } else {
+      const termPrimals = frozenTermHead ? evaluate(k, termGraph(model), { [model.cut]: inputs[INPUT] }, termParams) : headPrimals();
+      point = pointFromPrimals(k, termGraph(model), termPrimals, termParams);
+    }
+    const omega = k.constant(frozenOmega);
+    const gradientTerm = k.matMul(directionTangent(k, model, point, termParams, inputs), omega, false, true);
     // Linear in w2, so its gradient is the head's backward pass of ω̄ᵀ·∂L/∂logits.
-    const directionGradients = (dlogits: T) => headGradients(k.matMul(dlogits, omega, false, false), w2Name, term);
+    const directionGradients = (dlogits: T) => {
+      const featureCotangent = k.matMul(dlogits, omega, false, false);
+      const grads = backward(
+        k,
+        termGraph(model),
+        point,
+        termParams,
+        { [model.features]: featureCotangent },
+        {
+          params: model.headParamKeys,
+        },
+      );
+      const out: Record<string, T> = {};
+      for (const key of model.headParamKeys) out[w2Name(key)] = applyScale(k, model.scales, key, grads.params[key]);
+      return out;
+    };
     if (method === 'gradient') return { logits: gradientTerm, gradients: directionGradients };
+    const features = cached ? inputs[FEATURES] : (headPrimals().get(model.features) as T);
     return {
       logits: k.add(classify(features), gradientTerm),
       gradients: (dlogits) => ({ ...classifierGradients(features, dlogits), ...directionGradients(dlogits) }),
     };
   };
+}
+
+function constants<T>(k: Kernels<T>, values: ReadonlyMap<string, HostTensor>): Record<string, T> {
+  return Object.fromEntries([...values].map(([key, value]) => [key, k.constant(value)]));
 }
 
 /**
@@ -147,47 +227,67 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
 function directionTangent<T>(
   k: Kernels<T>,
   model: LinearisedModel,
-  primals: ReadonlyMap<string, T>,
+  point: LinearisationPoint<T>,
   headParams: Record<string, T>,
   inputs: Readonly<Record<string, T>>,
 ): T {
   const direction: Record<string, Tangent<T>> = {};
-  for (const key of model.headParamKeys) direction[key] = applyScale(k, model, key, inputs[w2Name(key)]);
-  const tangent = jvp(k, model.head, primals, headParams, direction).get(model.features) as Tangent<T>;
+  for (const key of model.headParamKeys) direction[key] = applyScale(k, model.scales, key, inputs[w2Name(key)]);
+  const tangent = jvp(k, termGraph(model), point, headParams, direction).get(model.features) as Tangent<T>;
   if (isZero(tangent)) throw new Error(`θ2 does not affect the features '${model.features}'`);
   return tangent;
 }
 
-/** The head's primal values and parameter handles at the given (frozen, effective) parameters. */
-function termPoint<T>(k: Kernels<T>, model: LinearisedModel, effective: ReadonlyMap<string, HostTensor>, cut: T) {
-  const params: Record<string, T> = {};
-  for (const [key, value] of effective) params[key] = k.constant(value);
-  return { primals: evaluate(k, model.head, { [model.cut]: cut }, params), params };
+/**
+ * cut value (`inputs`) → the linearised models' point: `features` f(x) at θ̄2 and `residual:<name>`
+ * for each of pointResiduals(model). What a feature cache stores so that their steps skip the head's
+ * forward pass.
+ */
+export function linearisationPointProgram(model: LinearisedModel): Program {
+  const frozenHead = effectiveParams(model.head, model.scales);
+  const frozenTermHead = model.gradientTermHead && effectiveParams(model.gradientTermHead, model.scales);
+  const names = [...pointResiduals(model).keys()];
+  return (k, inputs) => {
+    const params = constants(k, frozenHead);
+    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, params);
+    const termParams = frozenTermHead ? constants(k, frozenTermHead) : params;
+    const termPrimals = frozenTermHead ? evaluate(k, termGraph(model), { [model.cut]: inputs[INPUT] }, termParams) : primals;
+    const residuals = computeResiduals(k, termGraph(model), termPrimals, termParams, names);
+    return {
+      [FEATURES]: primals.get(model.features) as (typeof inputs)[string],
+      ...Object.fromEntries(Object.entries(residuals).map(([name, value]) => [residualInput(name), value])),
+    };
+  };
 }
 
 /** inputs (cut value) + `w2:<key>` → { features, tangent: J w2 }. */
 export function tangentProgram(model: LinearisedModel): Program {
   const frozenHead = effectiveParams(model.head, model.scales);
   return (k, inputs) => {
-    const headParams: Record<string, (typeof inputs)[string]> = {};
-    for (const [key, value] of frozenHead) headParams[key] = k.constant(value);
-    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, headParams);
+    const params = constants(k, frozenHead);
+    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, params);
     return {
       features: primals.get(model.features) as (typeof inputs)[string],
-      tangent: directionTangent(k, model, primals, headParams, inputs),
+      tangent: directionTangent(k, model, pointFromPrimals(k, model.head, primals, params), params, inputs),
     };
   };
 }
 
-/** inputs + trainables → { logits }. */
-export function logitsProgram(model: LinearisedModel, method: Method, omegaBar: Classifier): Program {
-  const forward = methodForward(model, method, omegaBar);
+/** inputs (and the point when cached) + trainables → { logits }. */
+export function logitsProgram(model: LinearisedModel, method: Method, omegaBar: Classifier, options: MethodProgramOptions = {}): Program {
+  const forward = methodForward(model, method, omegaBar, options);
   return (k, inputs) => ({ logits: forward(k, inputs).logits });
 }
 
-/** inputs, targets, batchScale (and mask) + trainables → { loss, logits, grad:<name> for each trainable }. */
-export function trainStepProgram(model: LinearisedModel, method: Method, omegaBar: Classifier, loss: LossKind): Program {
-  const forward = methodForward(model, method, omegaBar);
+/** inputs, targets, batchScale (and mask, and the point when cached) + trainables → { loss, logits, grad:<name> for each trainable }. */
+export function trainStepProgram(
+  model: LinearisedModel,
+  method: Method,
+  omegaBar: Classifier,
+  loss: LossKind,
+  options: MethodProgramOptions = {},
+): Program {
+  const forward = methodForward(model, method, omegaBar, options);
   return (k, inputs) => {
     const { logits, gradients } = forward(k, inputs);
     const terms = lossAndGradient(k, loss, logits, inputs[TARGETS], inputs[BATCH_SCALE], inputs[MASK]);
@@ -208,9 +308,7 @@ export function forwardProgram(graph: Graph): Program {
     throw new Error(`a forward program needs one input and one output; this graph has ${graph.inputs.length} and ${graph.outputs.length}`);
   }
   return (k, inputs) => {
-    const params: Record<string, (typeof inputs)[string]> = {};
-    for (const [key, value] of graph.params) params[key] = k.constant(value);
-    const values = evaluate(k, graph, { [graph.inputs[0].name]: inputs[INPUT] }, params);
+    const values = evaluate(k, graph, { [graph.inputs[0].name]: inputs[INPUT] }, constants(k, graph.params));
     return { [OUTPUT]: values.get(graph.outputs[0]) as (typeof inputs)[string] };
   };
 }

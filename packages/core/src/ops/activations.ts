@@ -3,18 +3,18 @@ import { defineElementwiseOp } from './rule.js';
 export const relu = defineElementwiseOp({
   op: 'ReLU',
   apply: (k, x) => k.maximum(x, k.scalar(0)),
-  derivative: (k, x) => k.greater(x, k.scalar(0)),
+  derivative: (k, { input }) => k.greater(input, k.scalar(0)),
 });
 
 export const relu6 = defineElementwiseOp({
   op: 'ReLU6',
   apply: (k, x) => k.minimum(k.maximum(x, k.scalar(0)), k.scalar(6)),
-  derivative: (k, x) => k.mul(k.greater(x, k.scalar(0)), k.less(x, k.scalar(6))),
+  derivative: (k, { input }) => k.mul(k.greater(input, k.scalar(0)), k.less(input, k.scalar(6))),
 });
 
 export const leakyRelu = defineElementwiseOp({
   op: 'LeakyReLU',
   // max(x, αx) is x for x > 0 and αx otherwise, for 0 ≤ α ≤ 1.
   apply: (k, x, { alpha }) => k.maximum(x, k.mul(x, k.scalar(alpha))),
-  derivative: (k, x, { alpha }) => k.add(k.mul(k.greater(x, k.scalar(0)), k.scalar(1 - alpha)), k.scalar(alpha)),
+  derivative: (k, { input }, { alpha }) => k.add(k.mul(k.greater(input, k.scalar(0)), k.scalar(1 - alpha)), k.scalar(alpha)),
 });

@@ -1,6 +1,6 @@
 import type { Kernels } from '../backend/kernels.js';
 import type { Conv2DAttrs, Shape } from '../ir/graph.js';
-import { addTangents, defineOp, expectInputs, isZero, type Tangent, ZERO } from './rule.js';
+import { addTangents, defineOp, expectInputs, isZero, PRIMAL_INPUT, type Tangent, ZERO } from './rule.js';
 
 /** Output extent of a strided, padded, dilated window along one axis. */
 export function windowedSize(size: number, kernel: number, stride: number, padBegin: number, padEnd: number, dilation = 1): number {
@@ -19,6 +19,7 @@ export const conv2d = defineOp({
   op: 'Conv2D',
   paramRoles: ['weight', 'bias'],
   requiredParams: ['weight'],
+  residuals: PRIMAL_INPUT,
   inferShape(inputShapes, attrs, params, node) {
     expectInputs(node, inputShapes, 1, 4);
     const [n, c, h, w] = inputShapes[0];
@@ -40,19 +41,22 @@ export const conv2d = defineOp({
     return [n, out, ho, wo];
   },
   forward: ({ k, inputs, params, attrs }) => k.conv2d(inputs[0], params.weight, params.bias, attrs),
-  jvp({ k, inputs, params, attrs }, _output, [dx], paramTangents) {
+  jvp(ctx, [dx], paramTangents) {
+    const { k, params, attrs } = ctx;
     const dW = paramTangents.weight ?? ZERO;
     const db = paramTangents.bias ?? ZERO;
-    const terms: Tangent<(typeof inputs)[0]>[] = [];
+    const terms: Tangent<(typeof params)[string]>[] = [];
     if (!isZero(dx)) terms.push(k.conv2d(dx, params.weight, undefined, attrs));
-    if (!isZero(dW)) terms.push(k.conv2d(inputs[0], dW, isZero(db) ? undefined : db, attrs));
+    if (!isZero(dW)) terms.push(k.conv2d(ctx.residual('input'), dW, isZero(db) ? undefined : db, attrs));
     else if (!isZero(db)) terms.push(channelBias(k, db));
     return addTangents(k, terms);
   },
-  backward({ k, inputs, params, attrs, inputShapes }, _output, cotangent, wanted) {
+  backward(ctx, cotangent, wanted) {
+    const { k, params, attrs, inputShapes, paramShapes } = ctx;
     const [, , h, w] = inputShapes[0];
     const grads: Record<string, typeof cotangent> = {};
-    if (wanted.params.includes('weight')) grads.weight = k.conv2dBackpropFilter(inputs[0], cotangent, k.shape(params.weight), attrs);
+    if (wanted.params.includes('weight'))
+      grads.weight = k.conv2dBackpropFilter(ctx.residual('input'), cotangent, paramShapes.weight, attrs);
     if (wanted.params.includes('bias')) grads.bias = k.sum(cotangent, [0, 2, 3], false);
     return {
       inputs: [wanted.inputs[0] ? k.conv2dBackpropInput(cotangent, params.weight, [h, w], attrs as Conv2DAttrs) : undefined],
@@ -66,6 +70,7 @@ export const dense = defineOp({
   op: 'Dense',
   paramRoles: ['weight', 'bias'],
   requiredParams: ['weight'],
+  residuals: PRIMAL_INPUT,
   inferShape(inputShapes, _attrs, params, node) {
     expectInputs(node, inputShapes, 1, 2);
     const [out, features] = params.weight;
@@ -80,18 +85,20 @@ export const dense = defineOp({
     const y = k.matMul(inputs[0], params.weight, false, true);
     return params.bias ? k.add(y, params.bias) : y;
   },
-  jvp({ k, inputs, params }, _output, [dx], paramTangents) {
+  jvp(ctx, [dx], paramTangents) {
+    const { k, params } = ctx;
     const dW = paramTangents.weight ?? ZERO;
     const db = paramTangents.bias ?? ZERO;
     return addTangents(k, [
       isZero(dx) ? ZERO : k.matMul(dx, params.weight, false, true),
-      isZero(dW) ? ZERO : k.matMul(inputs[0], dW, false, true),
+      isZero(dW) ? ZERO : k.matMul(ctx.residual('input'), dW, false, true),
       db,
     ]);
   },
-  backward({ k, inputs, params }, _output, cotangent, wanted) {
+  backward(ctx, cotangent, wanted) {
+    const { k, params } = ctx;
     const grads: Record<string, typeof cotangent> = {};
-    if (wanted.params.includes('weight')) grads.weight = k.matMul(cotangent, inputs[0], true, false);
+    if (wanted.params.includes('weight')) grads.weight = k.matMul(cotangent, ctx.residual('input'), true, false);
     if (wanted.params.includes('bias')) grads.bias = k.sum(cotangent, [0], false);
     return { inputs: [wanted.inputs[0] ? k.matMul(cotangent, params.weight, false, false) : undefined], params: grads };
   },
@@ -105,6 +112,7 @@ export const batchNorm = defineOp({
   op: 'BatchNorm',
   paramRoles: ['scale', 'bias', 'mean', 'variance'],
   requiredParams: ['scale', 'bias', 'mean', 'variance'],
+  residuals: {},
   inferShape(inputShapes, _attrs, params, node) {
     expectInputs(node, inputShapes, 1);
     const channels = inputShapes[0][1];
@@ -120,11 +128,11 @@ export const batchNorm = defineOp({
     const { multiplier, shift } = batchNormAffine(ctx.k, ctx.params, ctx.attrs.epsilon, ctx.inputShapes[0].length);
     return k.add(k.mul(inputs[0], multiplier), shift);
   },
-  jvp(ctx, _output, [dx]) {
+  jvp(ctx, [dx]) {
     if (isZero(dx)) return ZERO;
     return ctx.k.mul(dx, batchNormAffine(ctx.k, ctx.params, ctx.attrs.epsilon, ctx.inputShapes[0].length).multiplier);
   },
-  backward(ctx, _output, cotangent, wanted) {
+  backward(ctx, cotangent, wanted) {
     if (wanted.params.length > 0) {
       throw new Error(
         `node '${ctx.node.name}' (BatchNorm): its parameters cannot be trained; fold BatchNorm into the preceding conv first (foldBatchNorm)`,

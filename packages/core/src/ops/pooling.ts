@@ -1,6 +1,6 @@
 import type { PoolAttrs, Shape } from '../ir/graph.js';
 import { windowedSize } from './parametric.js';
-import { defineLinearOp, defineOp, expectInputs, isZero, ZERO } from './rule.js';
+import { defineLinearOp, defineOp, expectInputs, isZero, PRIMAL_INPUT, ZERO } from './rule.js';
 
 function pooledShape(inputShapes: readonly Shape[], attrs: PoolAttrs, node: { name: string; op: string }): Shape {
   const [n, c, h, w] = inputShapes[0];
@@ -16,15 +16,16 @@ export const maxPool = defineOp({
   op: 'MaxPool',
   paramRoles: [],
   requiredParams: [],
+  residuals: PRIMAL_INPUT,
   inferShape(inputShapes, attrs, _params, node) {
     expectInputs(node, inputShapes, 1, 4);
     return pooledShape(inputShapes, attrs, node);
   },
   forward: ({ k, inputs, attrs }) => k.maxPool(inputs[0], attrs),
   // Piecewise linear: the tangent flows through each window's (first) maximum.
-  jvp: ({ k, inputs, attrs }, _output, [dx]) => (isZero(dx) ? ZERO : k.maxPoolJvp(inputs[0], dx, attrs)),
-  backward: ({ k, inputs, attrs }, _output, cotangent, wanted) => ({
-    inputs: [wanted.inputs[0] ? k.maxPoolBackprop(inputs[0], cotangent, attrs) : undefined],
+  jvp: (ctx, [dx]) => (isZero(dx) ? ZERO : ctx.k.maxPoolJvp(ctx.residual('input'), dx, ctx.attrs)),
+  backward: (ctx, cotangent, wanted) => ({
+    inputs: [wanted.inputs[0] ? ctx.k.maxPoolBackprop(ctx.residual('input'), cotangent, ctx.attrs) : undefined],
     params: {},
   }),
 });

@@ -19,17 +19,34 @@ export function addTangents<T>(k: Kernels<T>, terms: readonly Tangent<T>[]): Tan
   return total;
 }
 
-/** What every rule of one node sees: the kernels, the node, primal inputs and (effective) parameters. */
-export interface RuleContext<T, O extends OpType = OpType> {
+/** What every rule of one node sees: the kernels, the node, and its (effective) parameters. */
+export interface OpContext<T, O extends OpType = OpType> {
   readonly k: Kernels<T>;
   readonly node: Node<O>;
   readonly attrs: OpAttrs[O];
-  readonly inputs: readonly T[];
   /** Parameter role → effective value (after any reparametrisation scale). */
   readonly params: Readonly<Record<string, T>>;
+  readonly paramShapes: Readonly<Record<string, Shape>>;
   readonly inputShapes: readonly Shape[];
   readonly outputShape: Shape;
 }
+
+/** The forward rule's context: the primal input values too. */
+export interface RuleContext<T, O extends OpType = OpType> extends OpContext<T, O> {
+  readonly inputs: readonly T[];
+}
+
+/**
+ * The linear rules' context. They never see the primal values, only the residuals the op declares
+ * (JAX's partial evaluation): so a linearised model can take them from a cache instead of running the
+ * forward pass again, since at a fixed θ̄2 they are constants per sample.
+ */
+export interface LinearContext<T, O extends OpType = OpType> extends OpContext<T, O> {
+  residual(name: string): T;
+}
+
+/** A residual: one of the node's primal inputs as it is, or a value of the output's shape computed from the inputs and output. */
+export type Residual = { readonly input: number } | { readonly compute: <T>(ctx: RuleContext<T>, output: T) => T };
 
 export interface Cotangents<T> {
   /** Per input; undefined where the input needs no gradient. */
@@ -45,28 +62,30 @@ export interface Wanted {
 }
 
 /**
- * One op's rules, together: shape inference, forward, tangent (JVP) and backward (transpose of the
- * linearisation, which serves both the VJP of fine-tuning and the transpose of the tangent pass).
+ * One op's rules, together: shape inference, forward, the residuals its linear rules read, tangent
+ * (JVP) and backward (transpose of the linearisation, which serves both the VJP of fine-tuning and the
+ * transpose of the tangent pass).
  */
 export interface OpRules<O extends OpType = OpType> {
   readonly op: O;
   /** Parameter roles the op accepts, required ones first. */
   readonly paramRoles: readonly string[];
   readonly requiredParams: readonly string[];
+  /** What the linear rules read of the primals, by name; linear ops need none. */
+  readonly residuals: Readonly<Record<string, Residual>>;
   inferShape(inputShapes: readonly Shape[], attrs: OpAttrs[O], paramShapes: Readonly<Record<string, Shape>>, node: Node<O>): Shape;
   forward<T>(ctx: RuleContext<T, O>): T;
-  jvp<T>(
-    ctx: RuleContext<T, O>,
-    output: T,
-    inputTangents: readonly Tangent<T>[],
-    paramTangents: Readonly<Record<string, Tangent<T>>>,
-  ): Tangent<T>;
-  backward<T>(ctx: RuleContext<T, O>, output: T, cotangent: T, wanted: Wanted): Cotangents<T>;
+  jvp<T>(ctx: LinearContext<T, O>, inputTangents: readonly Tangent<T>[], paramTangents: Readonly<Record<string, Tangent<T>>>): Tangent<T>;
+  backward<T>(ctx: LinearContext<T, O>, cotangent: T, wanted: Wanted): Cotangents<T>;
 }
+
+/** The residual of bilinear ops and max pooling: the primal input itself. */
+export const PRIMAL_INPUT: Readonly<Record<string, Residual>> = { input: { input: 0 } };
 
 const registry = new Map<OpType, OpRules>();
 
 export function defineOp<O extends OpType>(rules: OpRules<O>): OpRules<O> {
+  if (registry.has(rules.op)) throw new Error(`op '${rules.op}' already has rules; an op is defined once`);
   registry.set(rules.op, rules as unknown as OpRules);
   return rules;
 }
@@ -79,53 +98,59 @@ export function rulesFor(op: OpType, nodeName: string): OpRules {
 
 /**
  * JAX's `deflinear`: a parameter-free op linear in its inputs. Its JVP is the op applied to the
- * tangents, so only the forward and the transpose are written.
+ * tangents, so only the forward and the transpose are written. An op of several inputs also says how
+ * to apply itself when some tangents are symbolic zeros (without materialising them as x × 0, which
+ * would turn an infinite primal into NaN).
  */
 export function defineLinearOp<O extends OpType>(spec: {
   op: O;
   inferShape: OpRules<O>['inferShape'];
-  apply<T>(ctx: RuleContext<T, O>, inputs: readonly T[]): T;
-  transpose<T>(ctx: RuleContext<T, O>, cotangent: T, wanted: Wanted): readonly (T | undefined)[];
+  apply<T>(ctx: OpContext<T, O>, inputs: readonly T[]): T;
+  transpose<T>(ctx: OpContext<T, O>, cotangent: T, wanted: Wanted): readonly (T | undefined)[];
+  applyToTangents?<T>(ctx: OpContext<T, O>, tangents: readonly Tangent<T>[]): T;
 }): OpRules<O> {
   return defineOp({
     op: spec.op,
     paramRoles: [],
     requiredParams: [],
+    residuals: {},
     inferShape: spec.inferShape,
     forward: (ctx) => spec.apply(ctx, ctx.inputs),
-    jvp(ctx, _output, inputTangents) {
+    jvp(ctx, inputTangents) {
+      const [only] = inputTangents;
       if (inputTangents.every(isZero)) return ZERO;
-      const k = ctx.k;
-      const tangents = inputTangents.map((t, i) => (isZero(t) ? k.mul(ctx.inputs[i], k.scalar(0)) : t));
-      return spec.apply(ctx, tangents);
+      if (inputTangents.length === 1 && !isZero(only)) return spec.apply(ctx, [only]);
+      if (!spec.applyToTangents) throw new Error(`op '${spec.op}' takes several inputs but says nothing of zero tangents`);
+      return spec.applyToTangents(ctx, inputTangents);
     },
-    backward: (ctx, _output, cotangent, wanted) => ({ inputs: spec.transpose(ctx, cotangent, wanted), params: {} }),
+    backward: (ctx, cotangent, wanted) => ({ inputs: spec.transpose(ctx, cotangent, wanted), params: {} }),
   });
 }
 
 /**
  * JAX's `defjvp` for elementwise nonlinearities: tangent and cotangent are both multiplied by the
- * derivative at the primal value (the paper's Eq. 7).
+ * derivative at the primal value (the paper's Eq. 7), the op's one residual. The derivative may be
+ * written from the input or, where that is cheaper, from the output (ReLU's from its output's sign).
  */
 export function defineElementwiseOp<O extends OpType>(spec: {
   op: O;
   apply<T>(k: Kernels<T>, x: T, attrs: OpAttrs[O]): T;
-  derivative<T>(k: Kernels<T>, x: T, attrs: OpAttrs[O]): T;
+  derivative<T>(k: Kernels<T>, at: { readonly input: T; readonly output: T }, attrs: OpAttrs[O]): T;
 }): OpRules<O> {
   return defineOp({
     op: spec.op,
     paramRoles: [],
     requiredParams: [],
+    residuals: {
+      derivative: { compute: (ctx, output) => spec.derivative(ctx.k, { input: ctx.inputs[0], output }, ctx.attrs as OpAttrs[O]) },
+    },
     inferShape: (shapes) => shapes[0],
     forward: (ctx) => spec.apply(ctx.k, ctx.inputs[0], ctx.attrs),
-    jvp(ctx, _output, [dx]) {
-      return isZero(dx) ? ZERO : ctx.k.mul(dx, spec.derivative(ctx.k, ctx.inputs[0], ctx.attrs));
+    jvp(ctx, [dx]) {
+      return isZero(dx) ? ZERO : ctx.k.mul(dx, ctx.residual('derivative'));
     },
-    backward(ctx, _output, cotangent, wanted) {
-      return {
-        inputs: [wanted.inputs[0] ? ctx.k.mul(cotangent, spec.derivative(ctx.k, ctx.inputs[0], ctx.attrs)) : undefined],
-        params: {},
-      };
+    backward(ctx, cotangent, wanted) {
+      return { inputs: [wanted.inputs[0] ? ctx.k.mul(cotangent, ctx.residual('derivative')) : undefined], params: {} };
     },
   });
 }

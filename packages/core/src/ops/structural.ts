@@ -1,13 +1,14 @@
 import type { Kernels } from '../backend/kernels.js';
 import { BATCH, type Shape } from '../ir/graph.js';
 import { formatShape, sizeOf } from '../tensor.js';
-import { addTangents, defineLinearOp, defineOp, expectInputs } from './rule.js';
+import { addTangents, defineLinearOp, defineOp, expectInputs, isZero, type OpContext, type Tangent } from './rule.js';
 
 /** Residual addition: linear, and a zero tangent on one branch costs nothing. */
 export const add = defineOp({
   op: 'Add',
   paramRoles: [],
   requiredParams: [],
+  residuals: {},
   inferShape(inputShapes, _attrs, _params, node) {
     expectInputs(node, inputShapes, 2);
     if (formatShape(inputShapes[0]) !== formatShape(inputShapes[1])) {
@@ -16,8 +17,8 @@ export const add = defineOp({
     return inputShapes[0];
   },
   forward: ({ k, inputs }) => k.add(inputs[0], inputs[1]),
-  jvp: ({ k }, _output, tangents) => addTangents(k, tangents),
-  backward: (_ctx, _output, cotangent, wanted) => ({ inputs: wanted.inputs.map((w) => (w ? cotangent : undefined)), params: {} }),
+  jvp: ({ k }, tangents) => addTangents(k, tangents),
+  backward: (_ctx, cotangent, wanted) => ({ inputs: wanted.inputs.map((w) => (w ? cotangent : undefined)), params: {} }),
 });
 
 export const identity = defineLinearOp({
@@ -186,6 +187,28 @@ export const concat = defineLinearOp({
     return out;
   },
   apply: ({ k, attrs }, xs) => k.concat(xs, attrs.axis),
+  // Zero tangents become zero padding of their neighbours along the axis.
+  applyToTangents<T>({ k, attrs, inputShapes }: OpContext<T, 'Concat'>, tangents: readonly Tangent<T>[]): T {
+    const rank = inputShapes[0].length;
+    const padAlong = (x: T, before: number, after: number) => {
+      const pads = new Array<number>(2 * rank).fill(0);
+      pads[attrs.axis] = before;
+      pads[rank + attrs.axis] = after;
+      return before + after > 0 ? k.pad(x, pads) : x;
+    };
+    const pieces: T[] = [];
+    let zerosBefore = 0;
+    tangents.forEach((tangent, i) => {
+      if (isZero(tangent)) {
+        zerosBefore += inputShapes[i][attrs.axis];
+        return;
+      }
+      pieces.push(padAlong(tangent, zerosBefore, 0));
+      zerosBefore = 0;
+    });
+    pieces[pieces.length - 1] = padAlong(pieces[pieces.length - 1], 0, zerosBefore);
+    return pieces.length === 1 ? pieces[0] : k.concat(pieces, attrs.axis);
+  },
   transpose({ k, attrs, inputShapes }, cotangent, wanted) {
     let offset = 0;
     return inputShapes.map((s, i) => {

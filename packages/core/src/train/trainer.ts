@@ -3,17 +3,21 @@ import { memorySource, type SampleSource } from '../data/source.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
 import {
   BATCH_SCALE,
+  FEATURES,
   gradName,
   INPUT,
   initialParams,
+  isLinearised,
   MASK,
   type Method,
   methodInputShape,
+  pointResiduals,
+  residualInput,
   TARGETS,
   trainStepProgram,
 } from '../methods/programs.js';
 import { Rng } from '../random.js';
-import type { HostTensor } from '../tensor.js';
+import { type HostTensor, hostTensor } from '../tensor.js';
 import type { LossKind } from './losses.js';
 import {
   applyUpdate,
@@ -24,9 +28,21 @@ import {
   type ScheduleConfig,
 } from './optimisers.js';
 
+/**
+ * The linearised models' point per sample (see linearisationPointProgram): the frozen features and the
+ * residuals their tangent and backward passes read, so that no step evaluates the frozen head.
+ */
+export interface PointData {
+  readonly features: SampleSource;
+  /** By residual name (pointResiduals). */
+  readonly residuals: Readonly<Record<string, SampleSource>>;
+}
+
 export interface TrainingData {
   /** Features f(x) for the activation method, cut values for the others. */
   readonly inputs: SampleSource;
+  /** For 'gradient' and 'full': their cached point; without it every step evaluates the frozen head. */
+  readonly point?: PointData;
   /** Shape [N, K]: one-hot for softmax-ce, 0/1 for sigmoid-bce. */
   readonly targets: HostTensor;
   /** Shape [N, K], sigmoid-bce only: 0 where an entry is ignored (VOC "difficult"). */
@@ -113,20 +129,36 @@ export async function trainMethod(
       `method '${state.method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`,
     );
   }
-  const program: Program = trainStepProgram(model, state.method, omegaBar, loss);
+  const point = isLinearised(state.method) ? data.point : undefined;
+  const pointSources: [string, SampleSource][] = point
+    ? [
+        ...(state.method === 'full' ? [[FEATURES, point.features] as [string, SampleSource]] : []),
+        ...[...pointResiduals(model).keys()].map((name): [string, SampleSource] => {
+          const source = point.residuals[name];
+          if (!source) throw new Error(`the cached point has no residual '${name}'; extract it again for this network and cut`);
+          return [residualInput(name), source];
+        }),
+      ]
+    : [];
+  const program: Program = trainStepProgram(model, state.method, omegaBar, loss, { cachedPoint: point !== undefined });
   const exampleInputs: Record<string, HostTensor> = {
     [INPUT]: { shape: [1, ...expected], data: new Float32Array(0) },
     [TARGETS]: data.targets,
     [BATCH_SCALE]: { shape: [1], data: new Float32Array(1) },
     ...(data.mask ? { [MASK]: data.mask } : {}),
+    ...Object.fromEntries(pointSources.map(([name, source]) => [name, { shape: [1, ...source.sampleShape], data: new Float32Array(0) }])),
     ...Object.fromEntries(state.params),
   };
-  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, [INPUT, TARGETS, MASK]), {
+  const batchInputs = [INPUT, TARGETS, MASK, ...pointSources.map(([name]) => name)];
+  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, batchInputs), {
     name: `${state.method} training step`,
   });
+  // The step writes its loss and gradients into the same buffers every time.
+  const gradients = Object.fromEntries([...state.params].map(([name, value]) => [gradName(name), hostTensor(value.shape)]));
+  const into: Record<string, HostTensor> = { loss: hostTensor([1]), ...gradients };
   const batchesPerEpoch = Math.ceil(count / config.batchSize);
   const totalSteps = batchesPerEpoch * config.epochs;
-  const grads = new Map<string, Float32Array>();
+  const grads = new Map([...state.params.keys()].map((name) => [name, gradients[gradName(name)].data]));
   let clock = performance.now();
   const tick = () => {
     const now = performance.now();
@@ -147,8 +179,8 @@ export async function trainMethod(
           ...Object.fromEntries(state.params),
         };
         if (mask) feed[MASK] = await mask.read(indices);
-        const outputs = await compiled.run(feed);
-        for (const name of state.params.keys()) grads.set(name, outputs[gradName(name)].data);
+        for (const [name, source] of pointSources) feed[name] = await source.read(indices);
+        const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
         if (config.clipNorm !== undefined) clipGradientNorm(grads, config.clipNorm);
         const learningRate = learningRateAt(config.optimiser, config.schedule, state.step);
         state.step += 1;
