@@ -2,18 +2,32 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  BATCH_SCALE,
+  basicBlockNetwork,
   type Conv2DAttrs,
   createReferenceBackend,
+  FEATURES,
+  gradName,
   type HostTensor,
   hostTensor,
+  INPUT,
+  initialParams,
   inputShapesOf,
+  linearisationPointProgram,
+  linearise,
+  normalTensor,
+  oneHot,
   type PoolAttrs,
   type Program,
+  Rng,
   registeredBackends,
   relativeError,
   resolveBackend,
   runProgramOnce,
+  separableBlockNetwork,
   sizeOf,
+  TARGETS,
+  trainStepProgram,
 } from '@gradfeat/core';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
@@ -219,6 +233,47 @@ describe('NCHWc lowering', () => {
       expect(relativeError(actual[name].data, want.data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
     }
   });
+});
+
+describe('linearised steps at a cached point on ONNX Runtime', () => {
+  const networks = {
+    'a depthwise-separable block (ReLU6)': separableBlockNetwork({ channels: 16, size: 5, classes: 4, seed: 1 }),
+    'a basic residual block (ReLU)': basicBlockNetwork({ channels: 16, size: 4, classes: 4, seed: 2 }),
+  };
+  for (const [what, network] of Object.entries(networks)) {
+    for (const method of ['gradient', 'full'] as const) {
+      it(`${method}, ${what}: same loss and gradients as evaluating the head (1e-5 relative)`, async () => {
+        const backend = await createOnnxBackend();
+        const model = linearise(network, { cut: 'input' });
+        const omega = model.sourceClassifier;
+        const rng = new Rng(7);
+        const params = initialParams(model, method, omega);
+        for (const [name, value] of params) params.set(name, normalTensor(rng, value.shape, 0.1));
+        const cut = normalTensor(rng, [6, ...model.cutShape]);
+        const feeds: Record<string, HostTensor> = {
+          [INPUT]: cut,
+          [TARGETS]: oneHot([0, 1, 2, 3, 0, 1], 4),
+          [BATCH_SCALE]: hostTensor([1], [1 / 6]),
+          ...Object.fromEntries(params),
+        };
+        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], 'point');
+        if (method === 'gradient') delete point[FEATURES];
+        const step = (cachedPoint: boolean, inputs: Record<string, HostTensor>) =>
+          runProgramOnce(
+            backend,
+            trainStepProgram(model, method, omega, 'softmax-ce', { cachedPoint }),
+            inputs,
+            [INPUT, TARGETS, ...Object.keys(point)],
+            method,
+          );
+        const recomputed = await step(false, feeds);
+        const cached = await step(true, { ...feeds, ...point });
+        for (const name of ['loss', ...[...params.keys()].map(gradName)]) {
+          expect(relativeError(cached[name].data, recomputed[name].data).relative, name).toBeLessThanOrEqual(1e-5);
+        }
+      });
+    }
+  }
 });
 
 describe('plugin', () => {

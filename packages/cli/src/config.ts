@@ -76,6 +76,13 @@ const runConfigSchema = z
         });
       }),
     parametrisation: z.enum(PARAMETRISATIONS),
+    /** Coordinates fine-tuning trains θ2 in (the paper's code: standard, whatever `parametrisation` is). */
+    finetuneParametrisation: z.enum(PARAMETRISATIONS),
+    /**
+     * Cache the linearised models' point (features and residuals) per training sample so that their
+     * steps skip the frozen head: 'auto' does where that is faster (see pointCachePays).
+     */
+    pointCache: z.enum(['auto', 'on', 'off']),
     training: z
       .object({
         activation: methodTrainingSchema,
@@ -172,6 +179,8 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   splits: { train: 'train', test: 'test' },
   methods: [...METHODS],
   parametrisation: 'ntk',
+  finetuneParametrisation: 'standard',
+  pointCache: 'auto',
   training: {
     activation: { ...linearisedTraining, learningRate: 1e-2, optimiser: OPTIMISER_DEFAULTS.sgd },
     gradient: linearisedTraining,

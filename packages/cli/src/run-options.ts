@@ -15,6 +15,8 @@ export interface RunFlags {
   readonly testSplit?: string;
   readonly methods?: Method[];
   readonly parametrisation?: 'ntk' | 'standard';
+  readonly finetuneParametrisation?: 'ntk' | 'standard';
+  readonly pointCache?: 'auto' | 'on' | 'off';
   readonly epochs?: number;
   readonly batchSize?: number;
   readonly lr?: number;
@@ -44,7 +46,16 @@ export function addRunOptions(command: Command): Command {
     .addOption(backendOption())
     .option('--train-split <name>', 'training split (default train)')
     .option('--test-split <name>', 'test split (default test)')
-    .addOption(new Option('--parametrisation <p>', 'coordinates of θ2 (default ntk)').choices(['ntk', 'standard']))
+    .addOption(new Option('--parametrisation <p>', 'coordinates of w2 in the linearised models (default ntk)').choices(['ntk', 'standard']))
+    .addOption(
+      new Option('--finetune-parametrisation <p>', 'coordinates fine-tuning trains θ2 in (default standard)').choices(['ntk', 'standard']),
+    )
+    .addOption(
+      new Option(
+        '--point-cache <mode>',
+        "cache the linearised models' features and residuals per training sample (default auto: where that is faster than evaluating the head)",
+      ).choices(['auto', 'on', 'off']),
+    )
     .option('--epochs <n>', 'epochs for every method', integerOption('--epochs', 1))
     .option('--batch-size <n>', 'batch size for every method', integerOption('--batch-size', 1))
     .option('--lr <x>', 'learning rate for every method', numberOption('--lr'))
@@ -108,6 +119,8 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     splits: defined({ train: flags.trainSplit, test: flags.testSplit }) as RunConfigInput['splits'],
     methods: flags.methods,
     parametrisation: flags.parametrisation,
+    finetuneParametrisation: flags.finetuneParametrisation,
+    pointCache: flags.pointCache,
     training: defined(all) ? { all } : undefined,
     seed: flags.seed,
     out: flags.out,

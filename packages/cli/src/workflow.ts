@@ -6,6 +6,7 @@ import {
   classifierOf,
   compareMethods,
   initialParams,
+  isLinearised,
   type LinearisedModel,
   type LossKind,
   linearise,
@@ -14,6 +15,7 @@ import {
   type Method,
   type MethodResult,
   type Preprocessing,
+  pointCachePays,
   Rng,
   RunDirectory,
   randomClassifier,
@@ -22,7 +24,7 @@ import {
   type TrainState,
   zeroClassifier,
 } from '@gradfeat/core';
-import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
+import { type ExtractedSplit, extractPoint, extractSplit, transformForModel } from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
 import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
@@ -40,12 +42,17 @@ export interface PreparedModel {
 export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
   const backend = await openBackend(config.backend);
   const network = await loadNetwork(config.model);
-  let model = linearise(network, { cut: config.cut, parametrisation: config.parametrisation });
+  const lineariseOptions = {
+    cut: config.cut,
+    parametrisation: config.parametrisation,
+    finetuneParametrisation: config.finetuneParametrisation,
+  };
+  let model = linearise(network, lineariseOptions);
   // The paper's ablation: random instead of pre-trained parts (seeded, so reruns agree).
   const rng = new Rng(config.seed + 1);
   if (config.randomise.includes('theta1')) model = { ...model, trunk: reinitialise(model.trunk, rng) };
   if (config.randomise.includes('theta2')) {
-    const fresh = linearise(reinitialise(network, rng), { cut: config.cut, parametrisation: config.parametrisation });
+    const fresh = linearise(reinitialise(network, rng), lineariseOptions);
     model = { ...model, gradientTermHead: fresh.head };
   }
   const preprocessing = { ...network.metadata?.preprocessing, ...config.preprocessing };
@@ -64,8 +71,12 @@ export interface PreparedSplits {
   readonly loss: LossKind;
 }
 
+/** Where a run's caches live: --cache-dir, else `<out>/cache`; one directory per split (and per split's point). */
+function cacheRoot(config: RunConfig): string {
+  return config.cacheDir ?? join(config.out, CACHE_DIR);
+}
+
 export async function prepareSplits(config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<PreparedSplits> {
-  const cacheRoot = config.cacheDir ?? join(config.out, CACHE_DIR);
   const { resizeShorter } = config.preprocessing ?? {};
   // Training reads cached trunk outputs, computed once, so its images are centre crops too.
   const modes = { train: 'eval', test: config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval' } as const;
@@ -76,7 +87,7 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
       dataset: config.dataset,
       split: config.splits[role],
       transform: transformForModel(prepared.preprocessing, modes[role], { resizeShorter }),
-      cacheDir: join(cacheRoot, config.splits[role]),
+      cacheDir: join(cacheRoot(config), config.splits[role]),
       batchSize: config.extractBatchSize,
       dtype: config.float16Cache ? 'float16' : 'float32',
       workers: config.workers,
@@ -109,6 +120,18 @@ export async function runMethods(
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
   const model = withAblatedOmega(config, prepared.model, classes);
+  const linearised = config.methods.some(isLinearised);
+  const cachePoint = linearised && (config.pointCache === 'on' || (config.pointCache === 'auto' && pointCachePays(model)));
+  const point = cachePoint
+    ? await extractPoint({
+        backend: prepared.backend,
+        model,
+        cut: splits.train.cache,
+        cacheDir: join(cacheRoot(config), `${config.splits.train}.point`),
+        batchSize: config.extractBatchSize,
+        onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
+      })
+    : undefined;
   const configs = Object.fromEntries(METHODS.map((m) => [m, trainConfigFor(config, m)])) as Record<Method, TrainConfig>;
   // A checkpoint must hold exactly the parameters a fresh run of its method starts from.
   const expected = (method: Method) => initialParams(model, method, zeroClassifier(classes, model.featureCount));
@@ -116,7 +139,7 @@ export async function runMethods(
     backend: prepared.backend,
     model,
     loss: splits.loss,
-    train: splits.train,
+    train: { ...splits.train, point },
     test: splits.test,
     methods: config.methods,
     configs,

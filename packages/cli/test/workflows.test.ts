@@ -61,6 +61,29 @@ describeWithShared('gradfeat compare, train --resume, eval and export on ResNet-
     );
   });
 
+  it('the linearised models train from a cached point to the numbers of evaluating the head every step', async () => {
+    // ResNet-20's last block: evaluating it costs ≈ 380 multiply-adds per cached value, so 'auto' caches the point.
+    expect(existsSync(join(work, 'cache', 'train.point', 'manifest.json'))).toBe(true);
+    const recomputed = await runCli([
+      'compare',
+      '--methods',
+      'gradient',
+      'full',
+      '--point-cache',
+      'off',
+      ...runArgs(join(work, 'c')),
+      '--json',
+    ]);
+    expect(recomputed.code, recomputed.stderr).toBe(0);
+    const cached = metricsOf(join(work, 'a')).filter((m: { method: string }) => m.method === 'gradient' || m.method === 'full');
+    const fresh = metricsOf(join(work, 'c')).filter((m: { method: string }) => m.method === 'gradient' || m.method === 'full');
+    expect(fresh.map((m: { method: string }) => m.method)).toEqual(['gradient', 'full']);
+    fresh.forEach((m: { top1: number; finalLoss: number }, i: number) => {
+      expect(m.top1).toBe(cached[i].top1);
+      expect(Math.abs(m.finalLoss - cached[i].finalLoss) / Math.abs(cached[i].finalLoss)).toBeLessThan(1e-5);
+    });
+  });
+
   it('train killed midway and rerun with --resume ends with the metrics of an uninterrupted run', async () => {
     const straight = await runCli(['train', '--method', 'full', ...runArgs(join(work, 'straight'))]);
     expect(straight.code, straight.stderr).toBe(0);

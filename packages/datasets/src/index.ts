@@ -10,6 +10,7 @@ export * from './folder.js';
 export * from './imagenet.js';
 export * from './mnist.js';
 export * from './pipeline.js';
+export * from './point.js';
 export * from './pool.js';
 export * from './random.js';
 export * from './spec.js';

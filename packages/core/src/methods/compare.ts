@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import { memorySource, type SampleSource } from '../data/source.js';
+import { memorySource, type SampleSource, subsetSource } from '../data/source.js';
 import { meanAveragePrecision, topKAccuracy } from '../metrics/classification.js';
 import { Rng } from '../random.js';
 import type { HostTensor } from '../tensor.js';
@@ -7,6 +7,7 @@ import type { LossKind } from '../train/losses.js';
 import {
   initialTrainState,
   mapBatches,
+  type PointData,
   type StepInfo,
   type TrainConfig,
   type TrainHooks,
@@ -25,6 +26,8 @@ export interface LabelledSplit {
   readonly targets: HostTensor;
   /** Shape [N, K], for sigmoid-bce: 0 where ignored (difficult). */
   readonly mask?: HostTensor;
+  /** The linearised models' cached point per sample (training split); without it they evaluate the head every step. */
+  readonly point?: PointData;
 }
 
 export interface MethodMetrics {
@@ -126,12 +129,16 @@ function headlineMetric(metrics: MethodMetrics): number {
 }
 
 async function subsetSplit(split: LabelledSplit, rows: readonly number[]): Promise<LabelledSplit> {
-  const cut: SampleSource = {
-    count: rows.length,
-    sampleShape: split.cut.sampleShape,
-    read: (indices) => split.cut.read(indices.map((i) => rows[i])),
+  const point = split.point && {
+    features: subsetSource(split.point.features, rows),
+    residuals: Object.fromEntries(Object.entries(split.point.residuals).map(([name, source]) => [name, subsetSource(source, rows)])),
   };
-  return { cut, targets: await memorySource(split.targets).read(rows), mask: split.mask && (await memorySource(split.mask).read(rows)) };
+  return {
+    cut: subsetSource(split.cut, rows),
+    targets: await memorySource(split.targets).read(rows),
+    mask: split.mask && (await memorySource(split.mask).read(rows)),
+    point,
+  };
 }
 
 /**
@@ -180,7 +187,7 @@ export async function compareMethods(options: {
       model,
       omegaBar,
       loss,
-      { inputs: fit.cut, targets: fit.targets, mask: fit.mask },
+      { inputs: fit.cut, targets: fit.targets, mask: fit.mask, point: fit.point },
       config,
       start,
       {
