@@ -11,7 +11,7 @@ data="${1:?usage: run.sh CIFAR_JPEG_DIR RUNS_DIR [experiment…]}"
 runs="${2:?usage: run.sh CIFAR_JPEG_DIR RUNS_DIR [experiment…]}"
 shift 2
 experiments=("$@")
-[ ${#experiments[@]} -gt 0 ] || experiments=(1-last-block 2-last-two-blocks 3-random-theta1 3-random-theta2 3-random-omega 4-standard-coordinates)
+[ ${#experiments[@]} -gt 0 ] || experiments=(1-last-block 2-last-two-blocks 3-random-theta1 3-random-theta2 3-random-omega 4-standard-coordinates 5-paper-optimiser)
 gradfeat=(node "$here/../../packages/cli/dist/bin.js")
 
 compare() {
@@ -32,6 +32,8 @@ for experiment in "${experiments[@]}"; do
     3-random-theta2) compare "$experiment" base.yaml --methods gradient full --randomise theta2 --cache-dir "$runs/cache-pw12" ;;
     3-random-omega) compare "$experiment" base.yaml --methods gradient full --randomise omega --cache-dir "$runs/cache-pw12" ;;
     4-standard-coordinates) compare "$experiment" base.yaml --methods gradient full --parametrisation standard --cache-dir "$runs/cache-pw12" ;;
+    # Its own cache, so that its phase times include extracting the trunk outputs (JPEG decoding included).
+    5-paper-optimiser) compare "$experiment" paper-optimiser.yaml --cache-dir "$runs/cache-pw12-paper" ;;
     *) echo "unknown experiment '$experiment'" >&2; exit 2 ;;
   esac
 done

@@ -110,6 +110,23 @@ export async function openRun(config: RunConfig, resume: boolean): Promise<RunDi
   return RunDirectory.create(config.out, config);
 }
 
+/** Wall-clock seconds per phase of a run, in the order they ran: a phase lasts until the next starts. */
+export class PhaseClock {
+  readonly seconds: Record<string, number> = {};
+  private current?: { phase: string; started: number };
+
+  start(phase: string): void {
+    this.stop();
+    this.current = { phase, started: performance.now() };
+  }
+
+  stop(): void {
+    if (this.current)
+      this.seconds[this.current.phase] = (this.seconds[this.current.phase] ?? 0) + (performance.now() - this.current.started) / 1000;
+    this.current = undefined;
+  }
+}
+
 export async function runMethods(
   config: RunConfig,
   prepared: PreparedModel,
@@ -117,11 +134,13 @@ export async function runMethods(
   run: RunDirectory<RunConfig>,
   progress: Progress,
   resume: boolean,
+  clock = new PhaseClock(),
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
   const model = withAblatedOmega(config, prepared.model, classes);
   const linearised = config.methods.some(isLinearised);
   const cachePoint = linearised && (config.pointCache === 'on' || (config.pointCache === 'auto' && pointCachePays(model)));
+  if (cachePoint) clock.start('point');
   const point = cachePoint
     ? await extractPoint({
         backend: prepared.backend,
@@ -147,7 +166,10 @@ export async function runMethods(
     resume: resume ? (method) => run.loadCheckpoint(method, expected(method)) : undefined,
     hooks: () => ({ checkpoint: (state) => run.saveCheckpoint(state), checkpointEvery: config.checkpointEvery }),
     events: {
-      onPhase: (phase) => progress.note(`phase: ${phase}`, { phase }),
+      onPhase: (phase) => {
+        clock.start(phase);
+        progress.note(`phase: ${phase}`, { phase });
+      },
       onStep: (method, info) => progress.update(method, info.step, info.totalSteps, { loss: info.loss }),
     },
   });

@@ -164,6 +164,7 @@ async function main(): Promise<void> {
       [small, 'sharp'],
       [small, 'js'],
       [large, 'sharp'],
+      [large, 'js'],
     ] as const) {
       for (const workers of [1, pool]) results.push(await decodeRate(dataset, transform, workers, decoder));
     }

@@ -7,7 +7,9 @@ if (!port) throw new Error('decode-worker must run on a worker thread');
 port.on('message', async ({ id, job }: { id: number; job: DecodeJob }) => {
   try {
     const result = await runDecodeJob(job);
-    port.postMessage({ id, result }, [result.output.buffer as ArrayBuffer]);
+    // Rows written into a shared buffer are already where the caller reads them.
+    const shared = result.output.buffer instanceof SharedArrayBuffer;
+    port.postMessage({ id, result }, shared ? [] : [result.output.buffer as ArrayBuffer]);
   } catch (error) {
     port.postMessage({ id, error: (error as Error).stack ?? String(error) });
   }

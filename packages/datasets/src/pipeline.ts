@@ -107,16 +107,25 @@ export class ImagePipeline implements BatchSource {
     return this.counted(await this.readBatch(indices, epoch, 0, this.options.skipBadImages === true));
   }
 
+  /**
+   * Batches in `order` (default the dataset's), decoded ahead. A batch's images live in one of a few
+   * buffers the pipeline reuses: they stay valid until the iteration has moved 1 + prefetch batches on.
+   */
   async *batches(options: BatchOptions): AsyncGenerator<ImageBatch> {
     const { batchSize, start = 0, epoch = 0 } = options;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
     const order = options.order ?? Array.from({ length: this.count }, (_, i) => i);
     const ahead = 1 + (this.options.prefetch ?? 2);
+    // One buffer per batch in flight and one for the batch the caller holds.
+    const rowSize = this.cropsPerImage * sizeOf(this.sampleShape);
+    const buffers = Array.from({ length: ahead + 1 }, () => new SharedArrayBuffer(batchSize * rowSize * Float32Array.BYTES_PER_ELEMENT));
     const pending: Promise<ImageBatch>[] = [];
     let next = start;
+    let launched = 0;
     const launch = () => {
       const end = Math.min(next + batchSize, order.length);
-      const batch = this.readBatch(order.slice(next, end), epoch, end, this.options.skipBadImages === true);
+      const buffer = buffers[launched++ % buffers.length];
+      const batch = this.readBatch(order.slice(next, end), epoch, end, this.options.skipBadImages === true, buffer);
       // Rejections surface when the batch is awaited; this keeps them from counting as unhandled before that.
       batch.catch(() => {});
       pending.push(batch);
@@ -154,10 +163,18 @@ export class ImagePipeline implements BatchSource {
     return batch;
   }
 
-  private async readBatch(indices: readonly number[], epoch: number, nextStart: number, skip: boolean): Promise<ImageBatch> {
+  private async readBatch(
+    indices: readonly number[],
+    epoch: number,
+    nextStart: number,
+    skip: boolean,
+    buffer?: SharedArrayBuffer,
+  ): Promise<ImageBatch> {
     const refs = await this.dataset.images(indices);
     const seed = this.options.transform.seed ?? 0;
     const items = refs.map((ref, i) => ({ ref, seed: mixSeed(seed, epoch, indices[i]) }));
+    const rowSize = this.cropsPerImage * sizeOf(this.sampleShape);
+    const target = buffer ?? new SharedArrayBuffer(items.length * rowSize * Float32Array.BYTES_PER_ELEMENT);
     const chunkCount = Math.max(1, Math.min(this.pool.size, items.length));
     const chunkSize = Math.ceil(items.length / chunkCount);
     const chunks: Promise<DecodeResult>[] = [];
@@ -167,11 +184,11 @@ export class ImagePipeline implements BatchSource {
           items: items.slice(first, first + chunkSize),
           transform: this.options.transform,
           decoder: this.options.decoder ?? 'auto',
+          into: { buffer: target, offset: first * rowSize },
         }),
       );
     }
     const results = await Promise.all(chunks);
-    const rowSize = this.cropsPerImage * sizeOf(this.sampleShape);
     const failed = new Map<number, SkippedImage>();
     results.forEach((result, chunk) => {
       for (const failure of result.failures) {
@@ -188,11 +205,10 @@ export class ImagePipeline implements BatchSource {
     }
     const kept = indices.flatMap((_, position) => (failed.has(position) ? [] : [position]));
     const keptIndices = kept.map((position) => indices[position]);
-    const data = new Float32Array(kept.length * rowSize);
+    // The rows are in place; skipped images' rows are closed up.
+    const data = new Float32Array(target, 0, kept.length * rowSize);
     kept.forEach((position, row) => {
-      const result = results[Math.floor(position / chunkSize)];
-      const within = position % chunkSize;
-      data.set(result.output.subarray(within * rowSize, (within + 1) * rowSize), row * rowSize);
+      if (position !== row) data.copyWithin(row * rowSize, position * rowSize, (position + 1) * rowSize);
     });
     return {
       indices: keptIndices,

@@ -68,6 +68,29 @@ describe('ImagePipeline (worker threads)', () => {
     }
   });
 
+  it('writes each batch into one of a few reused buffers, valid until the iteration moves 1 + prefetch batches on', async () => {
+    const pipeline = await ImagePipeline.create(dataset, { transform: eval8, workers: 2, prefetch: 1 });
+    try {
+      const held: { indices: readonly number[]; data: Float32Array }[] = [];
+      for await (const batch of pipeline.batches({ batchSize: 2 })) {
+        // 7 batches through 3 buffers: the batch before this one is still intact, older ones are reused.
+        const previous = held.at(-1);
+        if (previous)
+          previous.indices.forEach((index, row) =>
+            expect(previous.data.subarray(row * 192, (row + 1) * 192)).toEqual(expected(index, eval8)),
+          );
+        batch.indices.forEach((index, row) =>
+          expect(batch.images.data.subarray(row * 192, (row + 1) * 192)).toEqual(expected(index, eval8)),
+        );
+        held.push({ indices: batch.indices, data: batch.images.data });
+      }
+      expect(held).toHaveLength(7);
+      expect(new Set(held.map((h) => h.data.buffer)).size).toBe(3);
+    } finally {
+      await pipeline.close();
+    }
+  });
+
   it('gives bit-identical random crops with 2 workers and with none, different in another epoch', async () => {
     const order = [13, 2, 7, 0, 9, 4, 11];
     const outputs = [];

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { openRun, PhaseClock, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -29,8 +29,11 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
   const prepared = await prepareModel(config);
   const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
+  const clock = new PhaseClock();
+  clock.start('extract');
   const splits = await prepareSplits(config, prepared, progress);
-  const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
+  const results = await runMethods(config, prepared, splits, run, progress, options.resume === true, clock);
+  clock.stop();
   progress.finish();
   const context = {
     model: config.model,
@@ -44,6 +47,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
       parametrisation: config.parametrisation,
       theta2Parameters: theta2Size(prepared.model),
       weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
+      phaseSeconds: clock.seconds,
     },
   });
   const json = {
@@ -52,6 +56,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
     methods: Object.fromEntries(
       results.map((r) => [r.method, { ...r.metrics, weightDecay: r.weightDecay, trainSeconds: r.trainSeconds, finalLoss: r.finalLoss }]),
     ),
+    phaseSeconds: clock.seconds,
     files,
   };
   emit(options.json === true, json, () =>
@@ -59,6 +64,9 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
       `${config.model} cut at ${config.cut} on ${context.dataset}, ${prepared.backend.name}`,
       resultsTable(results),
       '',
+      `wall time by phase: ${Object.entries(clock.seconds)
+        .map(([phase, s]) => `${phase} ${seconds(s)}`)
+        .join(', ')}`,
       `reports: ${files.report}, ${files.metrics}, ${files.curves}`,
     ].join('\n'),
   );
