@@ -109,7 +109,7 @@ export class ImagePipeline implements BatchSource {
 
   /**
    * Batches in `order` (default the dataset's), decoded ahead. A batch's images live in one of a few
-   * buffers the pipeline reuses: they stay valid until the iteration has moved 1 + prefetch batches on.
+   * buffers the pipeline reuses: they stay intact until the next batch is asked for.
    */
   async *batches(options: BatchOptions): AsyncGenerator<ImageBatch> {
     const { batchSize, start = 0, epoch = 0 } = options;
