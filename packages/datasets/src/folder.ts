@@ -43,6 +43,13 @@ export async function listClassFolders(
   return { paths, labels: Int32Array.from(labels) };
 }
 
+/** Every image file under `folder` and its sub-folders, sorted within each folder. */
+export async function imageFilesUnder(folder: string, extensions: readonly string[] = IMAGE_EXTENSIONS): Promise<string[]> {
+  const files = (await listEntries(folder, 'files')).filter((file) => hasExtension(file, extensions));
+  const nested = await Promise.all((await listEntries(folder, 'directories')).map((sub) => imageFilesUnder(join(folder, sub), extensions)));
+  return [...files.map((file) => join(folder, file)), ...nested.flat()];
+}
+
 /**
  * The folder holding `split` under `root`: `root/<split>` when that is a folder of class folders
  * (like the CIFAR-10 JPEG archive's train/ and test/), otherwise `root` itself.

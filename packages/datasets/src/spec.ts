@@ -1,4 +1,6 @@
+import { resolve } from 'node:path';
 import { openCifar } from './cifar.js';
+import { isFile } from './files.js';
 import { folderForSplit, openImageFolder } from './folder.js';
 import { openImageNet } from './imagenet.js';
 import { perClassCounts } from './targets.js';
@@ -50,6 +52,17 @@ export async function openDataset(spec: DatasetSpec | string, split: string): Pr
     case 'imagenet':
       return openImageNet(path, { split: split as 'train' | 'val' });
   }
+}
+
+/**
+ * Where a split's images are read from: two splits with the same location are the same images. A
+ * single CIFAR .bin file serves every split, and a folder without `<split>` sub-folders is every split.
+ */
+export async function splitLocation(spec: DatasetSpec | string, split: string): Promise<string> {
+  const { kind, path } = typeof spec === 'string' ? parseDatasetSpec(spec) : spec;
+  if (kind === 'folder') return resolve(await folderForSplit(path, split));
+  if ((kind === 'cifar10' || kind === 'cifar100') && (await isFile(path))) return resolve(path);
+  return `${resolve(path)} (${split})`;
 }
 
 export interface DatasetInfo {

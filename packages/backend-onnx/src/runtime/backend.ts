@@ -36,7 +36,7 @@ export interface OnnxBackend extends Backend {
 let runtime: Promise<OnnxRuntime> | undefined;
 
 /** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
-function loadOnnxRuntime(): Promise<OnnxRuntime> {
+export function loadOnnxRuntime(): Promise<OnnxRuntime> {
   runtime ??= import('onnxruntime-node').catch((error: Error) => {
     runtime = undefined;
     throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });

@@ -1,13 +1,6 @@
-import {
-  BENCH_WORKLOADS,
-  type BenchResult,
-  type BenchWorkload,
-  loadNetwork,
-  PYTORCH_IMAGES_PER_SECOND,
-  runBenchmark,
-} from '@gradfeat/core';
+import { BENCH_WORKLOADS, type BenchResult, type BenchWorkload, PYTORCH_IMAGES_PER_SECOND, runBenchmark } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
-import { backendOption, openBackend } from '../backends.js';
+import { backendOption, loadModel, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption } from '../parse.js';
 
@@ -28,7 +21,7 @@ export function registerBench(program: Command): void {
     .action(
       async (options: { backend?: string; workload?: BenchWorkload[]; runs: number; warmup: number; model?: string; json?: boolean }) => {
         const backend = await openBackend(options.backend);
-        const resnet20 = options.model ? await loadNetwork(options.model) : undefined;
+        const resnet20 = options.model ? await loadModel(options.model) : undefined;
         const progress = createProgress();
         const workloads = options.workload ?? BENCH_WORKLOADS;
         const results: BenchResult[] = [];

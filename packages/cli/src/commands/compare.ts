@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { checkTestSplit, openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -25,10 +25,16 @@ export function resultsTable(results: readonly MethodResult[]): string {
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
 export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
   const progress = createProgress();
-  // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
+  // The model, cut, preprocessing and splits are checked before the run directory is written, so a
+  // mistake leaves nothing behind and the corrected command is not refused as a different run.
   const prepared = await prepareModel(config);
+  const testedOnTrainingSplit = await checkTestSplit(config);
   const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
+  const warning = testedOnTrainingSplit
+    ? `the test split reads the training images: the accuracies below are training accuracies, not held-out ones`
+    : undefined;
+  if (warning) progress.note(`warning: ${warning}`, { warning });
   const splits = await prepareSplits(config, prepared, progress);
   const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
   progress.finish();
@@ -38,6 +44,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
     dataset: `${config.dataset} (${config.splits.train} ${splits.train.targets.shape[0]} / ${config.splits.test} ${splits.test.targets.shape[0]})`,
     seed: config.seed,
     backend: prepared.backend.name,
+    ...(warning && { settings: { 'test data': `the training split (${warning})` } }),
   };
   const files = await run.writeResults(results, context, {
     extra: {
@@ -47,6 +54,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
     },
   });
   const json = {
+    ...(warning && { warning }),
     run: run.path,
     backend: prepared.backend.name,
     methods: Object.fromEntries(
@@ -57,6 +65,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
   emit(options.json === true, json, () =>
     [
       `${config.model} cut at ${config.cut} on ${context.dataset}, ${prepared.backend.name}`,
+      ...(warning ? [`WARNING: ${warning}`] : []),
       resultsTable(results),
       '',
       `reports: ${files.report}, ${files.metrics}, ${files.curves}`,

@@ -42,3 +42,17 @@ export function summariseNetwork(graph: Graph): NetworkSummary {
     notes: graph.metadata?.notes,
   };
 }
+
+/** Preprocessing in one line, e.g. "mean 0.485, 0.456, 0.406; std 0.229, 0.224, 0.225; 32×32". */
+export function formatPreprocessing(p: Preprocessing | undefined): string {
+  if (!p) return 'not stated in the file';
+  return [
+    p.mean && `mean ${p.mean.join(', ')}`,
+    p.std && `std ${p.std.join(', ')}`,
+    p.scale !== undefined && `x·${p.scale}${p.offset !== undefined ? ` + ${p.offset}` : ''}`,
+    p.size && `${p.size.join('×')}`,
+    p.sourceLayout && `source layout ${p.sourceLayout}`,
+  ]
+    .filter(Boolean)
+    .join('; ');
+}
