@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,10 +14,14 @@ let work = '';
 
 beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'gradfeat-start-up-'));
-  // One CIFAR .bin file: the official format, and what a user downloads one batch of.
   if (hasShared) {
     const records = readFileSync(sharedPath('data', 'cifar10', 'data_batch_1.first4000.bin'));
+    // One CIFAR .bin file, as a user may download one batch; and a directory with both splits (5 × 20 / 50 records).
     writeFileSync(join(work, 'one_batch.bin'), records.subarray(0, 100 * RECORD));
+    mkdirSync(join(work, 'cifar'));
+    for (const b of [1, 2, 3, 4, 5])
+      writeFileSync(join(work, 'cifar', `data_batch_${b}.bin`), records.subarray((b - 1) * 20 * RECORD, b * 20 * RECORD));
+    writeFileSync(join(work, 'cifar', 'test_batch.bin'), records.subarray(100 * RECORD, 150 * RECORD));
   }
 });
 
@@ -54,8 +58,8 @@ describe('gradfeat start-up', () => {
 describeWithShared('gradfeat compare refuses before writing anything', () => {
   it('names --image-size when the model states no input size, writes nothing, and the corrected command then runs', async () => {
     const out = join(work, 'no-size');
-    const args = ['compare', '--model', RESNET20, '--dataset', `cifar10:${join(work, 'one_batch.bin')}`, '--cut', 'layer3.1'];
-    const common = ['--test-on-training-split', '--methods', 'activation', '--epochs', '1', '--workers', '0', '--out', out];
+    const args = ['compare', '--model', RESNET20, '--dataset', `cifar10:${join(work, 'cifar')}`, '--cut', 'layer3.1'];
+    const common = ['--methods', 'activation', '--epochs', '1', '--workers', '0', '--out', out];
     const failed = await runCli([...args, ...NORMALISE, ...common]);
     expect(failed.code).toBe(1);
     expect(failed.stderr).toContain('pass --image-size N');
@@ -69,8 +73,8 @@ describeWithShared('gradfeat compare refuses before writing anything', () => {
     const out = join(work, 'only-mean');
     const run = await runCli([
       'compare',
-      ...['--model', RESNET20, '--dataset', `cifar10:${join(work, 'one_batch.bin')}`, '--cut', 'layer3.1', '--out', out],
-      ...['--mean', '0.5,0.5,0.5', '--image-size', '32', '--test-on-training-split'],
+      ...['--model', RESNET20, '--dataset', `cifar10:${join(work, 'cifar')}`, '--cut', 'layer3.1', '--out', out],
+      ...['--mean', '0.5,0.5,0.5', '--image-size', '32'],
     ]);
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('both --mean r,g,b and --std r,g,b');
