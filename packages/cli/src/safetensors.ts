@@ -64,7 +64,10 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
     const [begin, end] = entry.data_offsets;
     const count = entry.shape.reduce((a, b) => a * b, 1);
     if (end - begin !== count * 4 || end > data.length) fail(`tensor '${name}': bytes ${begin}..${end} do not hold shape [${entry.shape}]`);
-    tensors.set(name, { shape: [...entry.shape], data: new Float32Array(data.slice(begin, end).buffer) });
+    // A copy, so the tensor is aligned and owns its memory whatever buffer `bytes` is a view of.
+    const values = new Uint8Array(end - begin);
+    values.set(data.subarray(begin, end));
+    tensors.set(name, { shape: [...entry.shape], data: new Float32Array(values.buffer) });
   }
   return { tensors, metadata: (header[METADATA] as Record<string, string> | undefined) ?? {} };
 }
