@@ -7,6 +7,7 @@ const guide = [
     text: 'Guide',
     items: [
       { text: 'Overview', link: '/' },
+      { text: 'Installing', link: '/guide/install' },
       { text: 'Concepts', link: '/guide/concepts' },
       { text: 'Command line', link: '/guide/cli' },
       { text: 'Workflows', link: '/guide/workflows' },
@@ -15,6 +16,8 @@ const guide = [
       { text: 'Backends and plugins', link: '/guide/backends' },
       { text: 'Numerical checks', link: '/guide/numerical-checks' },
       { text: 'Results', link: '/guide/results' },
+      { text: 'GPU', link: '/guide/gpu' },
+      { text: 'Windows and macOS', link: '/guide/platforms' },
     ],
   },
   { text: 'API reference', link: '/api/' },
@@ -26,6 +29,7 @@ export default defineConfig({
   lang: 'en',
   themeConfig: {
     nav: [
+      { text: 'Install', link: '/guide/install' },
       { text: 'Guide', link: '/guide/concepts' },
       { text: 'CLI', link: '/guide/cli' },
       { text: 'API', link: '/api/' },

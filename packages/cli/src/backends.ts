@@ -11,6 +11,7 @@ import { Option } from 'commander';
 
 /** The backends `--backend` accepts: what the installed backend packages and core register. */
 export const BACKEND_NAMES = ['onnx', 'tfjs', 'js'] as const;
+/** A name `--backend` accepts. */
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 let plugins: Promise<void> | undefined;

@@ -35,6 +35,7 @@ export function createCli(): Command {
   return program;
 }
 
+/** Runs the command line on `argv` (as `process.argv`); errors are printed and set the exit code to 1. */
 export async function main(argv: readonly string[]): Promise<void> {
   try {
     await createCli().parseAsync([...argv]);

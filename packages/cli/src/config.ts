@@ -63,8 +63,11 @@ const runConfigSchema = z
     /** KIND:PATH, e.g. cifar10:/data/cifar-10-batches-bin. */
     dataset: datasetSpecSchema,
     splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).strict(),
-    /** Accept a test split that reads the training images (a single CIFAR .bin, one folder): reports then show training accuracy. */
-    testOnTrainingSplit: z.boolean(),
+    /**
+     * Accept a test split that reads the training images (a single CIFAR .bin, one folder): reports then
+     * show training accuracy. Absent means false, so runs from before this option still resume.
+     */
+    testOnTrainingSplit: z.boolean().optional(),
     /** The node whose value θ1 (the frozen trunk) outputs; θ2 is everything after it. */
     cut: z.string().min(1),
     /** Execution backend; absent: the fastest that starts. */
@@ -173,7 +176,6 @@ const linearisedTraining: MethodTraining = {
 
 export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   splits: { train: 'train', test: 'test' },
-  testOnTrainingSplit: false,
   methods: [...METHODS],
   parametrisation: 'ntk',
   training: {

@@ -13,6 +13,7 @@ interface HeaderEntry {
   readonly data_offsets: readonly [number, number];
 }
 
+/** Writes float32 tensors (in map order) and string metadata as safetensors bytes. */
 export function encodeSafetensors(tensors: ReadonlyMap<string, HostTensor>, metadata: Readonly<Record<string, string>> = {}): Uint8Array {
   const header: Record<string, HeaderEntry | Readonly<Record<string, string>>> = { [METADATA]: metadata };
   let offset = 0;
@@ -36,6 +37,7 @@ export function encodeSafetensors(tensors: ReadonlyMap<string, HostTensor>, meta
   return out;
 }
 
+/** The tensors and `__metadata__` of a safetensors file. */
 export interface SafetensorsFile {
   readonly tensors: ReadonlyMap<string, HostTensor>;
   readonly metadata: Readonly<Record<string, string>>;

@@ -48,6 +48,7 @@ export interface TrainedModel {
   close(): Promise<void>;
 }
 
+/** Which method and backend `loadTrainedModel` uses. */
 export interface LoadTrainedModelOptions {
   /** The method of a run to load (default 'full'); an exported file has its own. */
   readonly method?: Method;
@@ -161,6 +162,7 @@ export interface Prediction {
   readonly label?: string;
 }
 
+/** How `predict` batches and reports. */
 export interface PredictOptions {
   /** Classes reported per image (default 5, at most the number of classes). */
   readonly top?: number;
@@ -168,9 +170,11 @@ export interface PredictOptions {
   readonly batchSize?: number;
   /** Image-decoding threads (default one per core; 0 decodes on the calling thread). */
   readonly workers?: number;
+  /** Called after each batch with the images done and the total. */
   readonly onProgress?: (done: number, total: number) => void;
 }
 
+/** What `predict` returns. */
 export interface PredictionResult {
   readonly predictions: readonly Prediction[];
   /** Top-1 accuracy when the input was a folder of class folders named like the model's classes. */

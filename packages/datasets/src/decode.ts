@@ -65,6 +65,7 @@ async function decodeWithSharp(sharp: Sharp, bytes: Uint8Array, path: string): P
   }
 }
 
+/** Decodes JPEG or PNG bytes with jpeg-js or pngjs (no native code). */
 export function decodeWithJs(bytes: Uint8Array, path: string): RgbImage {
   const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
   const isPng = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;

@@ -4,8 +4,10 @@ import { fileDataset } from './file-dataset.js';
 import { hasExtension, isDirectory, listEntries } from './files.js';
 import type { ImageDataset } from './types.js';
 
+/** The file extensions read as images. */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png'];
 
+/** Options of `openImageFolder`. */
 export interface ImageFolderOptions {
   /** File extensions read as images, lower case with the dot. Default .jpg, .jpeg, .png (any case). */
   readonly extensions?: readonly string[];

@@ -7,9 +7,12 @@ import { perClassCounts } from './targets.js';
 import type { ImageDataset, LabelKind } from './types.js';
 import { openVoc2007, VOC_SPLITS, type VocSplit } from './voc.js';
 
+/** The dataset kinds of a KIND:PATH spec. */
 export const DATASET_KINDS = ['cifar10', 'cifar100', 'folder', 'voc2007', 'imagenet'] as const;
+/** One of `DATASET_KINDS`. */
 export type DatasetKind = (typeof DATASET_KINDS)[number];
 
+/** A parsed KIND:PATH dataset spec. */
 export interface DatasetSpec {
   readonly kind: DatasetKind;
   readonly path: string;
@@ -65,6 +68,7 @@ export async function splitLocation(spec: DatasetSpec | string, split: string): 
   return `${resolve(path)} (${split})`;
 }
 
+/** What `datasetInfo` reports about a split. */
 export interface DatasetInfo {
   readonly description: string;
   readonly count: number;

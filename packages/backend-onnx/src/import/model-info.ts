@@ -9,6 +9,7 @@ export interface OnnxModelInfo {
   readonly metadata: ReadonlyMap<string, string>;
 }
 
+/** Reads an .onnx file's inputs, outputs and metadata_props, e.g. to describe a `gradfeat export` file. */
 export async function readOnnxModelInfo(path: string): Promise<OnnxModelInfo> {
   let bytes: Uint8Array;
   try {

@@ -14,8 +14,10 @@ import { traceProgram } from './trace.js';
 
 type OnnxRuntime = typeof Ort;
 
+/** ONNX Runtime execution providers gradfeat can ask for. */
 export type OnnxExecutionProvider = 'cpu' | 'cuda';
 
+/** Settings of `createOnnxBackend`. */
 export interface OnnxBackendOptions {
   /** Execution providers in order of preference; one that cannot start is skipped with a reported reason. Default ['cpu']. */
   readonly executionProviders?: readonly OnnxExecutionProvider[];
@@ -27,6 +29,7 @@ export interface OnnxBackendOptions {
   readonly sessionOptions?: Ort.InferenceSession.SessionOptions;
 }
 
+/** A backend on ONNX Runtime, with the execution provider it runs on. */
 export interface OnnxBackend extends Backend {
   readonly executionProvider: OnnxExecutionProvider;
   /** Why a preferred execution provider was skipped, when one was. */
@@ -184,6 +187,7 @@ function providersFromEnvironment(): OnnxExecutionProvider[] | undefined {
   return providers as OnnxExecutionProvider[];
 }
 
+/** The 'onnx' backend plugin (priority 20); its providers come from GRADFEAT_ONNX_PROVIDERS, default cpu. */
 export const onnxBackendPlugin: BackendPlugin = {
   name: 'onnx',
   priority: 20,

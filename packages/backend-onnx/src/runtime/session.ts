@@ -6,10 +6,13 @@ import { loadOnnxRuntime } from './backend.js';
 export interface OnnxModelSession {
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
+  /** Runs the model on float32 inputs by input name; outputs by output name. */
   run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>>;
+  /** Frees the session's native memory. */
   release(): Promise<void>;
 }
 
+/** Opens an .onnx file in ONNX Runtime as it is (no import into the IR), with errors that name the file. */
 export async function openOnnxModelSession(path: string, options: Ort.InferenceSession.SessionOptions = {}): Promise<OnnxModelSession> {
   const ort = await loadOnnxRuntime();
   let session: Ort.InferenceSession;

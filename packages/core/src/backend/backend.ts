@@ -9,11 +9,15 @@ import { completeKernels, type Kernels } from './kernels.js';
  */
 export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) => Record<string, T>;
 
+/** A program compiled for fixed input shapes (batch free), ready to run many times. */
 export interface CompiledProgram {
+  /** Runs the program on host tensors; outputs by the keys the program returned. */
   run(inputs: Readonly<Record<string, HostTensor>>): Promise<Record<string, HostTensor>>;
+  /** Frees what compiling allocated; the program cannot run afterwards. */
   dispose(): void;
 }
 
+/** Options of `Backend.compile`. */
 export interface CompileOptions {
   /** Shown in errors and profiles. */
   readonly name?: string;
@@ -23,7 +27,9 @@ export interface CompileOptions {
 export interface Backend {
   /** Specific runtime, e.g. 'tfjs-wasm' or 'onnxruntime-cpu'. */
   readonly name: string;
+  /** Compiles (or, eagerly, wraps) a program for inputs of these shapes; -1 marks the batch axis. */
   compile(program: Program, inputShapes: Readonly<Record<string, Shape>>, options?: CompileOptions): Promise<CompiledProgram>;
+  /** Frees the backend's runtime resources. */
   dispose?(): void | Promise<void>;
 }
 
@@ -31,10 +37,13 @@ export interface Backend {
 export interface EagerRuntime<T> {
   readonly name: string;
   readonly kernels: Partial<Kernels<T>>;
+  /** Host tensor → runtime tensor. */
   upload(value: HostTensor): T;
+  /** Runtime tensor → host tensor. */
   download(x: T): Promise<HostTensor>;
   /** Runs fn, freeing every tensor it created except those it returns. */
   tidy<R extends Record<string, T>>(fn: () => R): R;
+  /** Frees one runtime tensor. */
   dispose(x: T): void;
 }
 

@@ -21,6 +21,7 @@ import { applyUpdate, type OptimiserState } from '../train/optimisers.js';
  * speed only). Images per second of the median of several timed runs, after warm-up runs.
  */
 export const BENCH_WORKLOADS = ['extract_r20', 'full_step_r20', 'finetune_step_r20', 'full_step_r18l4', 'finetune_step_r18l4'] as const;
+/** One of `BENCH_WORKLOADS`. */
 export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
 
 /** PyTorch 1.13, 2 threads, functorch.jvp for the tangent, on this kind of 2-core machine. */
@@ -32,6 +33,7 @@ export const PYTORCH_IMAGES_PER_SECOND: Readonly<Record<BenchWorkload, number>> 
   finetune_step_r18l4: 260,
 };
 
+/** One workload's measured speed. */
 export interface BenchResult {
   readonly workload: BenchWorkload;
   readonly batch: number;
@@ -40,6 +42,7 @@ export interface BenchResult {
   readonly seconds: readonly number[];
 }
 
+/** How many runs `runBenchmark` times, and optional real weights. */
 export interface BenchOptions {
   readonly runs?: number;
   readonly warmup?: number;
@@ -124,6 +127,7 @@ async function timeSteps(prepared: PreparedWorkload, options: BenchOptions): Pro
   }
 }
 
+/** Times one workload on a backend: warm-up runs, then the median of timed runs. */
 export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
   const prepared = await prepare(backend, workload, options);
   const { medianSeconds, seconds } = await timeSteps(prepared, options);

@@ -73,6 +73,7 @@ export function jvp<T>(
   return tangents;
 }
 
+/** What `backward` returns: gradients by value and by parameter. */
 export interface Gradients<T> {
   /** Parameter key → gradient of its effective value. */
   readonly params: Record<string, T>;

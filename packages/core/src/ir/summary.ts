@@ -3,6 +3,7 @@ import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
 import { multiplyAddsPerSample } from './cost.js';
 import { type Graph, type Preprocessing, parameterCount, type Shape } from './graph.js';
 
+/** What `summariseNetwork` (and `gradfeat info`) report. */
 export interface NetworkSummary {
   readonly source?: string;
   readonly inputs: readonly { readonly name: string; readonly shape: Shape; readonly layout: 'NCHW'; readonly sourceLayout?: string }[];
@@ -16,6 +17,7 @@ export interface NetworkSummary {
   readonly notes?: readonly string[];
 }
 
+/** A network's description: inputs, size, cost, classes, preprocessing and where it can be cut. */
 export function summariseNetwork(graph: Graph): NetworkSummary {
   const folded = foldBatchNorm(graph);
   let points: CutPoint[] = [];

@@ -3,8 +3,10 @@ import type { Node, OpAttrs, OpType, Shape } from '../ir/graph.js';
 
 /** A tangent known to be zero (JAX's symbolic Zero): rules skip its terms instead of computing on zeros. */
 export const ZERO = Symbol('zero tangent');
+/** A tangent value, or the symbolic zero where none flows (e.g. at the cut). */
 export type Tangent<T> = T | typeof ZERO;
 
+/** Whether a tangent is the symbolic zero. */
 export function isZero<T>(t: Tangent<T>): t is typeof ZERO {
   return t === ZERO;
 }
@@ -31,6 +33,7 @@ export interface RuleContext<T, O extends OpType = OpType> {
   readonly outputShape: Shape;
 }
 
+/** What a backward rule returns. */
 export interface Cotangents<T> {
   /** Per input; undefined where the input needs no gradient. */
   readonly inputs: readonly (T | undefined)[];
@@ -53,24 +56,30 @@ export interface OpRules<O extends OpType = OpType> {
   /** Parameter roles the op accepts, required ones first. */
   readonly paramRoles: readonly string[];
   readonly requiredParams: readonly string[];
+  /** The output shape from the inputs' and parameters' shapes. */
   inferShape(inputShapes: readonly Shape[], attrs: OpAttrs[O], paramShapes: Readonly<Record<string, Shape>>, node: Node<O>): Shape;
+  /** The output value. */
   forward<T>(ctx: RuleContext<T, O>): T;
+  /** The output tangent from the input and parameter tangents. */
   jvp<T>(
     ctx: RuleContext<T, O>,
     output: T,
     inputTangents: readonly Tangent<T>[],
     paramTangents: Readonly<Record<string, Tangent<T>>>,
   ): Tangent<T>;
+  /** The cotangents of the inputs and parameters that are wanted, from the output cotangent. */
   backward<T>(ctx: RuleContext<T, O>, output: T, cotangent: T, wanted: Wanted): Cotangents<T>;
 }
 
 const registry = new Map<OpType, OpRules>();
 
+/** Declares an op's rules (a typed identity, so each op's file reads as a definition). */
 export function defineOp<O extends OpType>(rules: OpRules<O>): OpRules<O> {
   registry.set(rules.op, rules as unknown as OpRules);
   return rules;
 }
 
+/** The rules of an op; an error naming the node when the op is unknown. */
 export function rulesFor(op: OpType, nodeName: string): OpRules {
   const rules = registry.get(op);
   if (!rules) throw new Error(`node '${nodeName}': op '${op}' has no rules registered`);
@@ -130,6 +139,7 @@ export function defineElementwiseOp<O extends OpType>(spec: {
   });
 }
 
+/** Checks the number (and rank) of a node's inputs, naming the node when they are wrong. */
 export function expectInputs(node: Node, shapes: readonly Shape[], count: number, rank?: number): void {
   if (shapes.length !== count) {
     throw new Error(`node '${node.name}' (${node.op}) takes ${count} input(s), got ${shapes.length}`);

@@ -20,6 +20,7 @@ export const add = defineOp({
   backward: (_ctx, _output, cotangent, wanted) => ({ inputs: wanted.inputs.map((w) => (w ? cotangent : undefined)), params: {} }),
 });
 
+/** Identity (ONNX Identity, Dropout at inference). */
 export const identity = defineLinearOp({
   op: 'Identity',
   inferShape: (inputShapes, _attrs, _params, node) => {
@@ -30,6 +31,7 @@ export const identity = defineLinearOp({
   transpose: (_ctx, cotangent) => [cotangent],
 });
 
+/** Flatten to [N, rest]. */
 export const flatten = defineLinearOp({
   op: 'Flatten',
   inferShape(inputShapes, _attrs, _params, node) {
@@ -40,6 +42,7 @@ export const flatten = defineLinearOp({
   transpose: ({ k, inputShapes }, cotangent) => [k.reshape(cotangent, [BATCH, ...inputShapes[0].slice(1)])],
 });
 
+/** Reshape to a fixed per-sample shape. */
 export const reshape = defineLinearOp({
   op: 'Reshape',
   inferShape(inputShapes, { shape }, _params, node) {
@@ -170,6 +173,7 @@ function sliceTranspose<T>(
   return current;
 }
 
+/** Concatenation along an axis. */
 export const concat = defineLinearOp({
   op: 'Concat',
   inferShape(inputShapes, { axis }, _params, node) {

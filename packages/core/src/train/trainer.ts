@@ -24,6 +24,7 @@ import {
   type ScheduleConfig,
 } from './optimisers.js';
 
+/** What a method trains on. */
 export interface TrainingData {
   /** Features f(x) for the activation method, cut values for the others. */
   readonly inputs: SampleSource;
@@ -33,6 +34,7 @@ export interface TrainingData {
   readonly mask?: HostTensor;
 }
 
+/** One method's training settings. */
 export interface TrainConfig {
   readonly epochs: number;
   readonly batchSize: number;
@@ -43,6 +45,7 @@ export interface TrainConfig {
   readonly seed: number;
 }
 
+/** The loss of one training step. */
 export interface StepRecord {
   readonly step: number;
   readonly epoch: number;
@@ -65,18 +68,22 @@ export interface TrainState {
   seconds: number;
 }
 
+/** Progress after a training step. */
 export interface StepInfo extends StepRecord {
   readonly totalSteps: number;
   readonly learningRate: number;
 }
 
+/** Callbacks and checkpointing of a training run. */
 export interface TrainHooks {
+  /** Called after every step. */
   readonly onStep?: (info: StepInfo) => void;
   /** Called every `checkpointEvery` steps and at the end, with the state to persist. */
   readonly checkpoint?: (state: TrainState) => Promise<void>;
   readonly checkpointEvery?: number;
 }
 
+/** A method's training state before its first step. */
 export function initialTrainState(model: LinearisedModel, method: Method, omegaBar: Classifier, seed: number): TrainState {
   return {
     method,
