@@ -27,6 +27,8 @@ export default defineConfig({
   title: 'gradfeat',
   description: 'Gradients as features for deep representation learning (Mu, Liang & Li, ICLR 2020), in TypeScript.',
   lang: 'en',
+  // Browsers ask for an icon; without one they log a 404 for /favicon.ico.
+  head: [['link', { rel: 'icon', type: 'image/svg+xml', href: '/favicon.svg' }]],
   themeConfig: {
     nav: [
       { text: 'Install', link: '/guide/install' },
