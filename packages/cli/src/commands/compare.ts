@@ -84,7 +84,7 @@ export function registerCompare(program: Command): void {
     .option('--json', 'print the results as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
+      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --image-size 32 --out runs/r20-layer3.2\n  gradfeat compare --config run.yaml --dataset cifar10:data_batch_1.bin --test-on-training-split --out runs/train-accuracy',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags(flags), flags);
