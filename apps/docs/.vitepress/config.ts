@@ -7,6 +7,7 @@ const guide = [
     text: 'Guide',
     items: [
       { text: 'Overview', link: '/' },
+      { text: 'Installing', link: '/guide/install' },
       { text: 'Concepts', link: '/guide/concepts' },
       { text: 'Command line', link: '/guide/cli' },
       { text: 'Workflows', link: '/guide/workflows' },
@@ -15,6 +16,8 @@ const guide = [
       { text: 'Backends and plugins', link: '/guide/backends' },
       { text: 'Numerical checks', link: '/guide/numerical-checks' },
       { text: 'Results', link: '/guide/results' },
+      { text: 'GPU', link: '/guide/gpu' },
+      { text: 'Windows and macOS', link: '/guide/platforms' },
     ],
   },
   { text: 'API reference', link: '/api/' },
@@ -24,8 +27,11 @@ export default defineConfig({
   title: 'gradfeat',
   description: 'Gradients as features for deep representation learning (Mu, Liang & Li, ICLR 2020), in TypeScript.',
   lang: 'en',
+  // Browsers ask for an icon; without one they log a 404 for /favicon.ico.
+  head: [['link', { rel: 'icon', type: 'image/svg+xml', href: '/favicon.svg' }]],
   themeConfig: {
     nav: [
+      { text: 'Install', link: '/guide/install' },
       { text: 'Guide', link: '/guide/concepts' },
       { text: 'CLI', link: '/guide/cli' },
       { text: 'API', link: '/api/' },

@@ -9,6 +9,7 @@ export const onnxModelFormat: ModelFormat = {
   load: (path) => Promise.resolve(importOnnx(path)),
 };
 
+/** Registers `onnxModelFormat` (in the root container unless one is given); importing the package already does. */
 export function registerOnnxModelFormat(container?: DependencyContainer): void {
   registerModelFormat(onnxModelFormat, container);
 }

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { tfjsKernels } from './kernels.js';
 import { chooseRuntime, type SkippedRuntime, type TfjsRuntime } from './runtime.js';
 
+/** Settings of `createTfjsBackend`. */
 export interface TfjsBackendOptions {
   /** Force one runtime; otherwise GRADFEAT_TFJS_RUNTIME, otherwise the fastest that starts. */
   readonly runtime?: TfjsRuntime;
@@ -13,6 +14,7 @@ export interface TfjsBackendOptions {
   readonly nativeConvBackprop?: boolean;
 }
 
+/** A backend on TensorFlow.js, with the runtime it started and those it skipped. */
 export interface TfjsBackend extends Backend {
   readonly runtime: TfjsRuntime;
   /** How the runtime runs, e.g. 'SIMD, 1 thread'. */
@@ -107,6 +109,7 @@ export const tfjsBackendPlugin: BackendPlugin = {
   create: () => createTfjsBackend(),
 };
 
+/** Registers `tfjsBackendPlugin` (in the root container unless one is given); importing the package already does. */
 export function registerTfjsBackend(container?: Parameters<typeof registerBackend>[1]): void {
   registerBackend(tfjsBackendPlugin, container);
 }

@@ -16,6 +16,7 @@ export const kerasModelFormat: ModelFormat = {
   load: (path) => importKerasModel(modelJsonPath(path)),
 };
 
+/** Registers `kerasModelFormat` (in the root container unless one is given); importing the package already does. */
 export function registerKerasModelFormat(container?: DependencyContainer): void {
   registerModelFormat(kerasModelFormat, container);
 }

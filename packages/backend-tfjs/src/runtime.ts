@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /** The TF.js runtimes gradfeat can run on, fastest first: the order automatic selection tries. */
 export const TFJS_RUNTIMES = ['node-gpu', 'node', 'wasm', 'cpu'] as const;
+/** One of `TFJS_RUNTIMES`. */
 export type TfjsRuntime = (typeof TFJS_RUNTIMES)[number];
 
 /** Environment variable that forces a runtime when the caller passes none. */
@@ -20,6 +21,7 @@ export interface StartedRuntime {
   readonly nativeConvBackprop: boolean;
 }
 
+/** A TF.js runtime that was tried and could not start, with the reason. */
 export interface SkippedRuntime {
   readonly runtime: TfjsRuntime;
   readonly reason: string;

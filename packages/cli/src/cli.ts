@@ -8,13 +8,15 @@ import { registerEval } from './commands/eval.js';
 import { registerExport } from './commands/export.js';
 import { registerExtract } from './commands/extract.js';
 import { registerInfo } from './commands/info.js';
+import { registerPredict } from './commands/predict.js';
 import { registerTrain } from './commands/train.js';
+import { GRADFEAT_VERSION } from './version.js';
 
 /** The gradfeat command line: each command registers itself from its own module. */
 export function createCli(): Command {
   const program = new Command('gradfeat')
     .description('gradients as features: adapt pre-trained networks with linearised heads (Mu, Liang & Li, ICLR 2020)')
-    .version('0.1.0')
+    .version(GRADFEAT_VERSION)
     .showHelpAfterError();
   for (const register of [
     registerDemo,
@@ -25,6 +27,7 @@ export function createCli(): Command {
     registerCompare,
     registerEval,
     registerExport,
+    registerPredict,
     registerBench,
     registerCheckFixture,
   ])
@@ -32,6 +35,7 @@ export function createCli(): Command {
   return program;
 }
 
+/** Runs the command line on `argv` (as `process.argv`); errors are printed and set the exit code to 1. */
 export async function main(argv: readonly string[]): Promise<void> {
   try {
     await createCli().parseAsync([...argv]);

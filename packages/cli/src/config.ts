@@ -4,6 +4,7 @@ import { METHODS, type Method, type Parametrisation, type TrainConfig } from '@g
 import { parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { BACKEND_NAMES } from './backends.js';
 
 /**
  * The run config of `gradfeat train` / `gradfeat compare`: defaults, then a JSON or YAML file, then
@@ -62,10 +63,15 @@ const runConfigSchema = z
     /** KIND:PATH, e.g. cifar10:/data/cifar-10-batches-bin. */
     dataset: datasetSpecSchema,
     splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).strict(),
+    /**
+     * Accept a test split that reads the training images (a single CIFAR .bin, one folder): reports then
+     * show training accuracy. Absent means false, so runs from before this option still resume.
+     */
+    testOnTrainingSplit: z.boolean().optional(),
     /** The node whose value θ1 (the frozen trunk) outputs; θ2 is everything after it. */
     cut: z.string().min(1),
     /** Execution backend; absent: the fastest that starts. */
-    backend: z.enum(['tfjs', 'onnx', 'js']).optional(),
+    backend: z.enum(BACKEND_NAMES).optional(),
     methods: z
       .array(methodSchema)
       .min(1)

@@ -1,6 +1,6 @@
 import { METHODS, type Method } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
-import { backendOption } from './backends.js';
+import { type BackendName, backendOption } from './backends.js';
 import { loadRunConfig, type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
 import { integerOption, numberList, numberOption } from './parse.js';
 
@@ -10,9 +10,10 @@ export interface RunFlags {
   readonly model?: string;
   readonly dataset?: string;
   readonly cut?: string;
-  readonly backend?: 'tfjs' | 'onnx' | 'js';
+  readonly backend?: BackendName;
   readonly trainSplit?: string;
   readonly testSplit?: string;
+  readonly testOnTrainingSplit?: boolean;
   readonly methods?: Method[];
   readonly parametrisation?: 'ntk' | 'standard';
   readonly finetuneParametrisation?: 'ntk' | 'standard';
@@ -46,6 +47,10 @@ export function addRunOptions(command: Command): Command {
     .addOption(backendOption())
     .option('--train-split <name>', 'training split (default train)')
     .option('--test-split <name>', 'test split (default test)')
+    .option(
+      '--test-on-training-split',
+      'accept a test split that reads the training images (e.g. one CIFAR .bin file): the report then shows training accuracy',
+    )
     .addOption(new Option('--parametrisation <p>', 'coordinates of w2 in the linearised models (default ntk)').choices(['ntk', 'standard']))
     .addOption(
       new Option('--finetune-parametrisation <p>', 'coordinates fine-tuning trains θ2 in (default standard)').choices(['ntk', 'standard']),
@@ -117,6 +122,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     cut: flags.cut,
     backend: flags.backend,
     splits: defined({ train: flags.trainSplit, test: flags.testSplit }) as RunConfigInput['splits'],
+    testOnTrainingSplit: flags.testOnTrainingSplit,
     methods: flags.methods,
     parametrisation: flags.parametrisation,
     finetuneParametrisation: flags.finetuneParametrisation,

@@ -10,7 +10,6 @@ import {
   type LinearisedModel,
   type LossKind,
   linearise,
-  loadNetwork,
   METHODS,
   type Method,
   type MethodResult,
@@ -24,8 +23,8 @@ import {
   type TrainState,
   zeroClassifier,
 } from '@gradfeat/core';
-import { type ExtractedSplit, extractPoint, extractSplit, transformForModel } from '@gradfeat/datasets';
-import { openBackend } from './backends.js';
+import { type ExtractedSplit, extractPoint, extractSplit, splitLocation, type TransformSpec, transformForModel } from '@gradfeat/datasets';
+import { loadModel, openBackend } from './backends.js';
 import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
 
@@ -37,11 +36,39 @@ export interface PreparedModel {
   readonly backend: Backend;
   readonly model: LinearisedModel;
   readonly preprocessing: Preprocessing;
+  /** How the training and test images are prepared (training reads centre crops too: its trunk outputs are cached). */
+  readonly transforms: { readonly train: TransformSpec; readonly test: TransformSpec };
+}
+
+/**
+ * The run's image transforms, checked before anything is written, with errors that name the flags
+ * (and the config fields) that fix them.
+ */
+export function runTransforms(config: RunConfig, preprocessing: Preprocessing): PreparedModel['transforms'] {
+  const { mean, std, scale, offset, size } = preprocessing;
+  const fix = (flags: string, field: string) => `pass ${flags} (preprocessing.${field} in a run config)`;
+  if (!size) throw new Error(`${config.model}: the model file states no input size; ${fix('--image-size N', 'size')}`);
+  if ((mean === undefined) !== (std === undefined)) {
+    throw new Error(`${config.model}: only one of mean and std is known; ${fix('both --mean r,g,b and --std r,g,b', 'mean and .std')}`);
+  }
+  if (mean && (scale !== undefined || offset !== undefined)) {
+    throw new Error(`${config.model}: the model file states x·scale + offset and --mean/--std were given too; use one of them`);
+  }
+  const { resizeShorter } = config.preprocessing ?? {};
+  return {
+    train: transformForModel(preprocessing, 'eval', { resizeShorter }),
+    test: testTransform(preprocessing, config.testCrop, resizeShorter),
+  };
+}
+
+/** How a run (or its export) prepares the images it is tested on and predicts. */
+export function testTransform(preprocessing: Preprocessing, testCrop: RunConfig['testCrop'], resizeShorter?: number): TransformSpec {
+  return transformForModel(preprocessing, testCrop === 'ten-crop' ? 'ten-crop' : 'eval', { resizeShorter });
 }
 
 export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
   const backend = await openBackend(config.backend);
-  const network = await loadNetwork(config.model);
+  const network = await loadModel(config.model);
   const lineariseOptions = {
     cut: config.cut,
     parametrisation: config.parametrisation,
@@ -55,8 +82,9 @@ export async function prepareModel(config: RunConfig): Promise<PreparedModel> {
     const fresh = linearise(reinitialise(network, rng), lineariseOptions);
     model = { ...model, gradientTermHead: fresh.head };
   }
-  const preprocessing = { ...network.metadata?.preprocessing, ...config.preprocessing };
-  return { backend, model, preprocessing };
+  const { resizeShorter: _, ...stated } = config.preprocessing ?? {};
+  const preprocessing: Preprocessing = { ...network.metadata?.preprocessing, ...stated };
+  return { backend, model, preprocessing, transforms: runTransforms(config, preprocessing) };
 }
 
 /** For `randomise: omega`, the run's fixed random ω̄ inside the gradient term (w1 still starts at ω̄). */
@@ -76,17 +104,27 @@ function cacheRoot(config: RunConfig): string {
   return config.cacheDir ?? join(config.out, CACHE_DIR);
 }
 
+/**
+ * Refuses a test split that reads the training images (one CIFAR .bin file, one folder for both),
+ * unless the config accepts it; returns whether it does, for the report to say so.
+ */
+export async function checkTestSplit(config: RunConfig): Promise<boolean> {
+  const location = await splitLocation(config.dataset, config.splits.train);
+  if (location !== (await splitLocation(config.dataset, config.splits.test))) return false;
+  if (config.testOnTrainingSplit) return true;
+  throw new Error(
+    `${config.dataset}: the test split '${config.splits.test}' reads the same images as the training split '${config.splits.train}' (${location}), so its accuracy would be training accuracy; give a dataset with a separate test set, or pass --test-on-training-split to accept that`,
+  );
+}
+
 export async function prepareSplits(config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<PreparedSplits> {
-  const { resizeShorter } = config.preprocessing ?? {};
-  // Training reads cached trunk outputs, computed once, so its images are centre crops too.
-  const modes = { train: 'eval', test: config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval' } as const;
   const extract = (role: 'train' | 'test') =>
     extractSplit({
       backend: prepared.backend,
       model: prepared.model,
       dataset: config.dataset,
       split: config.splits[role],
-      transform: transformForModel(prepared.preprocessing, modes[role], { resizeShorter }),
+      transform: prepared.transforms[role],
       cacheDir: join(cacheRoot(config), config.splits[role]),
       batchSize: config.extractBatchSize,
       dtype: config.float16Cache ? 'float16' : 'float32',

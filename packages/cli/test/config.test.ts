@@ -82,7 +82,7 @@ describe('loadRunConfig', () => {
     expect(message.split('\n').sort()).toEqual(
       [
         `${path}: dataset: dataset 'mnist:/data' should be KIND:PATH with KIND one of cifar10, cifar100, folder, voc2007, imagenet`,
-        `${path}: backend: expected one of tfjs, onnx, js, got 'cuda'`,
+        `${path}: backend: expected one of onnx, tfjs, js, got 'cuda'`,
         `${path}: methods[1]: 'full' is listed twice`,
         `${path}: seed: expected a whole number, got 1.5`,
         `${path}: float16Cache: expected true or false, got 'yes'`,

@@ -11,9 +11,13 @@ export interface CliRun {
 }
 
 /** Runs the gradfeat CLI from source (no build needed) in a child process. */
-export function runCli(args: readonly string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliRun> {
+export function runCli(
+  args: readonly string[],
+  options: { cwd?: string; env?: Record<string, string>; nodeArgs?: readonly string[] } = {},
+): Promise<CliRun> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts'), ...args], {
+    const node = ['--conditions=source', '--import', 'tsx', ...(options.nodeArgs ?? [])];
+    const child = spawn(process.execPath, [...node, join(repo, 'packages/cli/src/bin.ts'), ...args], {
       cwd: options.cwd ?? repo,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

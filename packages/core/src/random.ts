@@ -17,6 +17,7 @@ export class Rng {
     return [...this.state];
   }
 
+  /** The next 32 random bits. */
   nextUint32(): number {
     const s = this.state;
     const t = (((s[0] + s[1]) >>> 0) + s[3]) >>> 0;

@@ -4,12 +4,14 @@ export interface HostTensor {
   readonly data: Float32Array;
 }
 
+/** The number of values of a tensor of this shape. */
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
   return n;
 }
 
+/** A float32 host tensor of `shape`, zeros or the given values. */
 export function hostTensor(shape: readonly number[], data?: Float32Array | readonly number[]): HostTensor {
   const n = sizeOf(shape);
   const buffer = data === undefined ? new Float32Array(n) : Float32Array.from(data);
@@ -59,10 +61,12 @@ export function oneHot(labels: ArrayLike<number>, classes: number): HostTensor {
   return { shape: [labels.length, classes], data };
 }
 
+/** Whether two shapes are equal. */
 export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
+/** A shape as text, e.g. '[N, 3, 32, 32]'. */
 export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }

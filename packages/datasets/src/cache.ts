@@ -22,10 +22,12 @@ export interface FeatureCacheKey {
   readonly dataset: string;
 }
 
+/** How cached values are stored. */
 export type FeatureDtype = 'float32' | 'float16';
 
 type ShardTargets = { readonly labels: number[] } | { readonly positive: number[][]; readonly difficult: number[][] };
 
+/** One shard of a feature cache: its rows, source images, checksum and targets. */
 export interface ShardEntry {
   readonly file: string;
   /** Feature rows (images × crops). */
@@ -41,6 +43,7 @@ export interface ShardEntry {
   readonly skipped: readonly SkippedImage[];
 }
 
+/** A feature cache's manifest.json. */
 export interface FeatureCacheManifest {
   readonly format: 'gradfeat-feature-cache';
   readonly version: 1;
@@ -60,6 +63,7 @@ export interface FeatureCacheManifest {
   readonly counts: { readonly images: number; readonly rows: number; readonly skipped: number };
 }
 
+/** Progress of writing a feature cache. */
 export interface FeatureCacheProgress {
   /** Source images consumed so far (kept or skipped), and in all. */
   readonly done: number;
@@ -67,6 +71,7 @@ export interface FeatureCacheProgress {
   readonly shards: number;
 }
 
+/** What `writeFeatureCache` extracts and how. */
 export interface WriteFeatureCacheOptions {
   readonly key: FeatureCacheKey;
   readonly source: BatchSource;
@@ -77,6 +82,7 @@ export interface WriteFeatureCacheOptions {
   readonly dtype?: FeatureDtype;
   /** Approximate shard size. Default 64 MiB. */
   readonly shardBytes?: number;
+  /** Called as shards are written. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 
@@ -186,6 +192,7 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
   return manifest;
 }
 
+/** An opened, complete feature cache. */
 export interface FeatureCache {
   readonly manifest: FeatureCacheManifest;
   /** One row per cached feature tensor (images × cropsPerImage rows; an image's crops are consecutive). */

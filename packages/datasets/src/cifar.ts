@@ -5,9 +5,12 @@ import { checkIndex } from './file-dataset.js';
 import { isDirectory, isFile, readTextLines } from './files.js';
 import type { DatasetSample, ImageDataset, ImageRef, RgbImage, Targets } from './types.js';
 
+/** CIFAR-10 or CIFAR-100. */
 export type CifarVariant = 'cifar10' | 'cifar100';
+/** The CIFAR splits. */
 export type CifarSplit = 'train' | 'test';
 
+/** Which CIFAR files and labels `openCifar` reads. */
 export interface CifarOptions {
   /** Which files of a directory to read; ignored when the path is a single .bin file. Default 'train'. */
   readonly split?: CifarSplit;
@@ -15,6 +18,7 @@ export interface CifarOptions {
   readonly labels?: 'fine' | 'coarse';
 }
 
+/** CIFAR-10's classes in label order. */
 export const CIFAR10_CLASSES: readonly string[] = [
   'airplane',
   'automobile',
@@ -28,6 +32,7 @@ export const CIFAR10_CLASSES: readonly string[] = [
   'truck',
 ];
 
+/** CIFAR-100's 100 fine classes in label order. */
 export const CIFAR100_FINE_CLASSES: readonly string[] = (
   'apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can castle caterpillar ' +
   'cattle chair chimpanzee clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl ' +
@@ -37,6 +42,7 @@ export const CIFAR100_FINE_CLASSES: readonly string[] = (
   'telephone television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm'
 ).split(' ');
 
+/** CIFAR-100's 20 coarse superclasses in label order. */
 export const CIFAR100_COARSE_CLASSES: readonly string[] = (
   'aquatic_mammals fish flowers food_containers fruit_and_vegetables household_electrical_devices household_furniture insects ' +
   'large_carnivores large_man-made_outdoor_things large_natural_outdoor_scenes large_omnivores_and_herbivores medium_mammals ' +

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
-import type Sharp from 'sharp';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import type { ImageRef, RgbImage } from './types.js';
 
@@ -15,10 +14,12 @@ export type DecoderChoice = 'auto' | 'sharp' | 'js';
 /** Files up to this size decode faster in pure JS than through sharp. */
 const SMALL_FILE_BYTES = 16 * 1024;
 
-let sharpModule: Promise<typeof Sharp | undefined> | undefined;
+type Sharp = typeof import('sharp');
+
+let sharpModule: Promise<Sharp | undefined> | undefined;
 
 /** sharp, or undefined when its native binary cannot load here (then the pure-JS decoders are used). */
-export function loadSharp(): Promise<typeof Sharp | undefined> {
+export function loadSharp(): Promise<Sharp | undefined> {
   sharpModule ??= import('sharp').then(
     (module) => module.default,
     () => undefined,
@@ -51,7 +52,7 @@ export async function decodeImage(bytes: Uint8Array, path: string, decoder: Deco
   return sharp ? decodeWithSharp(sharp, bytes, path) : decodeWithJs(bytes, path);
 }
 
-async function decodeWithSharp(sharp: typeof Sharp, bytes: Uint8Array, path: string): Promise<RgbImage> {
+async function decodeWithSharp(sharp: Sharp, bytes: Uint8Array, path: string): Promise<RgbImage> {
   try {
     const { data, info } = await sharp(bytes, { failOn: 'warning' })
       .removeAlpha()
@@ -64,6 +65,7 @@ async function decodeWithSharp(sharp: typeof Sharp, bytes: Uint8Array, path: str
   }
 }
 
+/** Decodes JPEG or PNG bytes with jpeg-js or pngjs (no native code). */
 export function decodeWithJs(bytes: Uint8Array, path: string): RgbImage {
   const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
   const isPng = bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47;

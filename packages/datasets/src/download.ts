@@ -10,12 +10,14 @@ import { type CifarVariant, cifarArchive } from './cifar.js';
 import { DatasetFileError } from './errors.js';
 import { isDirectory, isFile, writeFileAtomic } from './files.js';
 
+/** The digest a download must have. */
 export interface Checksum {
   readonly algorithm: 'md5' | 'sha256';
   /** Lower- or upper-case hex. */
   readonly digest: string;
 }
 
+/** Options of `downloadFile`. */
 export interface DownloadOptions {
   readonly checksum: Checksum;
   /** Called as bytes arrive; `total` is undefined when the server does not say. */

@@ -23,6 +23,7 @@ import { targetsTensor } from './targets.js';
 import type { TransformSpec } from './transform.js';
 import type { LabelKind } from './types.js';
 
+/** What `extractSplit` runs, on which data, and where it caches. */
 export interface ExtractSplitOptions {
   readonly backend: Backend;
   readonly model: LinearisedModel;
@@ -36,6 +37,7 @@ export interface ExtractSplitOptions {
   readonly dtype?: FeatureDtype;
   readonly workers?: number;
   readonly skipBadImages?: boolean;
+  /** Called as the cache is written. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 
@@ -46,6 +48,7 @@ export interface ExtractedSplit extends LabelledSplit {
   readonly cache: FeatureCache;
 }
 
+/** What identifies a split's cached trunk outputs: the trunk, the cut, the preprocessing and the data. */
 export function featureCacheKey(model: LinearisedModel, dataset: string, split: string, transform: TransformSpec): FeatureCacheKey {
   return { modelHash: graphFingerprint(model.trunk), cut: model.cut, preprocessing: transform, dataset: `${dataset} ${split}` };
 }

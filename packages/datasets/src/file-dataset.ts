@@ -25,6 +25,7 @@ export function fileDataset(description: string, classNames: readonly string[], 
   };
 }
 
+/** Returns `index`, or throws a RangeError naming the dataset when it is out of range. */
 export function checkIndex(description: string, index: number, length: number): number {
   if (!Number.isInteger(index) || index < 0 || index >= length) {
     throw new RangeError(`${description}: sample index ${index} is outside 0..${length - 1}`);

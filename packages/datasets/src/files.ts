@@ -2,10 +2,12 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { type FileContents, writeFileAtomic as writeCoreFileAtomic } from '@gradfeat/core';
 import { DatasetFileError, fileSystemError } from './errors.js';
 
+/** Whether `path` is a directory (false when it does not exist). */
 export async function isDirectory(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined))?.isDirectory() ?? false;
 }
 
+/** Whether `path` is a regular file (false when it does not exist). */
 export async function isFile(path: string): Promise<boolean> {
   return (await stat(path).catch(() => undefined))?.isFile() ?? false;
 }

@@ -27,6 +27,7 @@ export function toFloat16Bits(value: number): number {
   return sign | (rest > halfway || (rest === halfway && (half & 1) === 1) ? half + 1 : half);
 }
 
+/** One IEEE half-precision value from its 16 bits. */
 export function fromFloat16Bits(bits: number): number {
   const sign = bits & 0x8000 ? -1 : 1;
   const exponent = (bits >>> 10) & 0x1f;
@@ -36,6 +37,7 @@ export function fromFloat16Bits(bits: number): number {
   return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
+/** float32 → float16 bits, rounding to nearest even. */
 export function float32ToFloat16(values: Float32Array): Uint16Array {
   const half = new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) half[i] = toFloat16Bits(values[i]);
@@ -44,6 +46,7 @@ export function float32ToFloat16(values: Float32Array): Uint16Array {
 
 let decodeTable: Float32Array | undefined;
 
+/** float16 bits → float32 values. */
 export function float16ToFloat32(half: Uint16Array): Float32Array {
   decodeTable ??= Float32Array.from({ length: 0x10000 }, (_, bits) => fromFloat16Bits(bits));
   const values = new Float32Array(half.length);

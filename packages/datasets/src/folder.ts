@@ -4,8 +4,10 @@ import { fileDataset } from './file-dataset.js';
 import { hasExtension, isDirectory, listEntries } from './files.js';
 import type { ImageDataset } from './types.js';
 
+/** The file extensions read as images. */
 export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png'];
 
+/** Options of `openImageFolder`. */
 export interface ImageFolderOptions {
   /** File extensions read as images, lower case with the dot. Default .jpg, .jpeg, .png (any case). */
   readonly extensions?: readonly string[];
@@ -41,6 +43,13 @@ export async function listClassFolders(
     }
   }
   return { paths, labels: Int32Array.from(labels) };
+}
+
+/** Every image file under `folder` and its sub-folders, sorted within each folder. */
+export async function imageFilesUnder(folder: string, extensions: readonly string[] = IMAGE_EXTENSIONS): Promise<string[]> {
+  const files = (await listEntries(folder, 'files')).filter((file) => hasExtension(file, extensions));
+  const nested = await Promise.all((await listEntries(folder, 'directories')).map((sub) => imageFilesUnder(join(folder, sub), extensions)));
+  return [...files.map((file) => join(folder, file)), ...nested.flat()];
 }
 
 /**

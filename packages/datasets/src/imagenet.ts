@@ -5,6 +5,7 @@ import { hasExtension, isDirectory, isFile, lineError, listEntries, readTextLine
 import { IMAGE_EXTENSIONS, listClassFolders } from './folder.js';
 import type { ImageDataset } from './types.js';
 
+/** The ImageNet splits. */
 export type ImageNetSplit = 'train' | 'val';
 
 /** Files listing the class synsets (first token of each line is a wnid), searched in this order. */

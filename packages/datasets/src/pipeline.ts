@@ -9,6 +9,7 @@ import { selectTargets } from './targets.js';
 import { cropsPerImage, type TransformSpec, transformedShape, validateTransform } from './transform.js';
 import type { ImageDataset, LabelKind, Targets } from './types.js';
 
+/** How an ImagePipeline decodes and transforms. */
 export interface PipelineOptions {
   readonly transform: TransformSpec;
   /** Worker threads decoding in parallel. Default: one per core; 0 decodes on the calling thread. */
@@ -20,12 +21,14 @@ export interface PipelineOptions {
   readonly prefetch?: number;
 }
 
+/** An image dropped because it could not be read. */
 export interface SkippedImage {
   readonly index: number;
   readonly path: string;
   readonly problem: string;
 }
 
+/** A batch of preprocessed images with their targets. */
 export interface ImageBatch {
   /** Dataset indices of the images in the batch, bad images already dropped when skipping. */
   readonly indices: readonly number[];
@@ -38,6 +41,7 @@ export interface ImageBatch {
   readonly nextStart: number;
 }
 
+/** Which images `batches` yields, in what order. */
 export interface BatchOptions {
   readonly batchSize: number;
   /** Position in `order` to begin at. Default 0. */
@@ -55,6 +59,7 @@ export interface BatchSource {
   readonly classNames: readonly string[];
   readonly labelKind: LabelKind;
   readonly cropsPerImage: number;
+  /** The images in batches, in order. */
   batches(options: BatchOptions): AsyncIterable<ImageBatch>;
 }
 
@@ -78,6 +83,7 @@ export class ImagePipeline implements BatchSource {
     this.cropsPerImage = cropsPerImage(options.transform);
   }
 
+  /** Starts the decoding workers for a dataset. */
   static async create(dataset: ImageDataset, options: PipelineOptions): Promise<ImagePipeline> {
     validateTransform(options.transform);
     const targets = await dataset.targets();
@@ -153,6 +159,7 @@ export class ImagePipeline implements BatchSource {
     };
   }
 
+  /** Stops the decoding workers. */
   async close(): Promise<void> {
     await this.pool.close();
   }

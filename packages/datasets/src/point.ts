@@ -16,6 +16,7 @@ import { type FeatureCache, type FeatureCacheKey, type FeatureCacheProgress, ope
 import type { BatchSource } from './pipeline.js';
 import { selectTargets } from './targets.js';
 
+/** What `extractPoint` computes the point from, and where it caches it. */
 export interface ExtractPointOptions {
   readonly backend: Backend;
   readonly model: LinearisedModel;
@@ -24,6 +25,7 @@ export interface ExtractPointOptions {
   /** Where the point's cache lives (its own directory). */
   readonly cacheDir: string;
   readonly batchSize?: number;
+  /** Called after each batch with the images done so far. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 

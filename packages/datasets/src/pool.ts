@@ -45,6 +45,7 @@ export class DecodePool {
     return this.workers.length;
   }
 
+  /** Decodes and transforms one job on the next free worker. */
   run(job: DecodeJob): Promise<DecodeResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.workers.length === 0) return runDecodeJob(job);
@@ -54,6 +55,7 @@ export class DecodePool {
     });
   }
 
+  /** Stops the workers. */
   async close(): Promise<void> {
     this.failure ??= new Error('decode pool is closed');
     const workers = this.workers.splice(0);

@@ -1,13 +1,18 @@
+import { resolve } from 'node:path';
 import { openCifar } from './cifar.js';
+import { isFile } from './files.js';
 import { folderForSplit, openImageFolder } from './folder.js';
 import { openImageNet } from './imagenet.js';
 import { perClassCounts } from './targets.js';
 import type { ImageDataset, LabelKind } from './types.js';
 import { openVoc2007, VOC_SPLITS, type VocSplit } from './voc.js';
 
+/** The dataset kinds of a KIND:PATH spec. */
 export const DATASET_KINDS = ['cifar10', 'cifar100', 'folder', 'voc2007', 'imagenet'] as const;
+/** One of `DATASET_KINDS`. */
 export type DatasetKind = (typeof DATASET_KINDS)[number];
 
+/** A parsed KIND:PATH dataset spec. */
 export interface DatasetSpec {
   readonly kind: DatasetKind;
   readonly path: string;
@@ -52,6 +57,18 @@ export async function openDataset(spec: DatasetSpec | string, split: string): Pr
   }
 }
 
+/**
+ * Where a split's images are read from: two splits with the same location are the same images. A
+ * single CIFAR .bin file serves every split, and a folder without `<split>` sub-folders is every split.
+ */
+export async function splitLocation(spec: DatasetSpec | string, split: string): Promise<string> {
+  const { kind, path } = typeof spec === 'string' ? parseDatasetSpec(spec) : spec;
+  if (kind === 'folder') return resolve(await folderForSplit(path, split));
+  if ((kind === 'cifar10' || kind === 'cifar100') && (await isFile(path))) return resolve(path);
+  return `${resolve(path)} (${split})`;
+}
+
+/** What `datasetInfo` reports about a split. */
 export interface DatasetInfo {
   readonly description: string;
   readonly count: number;

@@ -1,10 +1,12 @@
 import { type HostTensor, hostTensor } from '@gradfeat/core';
 import type { SampleTarget, Targets } from './types.js';
 
+/** The number of samples targets cover. */
 export function targetCount(targets: Targets): number {
   return targets.kind === 'single-label' ? targets.labels.length : targets.positive.length / targets.classCount;
 }
 
+/** One sample's target. */
 export function targetAt(targets: Targets, index: number): SampleTarget {
   if (targets.kind === 'single-label') return { label: targets.labels[index] };
   const row = index * targets.classCount;

@@ -6,6 +6,7 @@ export type Normalization =
   | { readonly mean: readonly number[]; readonly std: readonly number[] }
   | { readonly scale: number; readonly offset: number };
 
+/** How a transform crops: centre, the ten crops, or a random resized crop (training). */
 export type CropMode = 'center' | 'ten-crop' | 'random-resized';
 
 /** What turns a decoded image into model input. Plain data, so it travels to worker threads and into cache keys. */
@@ -38,6 +39,7 @@ export interface TransformSpec {
 const DEFAULT_AREA: Pair = [0.08, 1];
 const DEFAULT_ASPECT: Pair = [3 / 4, 4 / 3];
 
+/** Rows a transform yields per image: 10 for ten-crop, else 1. */
 export function cropsPerImage(spec: TransformSpec): number {
   return spec.crop === 'ten-crop' ? 10 : 1;
 }

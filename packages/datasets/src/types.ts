@@ -20,11 +20,13 @@ export type Targets =
       readonly difficult: Uint8Array;
     };
 
+/** Single-label or multi-label. */
 export type LabelKind = Targets['kind'];
 
 /** One sample's target: a class index, or multi-hot positives with difficult flags. */
 export type SampleTarget = { readonly label: number } | { readonly positive: Uint8Array; readonly difficult: Uint8Array };
 
+/** One sample of a dataset: where its pixels are and its target. */
 export interface DatasetSample {
   readonly index: number;
   readonly image: ImageRef;
@@ -42,6 +44,8 @@ export interface ImageDataset extends AsyncIterable<DatasetSample> {
   readonly length: number;
   readonly classNames: readonly string[];
   readonly labelKind: LabelKind;
+  /** Where the images at `indices` are (no decoding). */
   images(indices: readonly number[]): Promise<ImageRef[]>;
+  /** Every sample's target. */
   targets(): Promise<Targets>;
 }

@@ -29,9 +29,12 @@ export const VOC_CLASSES: readonly string[] = [
   'tvmonitor',
 ];
 
+/** PASCAL VOC 2007's image sets. */
 export const VOC_SPLITS = ['train', 'val', 'trainval', 'test'] as const;
+/** One of `VOC_SPLITS`. */
 export type VocSplit = (typeof VOC_SPLITS)[number];
 
+/** Options of `openVoc2007`. */
 export interface VocOptions {
   readonly split?: VocSplit;
   /**
@@ -42,6 +45,7 @@ export interface VocOptions {
   readonly labelsFrom?: 'imagesets' | 'annotations';
 }
 
+/** One object of a VOC annotation. */
 export interface VocObject {
   readonly name: string;
   readonly difficult: boolean;
@@ -49,6 +53,7 @@ export interface VocObject {
   readonly box?: { readonly xmin: number; readonly ymin: number; readonly xmax: number; readonly ymax: number };
 }
 
+/** One image's VOC annotation. */
 export interface VocAnnotation {
   readonly filename?: string;
   readonly width?: number;

@@ -20,6 +20,7 @@ import { modelMetadata } from './metadata.js';
 import { readableNames } from './naming.js';
 import { decodeModel, decodeTensor, isFloatType, type OnnxModel, type OnnxNode } from './proto.js';
 
+/** How `importOnnx` reads a model. */
 export interface OnnxImportOptions {
   /** Names the model in errors and metadata.source when importing bytes; a path names itself. */
   readonly source?: string;

@@ -2,6 +2,7 @@ import type { ModelMetadata, Preprocessing } from '@gradfeat/core';
 
 /** metadata_props keys gradfeat reads; both hold JSON. */
 export const PREPROCESSING_KEY = 'preprocessing';
+/** The metadata_props key of a model's class names (a JSON array of strings). */
 export const CLASS_NAMES_KEY = 'class_names';
 
 function parseJson(key: string, text: string): unknown {

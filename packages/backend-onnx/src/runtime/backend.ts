@@ -18,8 +18,10 @@ import { traceProgram } from './trace.js';
 
 type OnnxRuntime = typeof Ort;
 
+/** ONNX Runtime execution providers gradfeat can ask for. */
 export type OnnxExecutionProvider = 'cpu' | 'cuda';
 
+/** Settings of `createOnnxBackend`. */
 export interface OnnxBackendOptions {
   /** Execution providers in order of preference; one that cannot start is skipped with a reported reason. Default ['cpu']. */
   readonly executionProviders?: readonly OnnxExecutionProvider[];
@@ -41,6 +43,7 @@ export interface OnnxBackendOptions {
   readonly nchwc?: boolean;
 }
 
+/** A backend on ONNX Runtime, with the execution provider it runs on. */
 export interface OnnxBackend extends Backend {
   readonly executionProvider: OnnxExecutionProvider;
   /** The NCHWc block size the traced graphs use, or undefined when they stay portable. */
@@ -52,7 +55,7 @@ export interface OnnxBackend extends Backend {
 let runtime: Promise<OnnxRuntime> | undefined;
 
 /** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
-function loadOnnxRuntime(): Promise<OnnxRuntime> {
+export function loadOnnxRuntime(): Promise<OnnxRuntime> {
   runtime ??= import('onnxruntime-node').catch((error: Error) => {
     runtime = undefined;
     throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });
@@ -241,6 +244,7 @@ function providersFromEnvironment(): OnnxExecutionProvider[] | undefined {
 
 /** Thread settings for the plugin (and so the CLI): GRADFEAT_ONNX_THREADS=1, GRADFEAT_ONNX_SPINNING=0. */
 export const THREADS_ENV_VAR = 'GRADFEAT_ONNX_THREADS';
+/** See THREADS_ENV_VAR. */
 export const SPINNING_ENV_VAR = 'GRADFEAT_ONNX_SPINNING';
 
 function threadingFromEnvironment(): Pick<OnnxBackendOptions, 'intraOpNumThreads' | 'spinning'> {
@@ -258,6 +262,7 @@ function threadingFromEnvironment(): Pick<OnnxBackendOptions, 'intraOpNumThreads
   };
 }
 
+/** The 'onnx' backend plugin (priority 20); its providers come from GRADFEAT_ONNX_PROVIDERS (default cpu), its threads from GRADFEAT_ONNX_THREADS and GRADFEAT_ONNX_SPINNING. */
 export const onnxBackendPlugin: BackendPlugin = {
   name: 'onnx',
   priority: 20,

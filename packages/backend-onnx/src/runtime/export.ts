@@ -1,6 +1,7 @@
 import { type Program, type Shape, writeFileAtomic } from '@gradfeat/core';
 import { traceProgram } from './trace.js';
 
+/** Names and metadata stored in a saved model. */
 export interface SaveOnnxOptions {
   /** The graph's name; default the program function's name. */
   readonly name?: string;
@@ -9,6 +10,7 @@ export interface SaveOnnxOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
+/** What `saveProgramAsOnnx` wrote. */
 export interface SavedOnnxModel {
   readonly path: string;
   readonly inputs: readonly string[];

@@ -8,5 +8,5 @@ export {
   registerOnnxBackend,
 } from './backend.js';
 export { type SavedOnnxModel, type SaveOnnxOptions, saveProgramAsOnnx } from './export.js';
-export { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
+export { type OnnxModelSession, openOnnxModelSession } from './session.js';
 export { type TracedProgram, type TraceOptions, traceProgram } from './trace.js';

@@ -2,6 +2,7 @@ import { BATCH, KERNEL_NAMES, type Kernels, type Program, type Shape } from '@gr
 import { type LoweringOptions, OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
 import { describeShape } from './symbolic-shape.js';
 
+/** How `traceProgram` names and annotates the model, and which ONNX Runtime-only kernels it may use. */
 export interface TraceOptions extends LoweringOptions {
   /** Program name for errors, and the ONNX graph's name. */
   readonly name: string;
@@ -10,6 +11,7 @@ export interface TraceOptions extends LoweringOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
+/** A program serialized as an ONNX model. */
 export interface TracedProgram {
   /** The serialized ModelProto. */
   readonly model: Uint8Array;

@@ -7,11 +7,13 @@ import { LAYER_CONVERTERS } from './layers.js';
 import { type KerasLayer, type KerasModel, parseTopology } from './topology.js';
 import { readWeights } from './weights.js';
 
+/** A Keras model's metadata: the common fields plus the Keras-specific ones. */
 export interface KerasModelMetadata extends ModelMetadata {
   /** What the import changed on the way, e.g. a dropped final softmax or a 1×1 conv imported as Dense. */
   readonly notes: readonly string[];
 }
 
+/** A network imported from a TF.js layers model, with what the import found and changed. */
 export type KerasGraph = Graph & { readonly metadata: KerasModelMetadata };
 
 /**

@@ -3,13 +3,12 @@ import {
   type BenchResult,
   type BenchWorkload,
   benchmarkNetwork,
-  loadNetwork,
   NETWORK_WORKLOADS,
   type NetworkWorkload,
   runBenchmark,
 } from '@gradfeat/core';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { backendOption, openBackend } from '../backends.js';
+import { backendOption, loadModel, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption } from '../parse.js';
 
@@ -71,7 +70,7 @@ export function registerBench(program: Command): void {
       let jobs: (() => Promise<BenchResult>)[];
       if (options.model !== undefined) {
         if (options.cut === undefined) throw new InvalidArgumentError('--model needs --cut: where the frozen trunk ends');
-        const network = await loadNetwork(options.model);
+        const network = await loadModel(options.model);
         const cut = options.cut;
         jobs = chosenWorkloads<NetworkWorkload>(options.workload, NETWORK_WORKLOADS, `--model`).map(
           (workload) => () => benchmarkNetwork(backend, network, cut, workload, options.batch, timing),

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, PhaseClock, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { checkTestSplit, openRun, PhaseClock, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -25,10 +25,16 @@ export function resultsTable(results: readonly MethodResult[]): string {
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
 export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
   const progress = createProgress();
-  // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
+  // The model, cut, preprocessing and splits are checked before the run directory is written, so a
+  // mistake leaves nothing behind and the corrected command is not refused as a different run.
   const prepared = await prepareModel(config);
+  const testedOnTrainingSplit = await checkTestSplit(config);
   const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
+  const warning = testedOnTrainingSplit
+    ? `the test split reads the training images: the accuracies below are training accuracies, not held-out ones`
+    : undefined;
+  if (warning) progress.note(`warning: ${warning}`, { warning });
   const clock = new PhaseClock();
   clock.start('extract');
   const splits = await prepareSplits(config, prepared, progress);
@@ -41,6 +47,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
     dataset: `${config.dataset} (${config.splits.train} ${splits.train.targets.shape[0]} / ${config.splits.test} ${splits.test.targets.shape[0]})`,
     seed: config.seed,
     backend: prepared.backend.name,
+    ...(warning && { settings: { 'test data': `the training split (${warning})` } }),
   };
   const files = await run.writeResults(results, context, {
     extra: {
@@ -51,6 +58,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
     },
   });
   const json = {
+    ...(warning && { warning }),
     run: run.path,
     backend: prepared.backend.name,
     methods: Object.fromEntries(
@@ -62,6 +70,7 @@ export async function trainAndReport(config: RunConfig, options: { resume?: bool
   emit(options.json === true, json, () =>
     [
       `${config.model} cut at ${config.cut} on ${context.dataset}, ${prepared.backend.name}`,
+      ...(warning ? [`WARNING: ${warning}`] : []),
       resultsTable(results),
       '',
       `wall time by phase: ${Object.entries(clock.seconds)
@@ -83,7 +92,7 @@ export function registerCompare(program: Command): void {
     .option('--json', 'print the results as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
+      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --image-size 32 --out runs/r20-layer3.2\n  gradfeat compare --config run.yaml --dataset cifar10:data_batch_1.bin --test-on-training-split --out runs/train-accuracy',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags(flags), flags);

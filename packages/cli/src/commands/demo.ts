@@ -1,7 +1,7 @@
 import { formatPercent, runTransferDemo } from '@gradfeat/core';
-import { loadMnistDigits } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { backendOption, openBackend } from '../backends.js';
+import { loadMnistDigits } from '../mnist.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { integerOption } from '../parse.js';
 

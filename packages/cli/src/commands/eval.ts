@@ -4,7 +4,6 @@ import {
   finalClassifier,
   formatPercent,
   forwardProgram,
-  loadNetwork,
   type MethodMetrics,
   mapBatches,
   memorySource,
@@ -13,7 +12,7 @@ import {
 } from '@gradfeat/core';
 import { ImagePipeline, openDataset, targetsTensor, transformForModel } from '@gradfeat/datasets';
 import type { Command } from 'commander';
-import { backendOption, openBackend } from '../backends.js';
+import { type BackendName, backendOption, loadModel, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption, numberList } from '../parse.js';
 import { loadTrainedRun, prepareModel, prepareSplits, withAblatedOmega } from '../workflow.js';
@@ -23,7 +22,7 @@ interface EvalFlags {
   readonly run?: string;
   readonly dataset?: string;
   readonly split: string;
-  readonly backend?: 'tfjs' | 'onnx' | 'js';
+  readonly backend?: BackendName;
   readonly batchSize: number;
   readonly workers?: number;
   readonly mean?: number[];
@@ -53,7 +52,7 @@ function metricsTable(rows: Evaluation['rows']): string {
 async function evaluateImported(flags: EvalFlags & { model: string; dataset: string }): Promise<Evaluation> {
   const progress = createProgress();
   const backend = await openBackend(flags.backend);
-  const network = await loadNetwork(flags.model);
+  const network = await loadModel(flags.model);
   const stated = network.metadata?.preprocessing;
   const preprocessing = {
     ...stated,

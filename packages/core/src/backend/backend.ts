@@ -9,6 +9,7 @@ import { completeKernels, type Kernels } from './kernels.js';
  */
 export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) => Record<string, T>;
 
+/** Options of `CompiledProgram.run`. */
 export interface RunOptions {
   /**
    * Outputs to write into these tensors (of exactly the output's shape) instead of new ones, e.g.
@@ -19,8 +20,11 @@ export interface RunOptions {
   readonly only?: readonly string[];
 }
 
+/** A program compiled for fixed input shapes (batch free), ready to run many times. */
 export interface CompiledProgram {
+  /** Runs the program on host tensors; outputs by the keys the program returned. */
   run(inputs: Readonly<Record<string, HostTensor>>, options?: RunOptions): Promise<Record<string, HostTensor>>;
+  /** Frees what compiling allocated; the program cannot run afterwards. */
   dispose(): void;
 }
 
@@ -44,6 +48,7 @@ export function deliverOutputs(
   return delivered;
 }
 
+/** Checks that a caller's output buffer has exactly the output's shape, naming the program and output. */
 export function checkOutputBuffer(program: string, name: string, target: HostTensor, shape: readonly number[]): void {
   if (target.shape.length !== shape.length || target.shape.some((d, i) => d !== shape[i]) || target.data.length !== sizeOf(shape)) {
     throw new Error(
@@ -52,6 +57,7 @@ export function checkOutputBuffer(program: string, name: string, target: HostTen
   }
 }
 
+/** Options of `Backend.compile`. */
 export interface CompileOptions {
   /** Shown in errors and profiles. */
   readonly name?: string;
@@ -66,7 +72,9 @@ export interface CompileOptions {
 export interface Backend {
   /** Specific runtime, e.g. 'tfjs-wasm' or 'onnxruntime-cpu'. */
   readonly name: string;
+  /** Compiles (or, eagerly, wraps) a program for inputs of these shapes; -1 marks the batch axis. */
   compile(program: Program, inputShapes: Readonly<Record<string, Shape>>, options?: CompileOptions): Promise<CompiledProgram>;
+  /** Frees the backend's runtime resources. */
   dispose?(): void | Promise<void>;
 }
 
@@ -74,10 +82,13 @@ export interface Backend {
 export interface EagerRuntime<T> {
   readonly name: string;
   readonly kernels: Partial<Kernels<T>>;
+  /** Host tensor → runtime tensor. */
   upload(value: HostTensor): T;
+  /** Runtime tensor → host tensor. */
   download(x: T): Promise<HostTensor>;
   /** Runs fn, freeing every tensor it created except those it returns. */
   tidy<R extends Record<string, T>>(fn: () => R): R;
+  /** Frees one runtime tensor. */
   dispose(x: T): void;
 }
 

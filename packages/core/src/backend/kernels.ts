@@ -14,31 +14,48 @@ export interface Kernels<T> {
   shape(x: T): readonly number[];
   /** A constant tensor; eager backends upload it once per HostTensor object. */
   constant(value: HostTensor): T;
+  /** A 0-d constant. */
   scalar(value: number): T;
 
+  /** a + b, broadcasting like NumPy. */
   add(a: T, b: T): T;
+  /** a − b, broadcasting like NumPy. */
   sub(a: T, b: T): T;
+  /** a × b, broadcasting like NumPy. */
   mul(a: T, b: T): T;
+  /** a / b, broadcasting like NumPy. */
   div(a: T, b: T): T;
+  /** Elementwise max(a, b), broadcasting like NumPy. */
   maximum(a: T, b: T): T;
+  /** Elementwise min(a, b), broadcasting like NumPy. */
   minimum(a: T, b: T): T;
+  /** 1 where a > b, else 0, broadcasting like NumPy. */
   greater(a: T, b: T): T;
+  /** 1 where a < b, else 0, broadcasting like NumPy. */
   less(a: T, b: T): T;
+  /** Elementwise eˣ. */
   exp(x: T): T;
+  /** Elementwise natural logarithm. */
   log(x: T): T;
+  /** Elementwise |x|. */
   abs(x: T): T;
+  /** Elementwise √x. */
   sqrt(x: T): T;
 
+  /** Sum over the given axes. */
   sum(x: T, axes: readonly number[], keepDims: boolean): T;
+  /** Maximum over the given axes. */
   max(x: T, axes: readonly number[], keepDims: boolean): T;
 
   /** Target shape may contain one -1. */
   reshape(x: T, shape: readonly number[]): T;
+  /** Permutes the axes. */
   transpose(x: T, perm: readonly number[]): T;
   /** Zero padding; pads = [begin per axis…, end per axis…] over all axes. */
   pad(x: T, pads: readonly number[]): T;
   /** Per-axis begin, end (exclusive) and positive step over all axes; end may be larger than the axis. */
   slice(x: T, begins: readonly number[], ends: readonly number[], steps: readonly number[]): T;
+  /** Joins tensors along an axis. */
   concat(xs: readonly T[], axis: number): T;
 
   /** a·b for 2-D operands, optionally transposing either. */
@@ -51,9 +68,11 @@ export interface Kernels<T> {
   /** Transpose of conv2d in w: (x, dy) → dw of shape `filterShape` [O, C/groups, kh, kw]. */
   conv2dBackpropFilter(x: T, dy: T, filterShape: readonly number[], attrs: Conv2DAttrs): T;
 
+  /** Average pooling over NCHW windows. */
   avgPool(x: T, attrs: PoolAttrs): T;
   /** Transpose of avgPool: dy → dx for an input of spatial size `inputSize`. */
   avgPoolBackprop(dy: T, inputSize: Pair, attrs: PoolAttrs): T;
+  /** Max pooling over NCHW windows. */
   maxPool(x: T, attrs: PoolAttrs): T;
   /** Tangent of maxPool at x: dx read at each window's first maximum of x. */
   maxPoolJvp(x: T, dx: T, attrs: PoolAttrs): T;
@@ -61,8 +80,10 @@ export interface Kernels<T> {
   maxPoolBackprop(x: T, dy: T, attrs: PoolAttrs): T;
 }
 
+/** The name of one kernel of `Kernels`. */
 export type KernelName = keyof Kernels<unknown>;
 
+/** Every kernel a backend can provide. */
 export const KERNEL_NAMES: readonly KernelName[] = [
   'shape',
   'constant',
@@ -97,6 +118,7 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'maxPoolBackprop',
 ];
 
+/** Thrown when a program calls a kernel its backend does not provide; names both. */
 export class MissingKernelError extends Error {
   constructor(
     readonly backend: string,

@@ -24,10 +24,12 @@ export interface ReferenceTensor {
   readonly data: Float64Array;
 }
 
+/** The float64 reference backend: naive loops, slow, for checks and as the last fallback. */
 export function createReferenceBackend(): Backend {
   return eagerBackend(referenceRuntime());
 }
 
+/** The reference backend's plugin: name 'js', priority 0. */
 export const referenceBackendPlugin: BackendPlugin = {
   name: 'js',
   priority: 0,

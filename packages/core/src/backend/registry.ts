@@ -15,13 +15,16 @@ export interface BackendPlugin {
   create(): Promise<Backend>;
 }
 
+/** The tsyringe token backend plugins are registered under. */
 export const BACKEND_PLUGIN: InjectionToken<BackendPlugin> = Symbol.for('gradfeat.BackendPlugin');
 
+/** Registers a backend plugin (once per name) in the container, the root one by default. */
 export function registerBackend(plugin: BackendPlugin, container: DependencyContainer = rootContainer): void {
   if (registeredBackends(container).some((p) => p.name === plugin.name)) return;
   container.register(BACKEND_PLUGIN, { useValue: plugin });
 }
 
+/** The registered plugins, highest priority first. */
 export function registeredBackends(container: DependencyContainer = rootContainer): BackendPlugin[] {
   if (!container.isRegistered(BACKEND_PLUGIN, true)) return [];
   return [...container.resolveAll(BACKEND_PLUGIN)].sort((a, b) => b.priority - a.priority);

@@ -39,12 +39,15 @@ export const BENCH_WORKLOADS = [
   'full_step_mb13',
   'finetune_step_mb13',
 ] as const;
+/** One of `BENCH_WORKLOADS`. */
 export type BenchWorkload = (typeof BENCH_WORKLOADS)[number];
 
 /** The workloads of `benchmarkNetwork`: any network's extraction and training steps at one cut. */
 export const NETWORK_WORKLOADS = ['extract', 'gradient_step', 'full_step', 'finetune_step'] as const;
+/** One of `NETWORK_WORKLOADS`. */
 export type NetworkWorkload = (typeof NETWORK_WORKLOADS)[number];
 
+/** One workload's measured speed. */
 export interface BenchResult {
   readonly workload: string;
   readonly batch: number;
@@ -55,6 +58,7 @@ export interface BenchResult {
   readonly peakRssBytes: number;
 }
 
+/** How many runs `runBenchmark` times, and optional real weights. */
 export interface BenchOptions {
   readonly runs?: number;
   readonly warmup?: number;
@@ -198,7 +202,7 @@ async function timeSteps(prepared: PreparedWorkload, workload: string, options: 
   }
 }
 
-/** One of the workloads bench_torch.py also measures. */
+/** One of the workloads bench_torch.py also measures: warm-up runs, then the median of timed runs. */
 export async function runBenchmark(backend: Backend, workload: BenchWorkload, options: BenchOptions = {}): Promise<BenchResult> {
   const prepared = await prepare(backend, WORKLOADS[workload], workload, options.seed ?? 0);
   return timeSteps(prepared, workload, options);

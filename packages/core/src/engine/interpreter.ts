@@ -63,9 +63,11 @@ export function evaluate<T>(k: Kernels<T>, graph: Graph, inputs: Readonly<Record
  * the same value share it; a computed one is named `<node>:<residual>`.
  */
 export interface LinearisationPoint<T> {
+  /** The value of `node`'s residual `name` (declared in its op's rules) at this point. */
   residual(node: Node, name: string): T;
 }
 
+/** The name a node's residual is stored and fed under (see LinearisationPoint). */
 export function residualName(node: Node, name: string): string {
   const residual = rulesFor(node.op, node.name).residuals[name];
   if (!residual) throw new Error(`node '${node.name}' (${node.op}) declares no residual '${name}'`);
@@ -144,6 +146,7 @@ export function jvp<T>(
   return tangents;
 }
 
+/** What `backward` returns: gradients by value and by parameter. */
 export interface Gradients<T> {
   /** Parameter key → gradient of its effective value. */
   readonly params: Record<string, T>;

@@ -25,9 +25,13 @@ export interface TransferDemoOptions {
   /** Target-task training images (the rest of the target classes are the test set). */
   readonly targetTrainCount: number;
   readonly seed: number;
-  readonly events?: ComparisonEvents & { onPretrainStep?(info: StepInfo): void };
+  readonly events?: ComparisonEvents & {
+    /** Called after each pre-training step. */
+    onPretrainStep?(info: StepInfo): void;
+  };
 }
 
+/** The demo's results: the pretext network and each method's metrics. */
 export interface TransferDemoResult {
   readonly network: { readonly channels: readonly number[]; readonly cut: string; readonly theta2Parameters: number };
   readonly pretext: {
@@ -65,6 +69,7 @@ async function subset(images: HostTensor, labels: ArrayLike<number>, indices: re
   };
 }
 
+/** The demo: pre-train a small CNN on the source classes, then adapt it to the target classes with the paper's four methods. */
 export async function runTransferDemo(options: TransferDemoOptions): Promise<TransferDemoResult> {
   const { backend, images, labels, seed, events } = options;
   const rng = new Rng(seed);

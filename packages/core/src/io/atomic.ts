@@ -41,6 +41,7 @@ export async function writeFileAtomic(path: string, data: FileContents): Promise
   await syncDirectory(dirname(path));
 }
 
+/** Writes `value` as indented JSON, atomically (see `writeFileAtomic`). */
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }

@@ -57,6 +57,7 @@ interface CheckpointIndex {
   readonly optimiser: SlotEntry[];
 }
 
+/** Whether `dir` holds a saved training state. */
 export function hasCheckpoint(dir: string): boolean {
   return existsSync(join(dir, CHECKPOINT_INDEX));
 }

@@ -10,16 +10,19 @@ import type { TrainState } from '../train/trainer.js';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { hasCheckpoint, loadTrainState, saveTrainState } from './checkpoint.js';
 
+/** The run directory's config file name. */
 export const RUN_CONFIG_FILE = 'config.json';
 /** The default feature-cache folder inside a run directory. */
 export const CACHE_DIR = 'cache';
 
+/** The result files a run directory holds. */
 export interface ResultFiles {
   readonly metrics: string;
   readonly report: string;
   readonly curves: string;
 }
 
+/** Options of `RunDirectory.writeResults`. */
 export interface WriteResultsOptions {
   /** More fields for metrics.json (timings, dataset sizes, …). */
   readonly extra?: Readonly<Record<string, unknown>>;
@@ -74,6 +77,7 @@ export class RunDirectory<Config = unknown> {
     return new RunDirectory(dir, await readConfig(configPath));
   }
 
+  /** Where the method's checkpoint is kept. */
   checkpointDir(method: Method): string {
     return join(this.path, 'checkpoints', method);
   }

@@ -5,18 +5,22 @@ import type { HostTensor } from '../tensor.js';
  * shapes carry the batch dimension as -1. Every node's output value is named after the node.
  */
 export type Shape = readonly number[];
+/** The batch dimension in a shape: any size. */
 export const BATCH = -1;
 
 /** Explicit spatial padding [top, left, bottom, right]; TF "same" padding is resolved to this at import. */
 export type Pads4 = readonly [number, number, number, number];
+/** [height, width] or [y, x]. */
 export type Pair = readonly [number, number];
 
+/** Attributes of a Conv2D node. */
 export interface Conv2DAttrs {
   readonly strides: Pair;
   readonly pads: Pads4;
   readonly dilations: Pair;
   readonly groups: number;
 }
+/** Attributes of a MaxPool or AvgPool node. */
 export interface PoolAttrs {
   readonly kernel: Pair;
   readonly strides: Pair;
@@ -24,29 +28,36 @@ export interface PoolAttrs {
   /** AvgPool only: whether padded zeros count in the divisor (ONNX count_include_pad, TF "same": false). */
   readonly countIncludePad?: boolean;
 }
+/** Attributes of a BatchNorm node. */
 export interface BatchNormAttrs {
   readonly epsilon: number;
 }
+/** Attributes of a LeakyReLU node. */
 export interface LeakyReluAttrs {
   readonly alpha: number;
 }
+/** Attributes of a Reshape node. */
 export interface ReshapeAttrs {
   /** Per-sample target shape (without the batch dimension); one entry may be -1. */
   readonly shape: readonly number[];
 }
+/** Attributes of a Pad node. */
 export interface PadAttrs {
   /** Zero padding per non-batch axis: [begin_1..begin_r, end_1..end_r] for axes 1..r. */
   readonly pads: readonly number[];
 }
+/** Attributes of a Slice node. */
 export interface SliceAttrs {
   /** Per non-batch axis (axes 1..r) begin, end (exclusive) and positive step, all resolved. */
   readonly begins: readonly number[];
   readonly ends: readonly number[];
   readonly steps: readonly number[];
 }
+/** Attributes of a Concat node. */
 export interface ConcatAttrs {
   readonly axis: number;
 }
+/** The attributes of an op that has none. */
 export type NoAttrs = Readonly<Record<string, never>>;
 
 /** Op type → its attributes. Adding an op: add it here and give it rules in `ops/`. */
@@ -68,8 +79,10 @@ export interface OpAttrs {
   Concat: ConcatAttrs;
   Identity: NoAttrs;
 }
+/** The name of an op of the IR. */
 export type OpType = keyof OpAttrs;
 
+/** One operation of a graph; its output value has the node's name. */
 export interface Node<O extends OpType = OpType> {
   readonly name: string;
   readonly op: O;
@@ -80,6 +93,7 @@ export interface Node<O extends OpType = OpType> {
   readonly params: Readonly<Record<string, string>>;
 }
 
+/** A graph input's name and shape. */
 export interface ValueInfo {
   readonly name: string;
   readonly shape: Shape;
@@ -99,6 +113,7 @@ export interface Preprocessing {
   readonly sourceLayout?: 'NCHW' | 'NHWC';
 }
 
+/** What a model file says about itself beside the network. */
 export interface ModelMetadata {
   readonly source?: string;
   readonly preprocessing?: Preprocessing;
@@ -107,6 +122,7 @@ export interface ModelMetadata {
   readonly notes?: readonly string[];
 }
 
+/** gradfeat's network IR: a DAG of named single-output nodes over NCHW values, with its parameters. */
 export interface Graph {
   readonly inputs: readonly ValueInfo[];
   readonly nodes: readonly Node[];
@@ -115,6 +131,7 @@ export interface Graph {
   readonly metadata?: ModelMetadata;
 }
 
+/** The node named `name`; the error lists some names when there is none. */
 export function nodeByName(graph: Graph, name: string): Node {
   const node = graph.nodes.find((n) => n.name === name);
   if (!node) {
@@ -125,12 +142,14 @@ export function nodeByName(graph: Graph, name: string): Node {
   return node;
 }
 
+/** The parameter tensor stored under `key`; an error when there is none. */
 export function param(graph: Graph, key: string): HostTensor {
   const value = graph.params.get(key);
   if (!value) throw new Error(`parameter '${key}' is referenced but missing from the network`);
   return value;
 }
 
+/** The number of values in the graph's parameters. */
 export function parameterCount(graph: Graph): number {
   let total = 0;
   for (const t of graph.params.values()) total += t.data.length;

@@ -48,6 +48,7 @@ function nodeShape(graph: Graph, node: Node, shapes: ReadonlyMap<string, Shape>)
   return rules.inferShape(inputShapes, node.attrs as never, paramShapes, node as never);
 }
 
+/** The inferred shape of one value of the graph. */
 export function shapeOf(graph: Graph, value: string): Shape {
   const shape = inferShapes(graph).get(value);
   if (!shape) throw new Error(`no value named '${value}' in the network`);

@@ -3,6 +3,7 @@ import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
 import { multiplyAddsPerSample } from './cost.js';
 import { type Graph, type Preprocessing, parameterCount, type Shape } from './graph.js';
 
+/** What `summariseNetwork` (and `gradfeat info`) report. */
 export interface NetworkSummary {
   readonly source?: string;
   readonly inputs: readonly { readonly name: string; readonly shape: Shape; readonly layout: 'NCHW'; readonly sourceLayout?: string }[];
@@ -16,6 +17,7 @@ export interface NetworkSummary {
   readonly notes?: readonly string[];
 }
 
+/** A network's description: inputs, size, cost, classes, preprocessing and where it can be cut. */
 export function summariseNetwork(graph: Graph): NetworkSummary {
   const folded = foldBatchNorm(graph);
   let points: CutPoint[] = [];
@@ -41,4 +43,18 @@ export function summariseNetwork(graph: Graph): NetworkSummary {
     preprocessing: graph.metadata?.preprocessing,
     notes: graph.metadata?.notes,
   };
+}
+
+/** Preprocessing in one line, e.g. "mean 0.485, 0.456, 0.406; std 0.229, 0.224, 0.225; 32×32". */
+export function formatPreprocessing(p: Preprocessing | undefined): string {
+  if (!p) return 'not stated in the file';
+  return [
+    p.mean && `mean ${p.mean.join(', ')}`,
+    p.std && `std ${p.std.join(', ')}`,
+    p.scale !== undefined && `x·${p.scale}${p.offset !== undefined ? ` + ${p.offset}` : ''}`,
+    p.size && `${p.size.join('×')}`,
+    p.sourceLayout && `source layout ${p.sourceLayout}`,
+  ]
+    .filter(Boolean)
+    .join('; ');
 }

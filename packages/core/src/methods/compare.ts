@@ -17,6 +17,7 @@ import {
 import { type Classifier, type LinearisedModel, zeroClassifier } from './linearised-model.js';
 import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
 
+/** A split as the methods read it: cut values (or features) with targets. */
 export interface LabelledSplit {
   /** Cut values (the trunk's outputs): `crops` consecutive rows per sample. */
   readonly cut: SampleSource;
@@ -30,6 +31,7 @@ export interface LabelledSplit {
   readonly point?: PointData;
 }
 
+/** A method's test metrics. */
 export interface MethodMetrics {
   readonly top1?: number;
   readonly top5?: number;
@@ -38,6 +40,7 @@ export interface MethodMetrics {
   readonly mAPArea?: number;
 }
 
+/** One method's outcome in `compareMethods`. */
 export interface MethodResult {
   readonly method: Method;
   readonly metrics: MethodMetrics;
@@ -49,8 +52,11 @@ export interface MethodResult {
   readonly state: TrainState;
 }
 
+/** Progress callbacks of `compareMethods`. */
 export interface ComparisonEvents {
+  /** A phase (features, a method, the sweep) starts. */
   onPhase?(phase: string): void;
+  /** A training step of a method finished. */
   onStep?(method: Method, info: StepInfo): void;
 }
 
@@ -84,6 +90,7 @@ export function averageCrops(logits: HostTensor, crops: number): HostTensor {
   return { shape: [rows / crops, classes], data };
 }
 
+/** Metrics of logits against a split's targets: top-1/top-5, or VOC07 and area mAP for multi-label; crops are averaged first. */
 export function evaluateLogits(
   rowLogits: HostTensor,
   split: Pick<LabelledSplit, 'targets' | 'mask' | 'crops'>,
@@ -103,6 +110,7 @@ export function evaluateLogits(
   return { mAP11: meanAveragePrecision(logits, tensor, 'voc07').mean, mAPArea: meanAveragePrecision(logits, tensor, 'area').mean };
 }
 
+/** The linear classifier (w1, b1) of a trained state: ω̄ when it is the activation baseline's. */
 export function classifierOf(state: TrainState): Classifier {
   const weight = state.params.get(W1);
   const bias = state.params.get(B1);
@@ -118,6 +126,7 @@ export interface WeightDecaySweep {
   readonly methods: readonly Method[];
 }
 
+/** One weight decay tried by the sweep, with its held-out metric. */
 export interface SweepPoint {
   readonly weightDecay: number;
   readonly heldOutMetric: number;

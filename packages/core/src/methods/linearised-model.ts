@@ -5,8 +5,10 @@ import { cutNetwork } from '../transforms/cut.js';
 import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
 import { ntkParametrisation, type ParamScales, standardParametrisation } from '../transforms/reparametrise.js';
 
+/** Coordinates of θ2: the paper's NTK scaling, or the network's own. */
 export type Parametrisation = 'ntk' | 'standard';
 
+/** A linear classifier: logits = weight · features + bias. */
 export interface Classifier {
   /** [classes, features] */
   readonly weight: HostTensor;
@@ -61,6 +63,7 @@ export interface LinearisedModel {
   readonly gradientTermHead?: Graph;
 }
 
+/** Where to cut and how to parametrise θ2. */
 export interface LineariseOptions {
   readonly cut: string;
   /** Default 'ntk', as in the paper. */
@@ -71,6 +74,7 @@ export interface LineariseOptions {
   readonly finetuneParametrisation?: Parametrisation;
 }
 
+/** Prepares a network for the paper's methods: folds BatchNorm, cuts it at `cut` and reparametrises θ2. */
 export function linearise(network: Graph, options: LineariseOptions): LinearisedModel {
   const prepared = options.foldBatchNorm === false ? network : foldBatchNorm(network);
   const split = cutNetwork(prepared, options.cut);

@@ -27,23 +27,33 @@ import type { Classifier, LinearisedModel } from './linearised-model.js';
  * - finetune:   w1ᵀ f_θ2 + b1, training θ2 and the classifier
  */
 export type Method = 'activation' | 'gradient' | 'full' | 'finetune';
+/** The paper's four methods, in the order they train. */
 export const METHODS: readonly Method[] = ['activation', 'gradient', 'full', 'finetune'];
 
 /** Trainable-parameter names: the classifier, the direction w2 per θ2 key, or θ2 itself. */
 export const W1 = 'w1.weight';
+/** The name of w1's bias among a method's trainables. */
 export const B1 = 'w1.bias';
+/** The name of the w2 entry for one θ2 parameter. */
 export const w2Name = (key: string): string => `w2:${key}`;
+/** The name of one θ2 parameter trained by fine-tuning. */
 export const theta2Name = (key: string): string => `theta2:${key}`;
+/** The output name of a trainable's gradient in a training-step program. */
 export const gradName = (name: string): string => `grad:${name}`;
 
 /** Program inputs besides the trainable parameters. */
 export const INPUT = 'inputs';
+/** The output key of single-output programs. */
 export const OUTPUT = 'outputs';
+/** The targets input of a training step. */
 export const TARGETS = 'targets';
+/** The mask input of a multi-label training step (0 where an entry is ignored). */
 export const MASK = 'mask';
+/** The training step's 1/batch-size input, so one graph serves every batch size. */
 export const BATCH_SCALE = 'batchScale';
 /** The frozen features f(x) of a sample, an input of the linearised models' steps at a cached point. */
 export const FEATURES = 'features';
+/** The program input that feeds a residual of the cached point. */
 export const residualInput = (name: string): string => `residual:${name}`;
 
 function copy(t: HostTensor): HostTensor {
@@ -137,6 +147,7 @@ interface Forward<T> {
   gradients(dlogits: T): Record<string, T>;
 }
 
+/** How a method's programs are built. */
 export interface MethodProgramOptions {
   /**
    * The linearised models read their point (features and residuals, see pointResiduals) from inputs

@@ -11,6 +11,7 @@ export class NetworkBuilder {
   readonly nodes: Node[] = [];
   readonly params = new Map<string, HostTensor>();
 
+  /** A Conv2D node `name` with its weight and bias parameters; returns its output's name. */
   conv(
     name: string,
     input: string,
@@ -31,6 +32,7 @@ export class NetworkBuilder {
     return name;
   }
 
+  /** A parameter-free node; returns its output's name. */
   simple(name: string, op: 'ReLU' | 'ReLU6' | 'Add' | 'GlobalAvgPool' | 'Flatten', inputs: string[]): string {
     this.nodes.push({ name, op, inputs, attrs: {}, params: {} });
     return name;

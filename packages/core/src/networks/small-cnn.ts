@@ -3,6 +3,7 @@ import { Rng } from '../random.js';
 import type { HostTensor } from '../tensor.js';
 import { reinitialise } from '../transforms/reinitialise.js';
 
+/** The shape of a `smallCnn`. */
 export interface SmallCnnOptions {
   /** Input [channels, height, width]. */
   readonly input: readonly [number, number, number];

@@ -12,6 +12,7 @@ function pooledShape(inputShapes: readonly Shape[], attrs: PoolAttrs, node: { na
   return [n, c, ho, wo];
 }
 
+/** Max pooling: its tangent and backward rules route through the argmax of each window. */
 export const maxPool = defineOp({
   op: 'MaxPool',
   paramRoles: [],
@@ -30,6 +31,7 @@ export const maxPool = defineOp({
   }),
 });
 
+/** Average pooling, a linear op. */
 export const avgPool = defineLinearOp({
   op: 'AvgPool',
   inferShape(inputShapes, attrs, _params, node) {

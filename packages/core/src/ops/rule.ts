@@ -3,8 +3,10 @@ import type { Node, OpAttrs, OpType, Shape } from '../ir/graph.js';
 
 /** A tangent known to be zero (JAX's symbolic Zero): rules skip its terms instead of computing on zeros. */
 export const ZERO = Symbol('zero tangent');
+/** A tangent value, or the symbolic zero where none flows (e.g. at the cut). */
 export type Tangent<T> = T | typeof ZERO;
 
+/** Whether a tangent is the symbolic zero. */
 export function isZero<T>(t: Tangent<T>): t is typeof ZERO {
   return t === ZERO;
 }
@@ -42,12 +44,22 @@ export interface RuleContext<T, O extends OpType = OpType> extends OpContext<T, 
  * forward pass again, since at a fixed θ̄2 they are constants per sample.
  */
 export interface LinearContext<T, O extends OpType = OpType> extends OpContext<T, O> {
+  /** The value of one of the op's declared residuals at the linearisation point. */
   residual(name: string): T;
 }
 
 /** A residual: one of the node's primal inputs as it is, or a value of the output's shape computed from the inputs and output. */
-export type Residual = { readonly input: number } | { readonly compute: <T>(ctx: RuleContext<T>, output: T) => T };
+export type Residual =
+  | {
+      /** Which primal input the residual is. */
+      readonly input: number;
+    }
+  | {
+      /** Computes the residual from the forward context and the op's output. */
+      readonly compute: <T>(ctx: RuleContext<T>, output: T) => T;
+    };
 
+/** What a backward rule returns. */
 export interface Cotangents<T> {
   /** Per input; undefined where the input needs no gradient. */
   readonly inputs: readonly (T | undefined)[];
@@ -73,9 +85,13 @@ export interface OpRules<O extends OpType = OpType> {
   readonly requiredParams: readonly string[];
   /** What the linear rules read of the primals, by name; linear ops need none. */
   readonly residuals: Readonly<Record<string, Residual>>;
+  /** The output shape from the inputs' and parameters' shapes. */
   inferShape(inputShapes: readonly Shape[], attrs: OpAttrs[O], paramShapes: Readonly<Record<string, Shape>>, node: Node<O>): Shape;
+  /** The output value. */
   forward<T>(ctx: RuleContext<T, O>): T;
+  /** The output tangent from the input and parameter tangents, at the point's residuals. */
   jvp<T>(ctx: LinearContext<T, O>, inputTangents: readonly Tangent<T>[], paramTangents: Readonly<Record<string, Tangent<T>>>): Tangent<T>;
+  /** The cotangents of the inputs and parameters that are wanted, from the output cotangent. */
   backward<T>(ctx: LinearContext<T, O>, cotangent: T, wanted: Wanted): Cotangents<T>;
 }
 
@@ -84,12 +100,14 @@ export const PRIMAL_INPUT: Readonly<Record<string, Residual>> = { input: { input
 
 const registry = new Map<OpType, OpRules>();
 
+/** Declares an op's rules (a typed identity, so each op's file reads as a definition). */
 export function defineOp<O extends OpType>(rules: OpRules<O>): OpRules<O> {
   if (registry.has(rules.op)) throw new Error(`op '${rules.op}' already has rules; an op is defined once`);
   registry.set(rules.op, rules as unknown as OpRules);
   return rules;
 }
 
+/** The rules of an op; an error naming the node when the op is unknown. */
 export function rulesFor(op: OpType, nodeName: string): OpRules {
   const rules = registry.get(op);
   if (!rules) throw new Error(`node '${nodeName}': op '${op}' has no rules registered`);
@@ -155,6 +173,7 @@ export function defineElementwiseOp<O extends OpType>(spec: {
   });
 }
 
+/** Checks the number (and rank) of a node's inputs, naming the node when they are wrong. */
 export function expectInputs(node: Node, shapes: readonly Shape[], count: number, rank?: number): void {
   if (shapes.length !== count) {
     throw new Error(`node '${node.name}' (${node.op}) takes ${count} input(s), got ${shapes.length}`);

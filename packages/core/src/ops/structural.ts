@@ -21,6 +21,7 @@ export const add = defineOp({
   backward: (_ctx, cotangent, wanted) => ({ inputs: wanted.inputs.map((w) => (w ? cotangent : undefined)), params: {} }),
 });
 
+/** Identity (ONNX Identity, Dropout at inference). */
 export const identity = defineLinearOp({
   op: 'Identity',
   inferShape: (inputShapes, _attrs, _params, node) => {
@@ -31,6 +32,7 @@ export const identity = defineLinearOp({
   transpose: (_ctx, cotangent) => [cotangent],
 });
 
+/** Flatten to [N, rest]. */
 export const flatten = defineLinearOp({
   op: 'Flatten',
   inferShape(inputShapes, _attrs, _params, node) {
@@ -41,6 +43,7 @@ export const flatten = defineLinearOp({
   transpose: ({ k, inputShapes }, cotangent) => [k.reshape(cotangent, [BATCH, ...inputShapes[0].slice(1)])],
 });
 
+/** Reshape to a fixed per-sample shape. */
 export const reshape = defineLinearOp({
   op: 'Reshape',
   inferShape(inputShapes, { shape }, _params, node) {
@@ -171,6 +174,7 @@ function sliceTranspose<T>(
   return current;
 }
 
+/** Concatenation along an axis. */
 export const concat = defineLinearOp({
   op: 'Concat',
   inferShape(inputShapes, { axis }, _params, node) {

@@ -1,11 +1,13 @@
 import type { StepRecord } from '../train/trainer.js';
 
+/** One method's training losses, for the plot. */
 export interface LossCurve {
   /** Legend label, usually the method. */
   readonly method: string;
   readonly history: readonly StepRecord[];
 }
 
+/** The plot's size and smoothing. */
 export interface LossPlotOptions {
   /** Logarithmic loss axis (steps with a loss ≤ 0 are left out). Default false. */
   readonly logScale?: boolean;

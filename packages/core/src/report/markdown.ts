@@ -21,6 +21,7 @@ const METRIC_COLUMNS: readonly { readonly key: keyof MethodMetrics; readonly hea
   { key: 'mAPArea', header: 'mAP (area)' },
 ];
 
+/** A fraction as a percentage with two decimals, or '—' when missing. */
 export function formatPercent(fraction: number | undefined): string {
   return fraction === undefined || Number.isNaN(fraction) ? '—' : `${(fraction * 100).toFixed(2)} %`;
 }

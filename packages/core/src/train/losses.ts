@@ -8,6 +8,7 @@ import type { Kernels } from '../backend/kernels.js';
  */
 export type LossKind = 'softmax-ce' | 'sigmoid-bce';
 
+/** A loss and its gradient with respect to the logits. */
 export interface LossTerms<T> {
   /** [1] */
   readonly loss: T;
@@ -15,6 +16,7 @@ export interface LossTerms<T> {
   readonly dlogits: T;
 }
 
+/** The loss and its gradient with respect to the logits, as kernel calls. */
 export function lossAndGradient<T>(k: Kernels<T>, kind: LossKind, logits: T, targets: T, batchScale: T, mask?: T): LossTerms<T> {
   if (kind === 'softmax-ce') {
     const shifted = k.sub(logits, k.max(logits, [1], true));

@@ -17,6 +17,7 @@ export interface OptimiserConfig {
   readonly weightDecay?: number;
 }
 
+/** The step schedule: halve the learning rate every `halveEvery` steps. */
 export interface ScheduleConfig {
   /** Halve the learning rate every this many steps (the paper's step schedule); none when absent. */
   readonly halveEvery?: number;
@@ -25,6 +26,7 @@ export interface ScheduleConfig {
 /** Optimiser state per parameter name, serialisable into a checkpoint. */
 export type OptimiserState = Record<string, Float32Array[]>;
 
+/** The learning rate at `step`, after the schedule. */
 export function learningRateAt(config: OptimiserConfig, schedule: ScheduleConfig | undefined, step: number): number {
   const halvings = schedule?.halveEvery ? Math.floor(step / schedule.halveEvery) : 0;
   return config.learningRate * 0.5 ** halvings;

@@ -38,6 +38,7 @@ export interface PointData {
   readonly residuals: Readonly<Record<string, SampleSource>>;
 }
 
+/** What a method trains on. */
 export interface TrainingData {
   /** Features f(x) for the activation method, cut values for the others. */
   readonly inputs: SampleSource;
@@ -49,6 +50,7 @@ export interface TrainingData {
   readonly mask?: HostTensor;
 }
 
+/** One method's training settings. */
 export interface TrainConfig {
   readonly epochs: number;
   readonly batchSize: number;
@@ -59,6 +61,7 @@ export interface TrainConfig {
   readonly seed: number;
 }
 
+/** The loss of one training step. */
 export interface StepRecord {
   readonly step: number;
   readonly epoch: number;
@@ -81,18 +84,22 @@ export interface TrainState {
   seconds: number;
 }
 
+/** Progress after a training step. */
 export interface StepInfo extends StepRecord {
   readonly totalSteps: number;
   readonly learningRate: number;
 }
 
+/** Callbacks and checkpointing of a training run. */
 export interface TrainHooks {
+  /** Called after every step. */
   readonly onStep?: (info: StepInfo) => void;
   /** Called every `checkpointEvery` steps and at the end, with the state to persist. */
   readonly checkpoint?: (state: TrainState) => Promise<void>;
   readonly checkpointEvery?: number;
 }
 
+/** A method's training state before its first step. */
 export function initialTrainState(model: LinearisedModel, method: Method, omegaBar: Classifier, seed: number): TrainState {
   return {
     method,

@@ -15,6 +15,7 @@ export interface CutNetwork {
   readonly classifier: { readonly node: string; readonly weight: HostTensor; readonly bias: HostTensor };
 }
 
+/** A value the network can be cut at, and the size of θ2 it gives. */
 export interface CutPoint {
   readonly name: string;
   readonly op: string;

@@ -31,6 +31,7 @@ export function standardParametrisation(head: Graph): { graph: Graph; scales: Pa
   return { graph: head, scales: new Map() };
 }
 
+/** A copy of `tensor` multiplied by `factor`. */
 export function scaled(tensor: HostTensor, factor: number): HostTensor {
   return { shape: tensor.shape, data: tensor.data.map((v) => v * factor) };
 }
