@@ -6,8 +6,14 @@ import {
   formatShape,
   type HostTensor,
   hostTensor,
+  KERNEL_NAMES,
+  type KernelName,
+  type Kernels,
   type PoolAttrs,
   type Program,
+  type ReferenceTensor,
+  referenceKernels,
+  referenceRuntime,
   relativeError,
   runProgramOnce,
   sameShape,
@@ -344,6 +350,27 @@ export function kernelConformanceCases(seed = 20200426): KernelCase[] {
       pads: [1, 0, 0, 1],
     }),
   ];
+}
+
+/** The kernels the cases' programs call, found by running them on the reference kernels with a recorder in between. */
+export async function kernelsCalledBy(cases: readonly KernelCase[]): Promise<Set<KernelName>> {
+  const called = new Set<KernelName>();
+  const runtime = referenceRuntime();
+  const kernels = referenceKernels();
+  const recording = Object.fromEntries(
+    KERNEL_NAMES.map((name) => [
+      name,
+      (...args: unknown[]) => {
+        called.add(name);
+        return (kernels[name] as (...a: unknown[]) => unknown)(...args);
+      },
+    ]),
+  ) as unknown as Kernels<ReferenceTensor>;
+  for (const kernelCase of cases) {
+    const handles = Object.fromEntries(Object.entries(kernelCase.inputs).map(([name, value]) => [name, runtime.upload(value)]));
+    kernelCase.program(recording, handles);
+  }
+  return called;
 }
 
 /** Runs one case on both backends; returns one line per output that differs (empty when all agree). */

@@ -23,7 +23,15 @@ import {
   type TrainState,
   zeroClassifier,
 } from '@gradfeat/core';
-import { type ExtractedSplit, extractPoint, extractSplit, splitLocation, type TransformSpec, transformForModel } from '@gradfeat/datasets';
+import {
+  type ExtractedPoint,
+  type ExtractedSplit,
+  extractPoint,
+  extractSplit,
+  splitLocation,
+  type TransformSpec,
+  transformForModel,
+} from '@gradfeat/datasets';
 import { loadModel, openBackend } from './backends.js';
 import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
@@ -97,6 +105,8 @@ export interface PreparedSplits {
   readonly train: ExtractedSplit;
   readonly test: ExtractedSplit;
   readonly loss: LossKind;
+  /** The training split's cached point for the linearised models, when the run caches it. */
+  readonly point?: ExtractedPoint;
 }
 
 /** Where a run's caches live: --cache-dir, else `<out>/cache`; one directory per split (and per split's point). */
@@ -136,7 +146,19 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
   if (train.classNames.join('\n') !== test.classNames.join('\n')) {
     throw new Error(`${config.dataset}: the ${config.splits.train} and ${config.splits.test} splits have different classes`);
   }
-  return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce' };
+  const linearised = config.methods.some(isLinearised);
+  const cachePoint = linearised && (config.pointCache === 'on' || (config.pointCache === 'auto' && pointCachePays(prepared.model)));
+  const point = cachePoint
+    ? await extractPoint({
+        backend: prepared.backend,
+        model: prepared.model,
+        cut: train.cache,
+        cacheDir: join(cacheRoot(config), `${config.splits.train}.point`),
+        batchSize: config.extractBatchSize,
+        onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
+      })
+    : undefined;
+  return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce', point };
 }
 
 /** Opens (or, with `resume`, reopens) the run directory; a resumed run must have the same config. */
@@ -176,19 +198,6 @@ export async function runMethods(
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
   const model = withAblatedOmega(config, prepared.model, classes);
-  const linearised = config.methods.some(isLinearised);
-  const cachePoint = linearised && (config.pointCache === 'on' || (config.pointCache === 'auto' && pointCachePays(model)));
-  if (cachePoint) clock.start('point');
-  const point = cachePoint
-    ? await extractPoint({
-        backend: prepared.backend,
-        model,
-        cut: splits.train.cache,
-        cacheDir: join(cacheRoot(config), `${config.splits.train}.point`),
-        batchSize: config.extractBatchSize,
-        onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
-      })
-    : undefined;
   const configs = Object.fromEntries(METHODS.map((m) => [m, trainConfigFor(config, m)])) as Record<Method, TrainConfig>;
   // A checkpoint must hold exactly the parameters a fresh run of its method starts from.
   const expected = (method: Method) => initialParams(model, method, zeroClassifier(classes, model.featureCount));
@@ -196,7 +205,7 @@ export async function runMethods(
     backend: prepared.backend,
     model,
     loss: splits.loss,
-    train: { ...splits.train, point },
+    train: { ...splits.train, point: splits.point?.data },
     test: splits.test,
     methods: config.methods,
     configs,

@@ -39,12 +39,18 @@ export function pointCacheKey(model: LinearisedModel, cut: FeatureCache): Featur
   };
 }
 
+/** A split's cached point: per-sample sources for the trainer, and the cache behind them. */
+export interface ExtractedPoint {
+  readonly data: PointData;
+  readonly cache: FeatureCache;
+}
+
 /**
  * The linearised models' point (features f(x) and the residuals their tangent and backward passes
  * read) for every cached cut value, computed once into a float32 cache of its own beside the cut
  * values (reused when complete, resumed when interrupted), so that their steps skip the frozen head.
  */
-export async function extractPoint(options: ExtractPointOptions): Promise<PointData> {
+export async function extractPoint(options: ExtractPointOptions): Promise<ExtractedPoint> {
   const key = pointCacheKey(options.model, options.cut);
   let cache = await openFeatureCache(options.cacheDir, key).catch(() => undefined);
   if (!cache) {
@@ -66,7 +72,7 @@ export async function extractPoint(options: ExtractPointOptions): Promise<PointD
     cache = await openFeatureCache(options.cacheDir, key);
   }
   const { [FEATURES]: features, ...residuals } = splitRows(cache.source, pointRowParts(options.model));
-  return { features, residuals };
+  return { data: { features, residuals }, cache };
 }
 
 /** A cache's rows, in order and whole images at a time, as the batches the cache writer reads. */

@@ -63,7 +63,7 @@ describe('the linearisation-point cache', () => {
   afterAll(() => dir.remove());
 
   it('holds, per sample, the features and residuals the point program computes from its cut value', async () => {
-    const point = await extractPoint({ backend, model, cut, cacheDir: `${dir.path}/train.point`, batchSize: 3 });
+    const { data: point } = await extractPoint({ backend, model, cut, cacheDir: `${dir.path}/train.point`, batchSize: 3 });
     expect(Object.keys(point.residuals).sort()).toEqual([...pointResiduals(model).keys()].sort());
     const rows = [10, 0, 7, 3];
     const expected = await runProgramOnce(
@@ -86,7 +86,7 @@ describe('the linearisation-point cache', () => {
       name: 'refusing',
       compile: () => Promise.reject(new Error('the point was computed again')),
     };
-    const point = await extractPoint({ backend: refusing, model, cut, cacheDir: `${dir.path}/train.point` });
+    const { data: point } = await extractPoint({ backend: refusing, model, cut, cacheDir: `${dir.path}/train.point` });
     expect(point.features.count).toBe(COUNT);
   });
 

@@ -1,4 +1,4 @@
-import type { ExtractedSplit } from '@gradfeat/datasets';
+import type { FeatureCache } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { createProgress, emit, renderTable } from '../output.js';
 import { addRunOptions, type RunFlags, resolveRunFlags } from '../run-options.js';
@@ -21,19 +21,22 @@ export function registerExtract(program: Command): void {
       const prepared = await prepareModel(config);
       const splits = await prepareSplits(config, prepared, progress);
       progress.finish();
-      const describe = (name: string, split: ExtractedSplit) => ({
+      const describe = (name: string, { manifest }: FeatureCache) => ({
         split: name,
-        images: split.cache.manifest.counts.images,
-        rows: split.cache.manifest.counts.rows,
-        skipped: split.cache.manifest.counts.skipped,
-        sampleShape: split.cache.manifest.sampleShape,
-        dtype: split.cache.manifest.dtype,
-        shards: split.cache.manifest.shards.length,
+        images: manifest.counts.images,
+        rows: manifest.counts.rows,
+        skipped: manifest.counts.skipped,
+        sampleShape: manifest.sampleShape,
+        dtype: manifest.dtype,
+        shards: manifest.shards.length,
+        bytes: manifest.shards.reduce((total, shard) => total + shard.bytes, 0),
       });
-      const rows = [describe(config.splits.train, splits.train), describe(config.splits.test, splits.test)];
+      const rows = [describe(config.splits.train, splits.train.cache), describe(config.splits.test, splits.test.cache)];
+      // The linearised models' point, where the run caches it (see --point-cache): one row of features and residuals per image.
+      if (splits.point) rows.push(describe(`${config.splits.train} (point)`, splits.point.cache));
       emit(flags.json === true, { backend: prepared.backend.name, cut: config.cut, splits: rows }, () =>
         renderTable(
-          ['split', 'images', 'rows', 'skipped', 'per-row shape', 'dtype', 'shards'],
+          ['split', 'images', 'rows', 'skipped', 'per-row shape', 'dtype', 'shards', 'size'],
           rows.map((r) => [
             r.split,
             String(r.images),
@@ -42,6 +45,7 @@ export function registerExtract(program: Command): void {
             `[${r.sampleShape.join(', ')}]`,
             r.dtype,
             String(r.shards),
+            `${(r.bytes / 2 ** 20).toFixed(1)} MiB`,
           ]),
         ),
       );

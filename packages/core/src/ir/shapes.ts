@@ -35,14 +35,17 @@ function nodeShape(graph: Graph, node: Node, shapes: ReadonlyMap<string, Shape>)
   });
   const paramShapes: Record<string, Shape> = {};
   for (const [role, key] of Object.entries(node.params)) {
-    if (!rules.paramRoles.includes(role)) {
-      throw new Error(`node '${node.name}' (${node.op}) has parameter role '${role}'; expected one of ${rules.paramRoles.join(', ')}`);
+    if (!(role in rules.params)) {
+      throw new Error(
+        `node '${node.name}' (${node.op}) has parameter role '${role}'; expected one of ${Object.keys(rules.params).join(', ') || 'none'}`,
+      );
     }
     const value = graph.params.get(key);
     if (!value) throw new Error(`node '${node.name}' (${node.op}): parameter '${key}' (${role}) is missing from the network`);
     paramShapes[role] = value.shape;
   }
-  for (const role of rules.requiredParams) {
+  for (const [role, descriptor] of Object.entries(rules.params)) {
+    if (!descriptor.required) continue;
     if (!(role in paramShapes)) throw new Error(`node '${node.name}' (${node.op}) needs a '${role}' parameter`);
   }
   return rules.inferShape(inputShapes, node.attrs as never, paramShapes, node as never);

@@ -1,5 +1,6 @@
 import type { Graph } from '../ir/graph.js';
 import { inferShapes } from '../ir/shapes.js';
+import { rulesFor } from '../ops/rule.js';
 import type { HostTensor } from '../tensor.js';
 import { cutNetwork } from '../transforms/cut.js';
 import { foldBatchNorm } from '../transforms/fold-batchnorm.js';
@@ -16,7 +17,15 @@ export interface Classifier {
   readonly bias: HostTensor;
 }
 
-/** How many values θ2 trains (its Conv2D and Dense weights and biases). */
+/** The keys of a graph's trainable parameters (weights and biases, as each op describes its parameters). */
+export function trainableParams(graph: Graph): string[] {
+  return graph.nodes.flatMap((node) => {
+    const descriptors = rulesFor(node.op, node.name).params;
+    return Object.entries(node.params).flatMap(([role, key]) => (descriptors[role]?.kind === 'buffer' ? [] : [key]));
+  });
+}
+
+/** How many values θ2 trains (its weights and biases). */
 export function theta2Size(model: LinearisedModel): number {
   return model.headParamKeys.reduce((total, key) => total + (model.head.params.get(key)?.data.length ?? 0), 0);
 }
@@ -49,7 +58,7 @@ export interface LinearisedModel {
   readonly cutShape: readonly number[];
   /** The network's own classifier (its source task's ω). */
   readonly sourceClassifier: Classifier;
-  /** Keys of θ2's trainable parameters (Conv2D and Dense weights and biases). */
+  /** Keys of θ2's trainable parameters (weights and biases; see trainableParams). */
   readonly headParamKeys: readonly string[];
   /**
    * The ω̄ inside the gradient term ω̄ᵀJw2 when it should not be the activation baseline's: the
@@ -84,7 +93,7 @@ export function linearise(network: Graph, options: LineariseOptions): Linearised
   if (featureShape.length !== 2) {
     throw new Error(`the classifier's input '${split.features}' must be [batch, features], got [${featureShape.join(', ')}]`);
   }
-  const headParamKeys = head.nodes.filter((n) => n.op === 'Conv2D' || n.op === 'Dense').flatMap((n) => Object.values(n.params));
+  const headParamKeys = trainableParams(head);
   return {
     trunk: split.trunk,
     head,

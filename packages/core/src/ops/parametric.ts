@@ -1,6 +1,7 @@
 import type { Kernels } from '../backend/kernels.js';
-import type { Conv2DAttrs, Shape } from '../ir/graph.js';
-import { addTangents, defineOp, expectInputs, isZero, PRIMAL_INPUT, type Tangent, ZERO } from './rule.js';
+import type { Shape } from '../ir/graph.js';
+import { sizeOf } from '../tensor.js';
+import { defineBilinearOp, defineOp, expectInputs, isZero, ZERO } from './rule.js';
 
 /** Output extent of a strided, padded, dilated window along one axis. */
 export function windowedSize(size: number, kernel: number, stride: number, padBegin: number, padEnd: number, dilation = 1): number {
@@ -11,15 +12,9 @@ function channelBias<T>(k: Kernels<T>, bias: T): T {
   return k.reshape(bias, [1, -1, 1, 1]);
 }
 
-/**
- * Conv2D is bilinear in (input, weight) plus a bias: its tangent is conv(ż; W̄) + conv(z; Ẇ, ḃ), the
- * paper's Eq. 6, and at the cut (ż = 0) only the second term is computed.
- */
-export const conv2d = defineOp({
+/** Conv2D: bilinear in (input, weight), plus a per-channel bias. */
+export const conv2d = defineBilinearOp({
   op: 'Conv2D',
-  paramRoles: ['weight', 'bias'],
-  requiredParams: ['weight'],
-  residuals: PRIMAL_INPUT,
   inferShape(inputShapes, attrs, params, node) {
     expectInputs(node, inputShapes, 1, 4);
     const [n, c, h, w] = inputShapes[0];
@@ -40,37 +35,19 @@ export const conv2d = defineOp({
     if (ho < 1 || wo < 1) throw new Error(`node '${node.name}' (Conv2D): input ${h}×${w} is too small for a ${kh}×${kw} kernel`);
     return [n, out, ho, wo];
   },
-  forward: ({ k, inputs, params, attrs }) => k.conv2d(inputs[0], params.weight, params.bias, attrs),
-  jvp(ctx, [dx], paramTangents) {
-    const { k, params, attrs } = ctx;
-    const dW = paramTangents.weight ?? ZERO;
-    const db = paramTangents.bias ?? ZERO;
-    const terms: Tangent<(typeof params)[string]>[] = [];
-    if (!isZero(dx)) terms.push(k.conv2d(dx, params.weight, undefined, attrs));
-    if (!isZero(dW)) terms.push(k.conv2d(ctx.residual('input'), dW, isZero(db) ? undefined : db, attrs));
-    else if (!isZero(db)) terms.push(channelBias(k, db));
-    return addTangents(k, terms);
-  },
-  backward(ctx, cotangent, wanted) {
-    const { k, params, attrs, inputShapes, paramShapes } = ctx;
-    const [, , h, w] = inputShapes[0];
-    const grads: Record<string, typeof cotangent> = {};
-    if (wanted.params.includes('weight'))
-      grads.weight = k.conv2dBackpropFilter(ctx.residual('input'), cotangent, paramShapes.weight, attrs);
-    if (wanted.params.includes('bias')) grads.bias = k.sum(cotangent, [0, 2, 3], false);
-    return {
-      inputs: [wanted.inputs[0] ? k.conv2dBackpropInput(cotangent, params.weight, [h, w], attrs as Conv2DAttrs) : undefined],
-      params: grads,
-    };
-  },
+  // Per output value, one multiply-add per weight of its group.
+  multiplyAdds: (_inputs, output, params) => sizeOf(output.slice(1)) * sizeOf(params.weight.slice(1)),
+  apply: ({ k, attrs }, x, weight, bias) => k.conv2d(x, weight, bias, attrs),
+  biasTerm: ({ k }, bias) => channelBias(k, bias),
+  transposeInput: ({ k, attrs, inputShapes }, cotangent, weight) =>
+    k.conv2dBackpropInput(cotangent, weight, [inputShapes[0][2], inputShapes[0][3]], attrs),
+  transposeWeight: ({ k, attrs, paramShapes }, x, cotangent) => k.conv2dBackpropFilter(x, cotangent, paramShapes.weight, attrs),
+  biasGradient: ({ k }, cotangent) => k.sum(cotangent, [0, 2, 3], false),
 });
 
 /** Dense: y = x Wᵀ + b with W [out, in]; bilinear like Conv2D. */
-export const dense = defineOp({
+export const dense = defineBilinearOp({
   op: 'Dense',
-  paramRoles: ['weight', 'bias'],
-  requiredParams: ['weight'],
-  residuals: PRIMAL_INPUT,
   inferShape(inputShapes, _attrs, params, node) {
     expectInputs(node, inputShapes, 1, 2);
     const [out, features] = params.weight;
@@ -81,27 +58,15 @@ export const dense = defineOp({
     }
     return [inputShapes[0][0] as number, out] as Shape;
   },
-  forward({ k, inputs, params }) {
-    const y = k.matMul(inputs[0], params.weight, false, true);
-    return params.bias ? k.add(y, params.bias) : y;
+  multiplyAdds: (_inputs, _output, params) => sizeOf(params.weight),
+  apply({ k }, x, weight, bias) {
+    const y = k.matMul(x, weight, false, true);
+    return bias ? k.add(y, bias) : y;
   },
-  jvp(ctx, [dx], paramTangents) {
-    const { k, params } = ctx;
-    const dW = paramTangents.weight ?? ZERO;
-    const db = paramTangents.bias ?? ZERO;
-    return addTangents(k, [
-      isZero(dx) ? ZERO : k.matMul(dx, params.weight, false, true),
-      isZero(dW) ? ZERO : k.matMul(ctx.residual('input'), dW, false, true),
-      db,
-    ]);
-  },
-  backward(ctx, cotangent, wanted) {
-    const { k, params } = ctx;
-    const grads: Record<string, typeof cotangent> = {};
-    if (wanted.params.includes('weight')) grads.weight = k.matMul(cotangent, ctx.residual('input'), true, false);
-    if (wanted.params.includes('bias')) grads.bias = k.sum(cotangent, [0], false);
-    return { inputs: [wanted.inputs[0] ? k.matMul(cotangent, params.weight, false, false) : undefined], params: grads };
-  },
+  biasTerm: (_ctx, bias) => bias,
+  transposeInput: ({ k }, cotangent, weight) => k.matMul(cotangent, weight, false, false),
+  transposeWeight: ({ k }, x, cotangent) => k.matMul(cotangent, x, true, false),
+  biasGradient: ({ k }, cotangent) => k.sum(cotangent, [0], false),
 });
 
 /**
@@ -110,8 +75,12 @@ export const dense = defineOp({
  */
 export const batchNorm = defineOp({
   op: 'BatchNorm',
-  paramRoles: ['scale', 'bias', 'mean', 'variance'],
-  requiredParams: ['scale', 'bias', 'mean', 'variance'],
+  params: {
+    scale: { kind: 'buffer', required: true, initial: 1 },
+    bias: { kind: 'buffer', required: true, initial: 0 },
+    mean: { kind: 'buffer', required: true, initial: 0 },
+    variance: { kind: 'buffer', required: true, initial: 1 },
+  },
   residuals: {},
   inferShape(inputShapes, _attrs, params, node) {
     expectInputs(node, inputShapes, 1);

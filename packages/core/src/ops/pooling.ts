@@ -15,8 +15,7 @@ function pooledShape(inputShapes: readonly Shape[], attrs: PoolAttrs, node: { na
 /** Max pooling: its tangent and backward rules route through the argmax of each window. */
 export const maxPool = defineOp({
   op: 'MaxPool',
-  paramRoles: [],
-  requiredParams: [],
+  params: {},
   residuals: PRIMAL_INPUT,
   inferShape(inputShapes, attrs, _params, node) {
     expectInputs(node, inputShapes, 1, 4);

@@ -80,9 +80,12 @@ export interface Wanted {
  */
 export interface OpRules<O extends OpType = OpType> {
   readonly op: O;
-  /** Parameter roles the op accepts, required ones first. */
-  readonly paramRoles: readonly string[];
-  readonly requiredParams: readonly string[];
+  /** The op's parameters by role: what each is, for every transform that treats parameters. */
+  readonly params: Readonly<Record<string, ParamDescriptor>>;
+  /** A BatchNorm right after this op can fold into its weight and bias (per output channel, axis 0). */
+  readonly absorbsBatchNorm?: boolean;
+  /** Multiply-adds per sample, where the op has a noticeable cost. */
+  multiplyAdds?(inputShapes: readonly Shape[], outputShape: Shape, paramShapes: Readonly<Record<string, Shape>>): number;
   /** What the linear rules read of the primals, by name; linear ops need none. */
   readonly residuals: Readonly<Record<string, Residual>>;
   /** The output shape from the inputs' and parameters' shapes. */
@@ -94,6 +97,25 @@ export interface OpRules<O extends OpType = OpType> {
   /** The cotangents of the inputs and parameters that are wanted, from the output cotangent. */
   backward<T>(ctx: LinearContext<T, O>, cotangent: T, wanted: Wanted): Cotangents<T>;
 }
+
+/**
+ * What one parameter of an op is. The transforms ask this instead of knowing ops: NTK scaling (a
+ * weight by √(1/C_out), C_out its axis 0; a bias by √0.1), the trainable θ2 (weights and biases),
+ * re-initialisation (He-normal weights over the values per output channel, zero biases, a buffer's
+ * own initial value) and BatchNorm folding (scales a weight's output channels and shifts its bias).
+ */
+export interface ParamDescriptor {
+  readonly kind: 'weight' | 'bias' | 'buffer';
+  readonly required: boolean;
+  /** A frozen buffer's value after re-initialisation (e.g. 1 for BatchNorm's scale and variance). */
+  readonly initial?: number;
+}
+
+/** The trainable weight and optional bias of bilinear ops (Conv2D, Dense). */
+export const WEIGHT_AND_BIAS: Readonly<Record<string, ParamDescriptor>> = {
+  weight: { kind: 'weight', required: true },
+  bias: { kind: 'bias', required: false },
+};
 
 /** The residual of bilinear ops and max pooling: the primal input itself. */
 export const PRIMAL_INPUT: Readonly<Record<string, Residual>> = { input: { input: 0 } };
@@ -108,6 +130,11 @@ export function defineOp<O extends OpType>(rules: OpRules<O>): OpRules<O> {
 }
 
 /** The rules of an op; an error naming the node when the op is unknown. */
+/** Every op with rules, in definition order: what coverage tests walk. */
+export function registeredOps(): OpType[] {
+  return [...registry.keys()];
+}
+
 export function rulesFor(op: OpType, nodeName: string): OpRules {
   const rules = registry.get(op);
   if (!rules) throw new Error(`node '${nodeName}': op '${op}' has no rules registered`);
@@ -129,8 +156,7 @@ export function defineLinearOp<O extends OpType>(spec: {
 }): OpRules<O> {
   return defineOp({
     op: spec.op,
-    paramRoles: [],
-    requiredParams: [],
+    params: {},
     residuals: {},
     inferShape: spec.inferShape,
     forward: (ctx) => spec.apply(ctx, ctx.inputs),
@@ -146,6 +172,52 @@ export function defineLinearOp<O extends OpType>(spec: {
 }
 
 /**
+ * JAX's `defbilinear`: y = f(x, W) + b, linear in x and in W separately (Conv2D, Dense). Written are
+ * the product f itself and its two transposes; the tangent f(ẋ, W̄) + f(x, Ẇ) + ḃ (the paper's Eq. 6)
+ * and the backward pass follow, reading x only as the residual 'input'.
+ */
+export function defineBilinearOp<O extends OpType>(spec: {
+  op: O;
+  inferShape: OpRules<O>['inferShape'];
+  multiplyAdds: NonNullable<OpRules<O>['multiplyAdds']>;
+  /** f(x, W), plus the bias when given. */
+  apply<T>(ctx: OpContext<T, O>, x: T, weight: T, bias?: T): T;
+  /** A bias alone as a term of the output (broadcast as f(x, W) + b broadcasts it). */
+  biasTerm<T>(ctx: OpContext<T, O>, bias: T): T;
+  /** ∂L/∂x from ∂L/∂y: f's transpose in x. */
+  transposeInput<T>(ctx: OpContext<T, O>, cotangent: T, weight: T): T;
+  /** ∂L/∂W from x and ∂L/∂y: f's transpose in W. */
+  transposeWeight<T>(ctx: OpContext<T, O>, x: T, cotangent: T): T;
+  /** ∂L/∂b from ∂L/∂y: the sum over every axis but the output channels'. */
+  biasGradient<T>(ctx: OpContext<T, O>, cotangent: T): T;
+}): OpRules<O> {
+  return defineOp({
+    op: spec.op,
+    params: WEIGHT_AND_BIAS,
+    absorbsBatchNorm: true,
+    residuals: PRIMAL_INPUT,
+    multiplyAdds: spec.multiplyAdds,
+    inferShape: spec.inferShape,
+    forward: (ctx) => spec.apply(ctx, ctx.inputs[0], ctx.params.weight, ctx.params.bias),
+    jvp(ctx, [dx], paramTangents) {
+      const dW = paramTangents.weight ?? ZERO;
+      const db = paramTangents.bias ?? ZERO;
+      const terms: Tangent<(typeof ctx.params)[string]>[] = [];
+      if (!isZero(dx)) terms.push(spec.apply(ctx, dx, ctx.params.weight));
+      if (!isZero(dW)) terms.push(spec.apply(ctx, ctx.residual('input'), dW, isZero(db) ? undefined : db));
+      else if (!isZero(db)) terms.push(spec.biasTerm(ctx, db));
+      return addTangents(ctx.k, terms);
+    },
+    backward(ctx, cotangent, wanted) {
+      const grads: Record<string, typeof cotangent> = {};
+      if (wanted.params.includes('weight')) grads.weight = spec.transposeWeight(ctx, ctx.residual('input'), cotangent);
+      if (wanted.params.includes('bias')) grads.bias = spec.biasGradient(ctx, cotangent);
+      return { inputs: [wanted.inputs[0] ? spec.transposeInput(ctx, cotangent, ctx.params.weight) : undefined], params: grads };
+    },
+  });
+}
+
+/**
  * JAX's `defjvp` for elementwise nonlinearities: tangent and cotangent are both multiplied by the
  * derivative at the primal value (the paper's Eq. 7), the op's one residual. The derivative may be
  * written from the input or, where that is cheaper, from the output (ReLU's from its output's sign).
@@ -157,8 +229,7 @@ export function defineElementwiseOp<O extends OpType>(spec: {
 }): OpRules<O> {
   return defineOp({
     op: spec.op,
-    paramRoles: [],
-    requiredParams: [],
+    params: {},
     residuals: {
       derivative: { compute: (ctx, output) => spec.derivative(ctx.k, { input: ctx.inputs[0], output }, ctx.attrs as OpAttrs[O]) },
     },

@@ -6,8 +6,7 @@ import { addTangents, defineLinearOp, defineOp, expectInputs, isZero, type OpCon
 /** Residual addition: linear, and a zero tangent on one branch costs nothing. */
 export const add = defineOp({
   op: 'Add',
-  paramRoles: [],
-  requiredParams: [],
+  params: {},
   residuals: {},
   inferShape(inputShapes, _attrs, _params, node) {
     expectInputs(node, inputShapes, 2);

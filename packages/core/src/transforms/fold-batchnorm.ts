@@ -1,11 +1,13 @@
 import type { Graph, Node } from '../ir/graph.js';
 import { param } from '../ir/graph.js';
+import { rulesFor } from '../ops/rule.js';
 import type { HostTensor } from '../tensor.js';
 
 /**
- * Folds every inference BatchNorm into the Conv2D or Dense that feeds it (and feeds nothing else),
- * using the running statistics: W' = W·a, b' = (b − mean)·a + β with a = γ/√(var + ε). The merged
- * node keeps the BatchNorm's name, so every consumer and any cut named after it are unchanged.
+ * Folds every inference BatchNorm into the op that feeds it (and feeds nothing else) when that op
+ * absorbs BatchNorm (OpRules.absorbsBatchNorm: Conv2D, Dense), using the running statistics:
+ * W' = W·a, b' = (b − mean)·a + β with a = γ/√(var + ε). The merged node keeps the BatchNorm's name,
+ * so every consumer and any cut named after it are unchanged.
  */
 export function foldBatchNorm(graph: Graph): Graph {
   const consumers = new Map<string, number>();
@@ -22,7 +24,7 @@ export function foldBatchNorm(graph: Graph): Graph {
     const producer = replaced.get(node.inputs[0]) ?? producers.get(node.inputs[0]);
     const foldable =
       producer !== undefined &&
-      (producer.op === 'Conv2D' || producer.op === 'Dense') &&
+      rulesFor(producer.op, producer.name).absorbsBatchNorm === true &&
       consumers.get(producer.name) === 1 &&
       // A weight shared with another node cannot absorb this BatchNorm's scale.
       Object.values(producer.params).every((key) => paramUsers.get(key) === 1) &&

@@ -1,5 +1,6 @@
 import type { Graph } from '../ir/graph.js';
 import { param } from '../ir/graph.js';
+import { rulesFor } from '../ops/rule.js';
 import type { HostTensor } from '../tensor.js';
 
 /**
@@ -10,17 +11,20 @@ import type { HostTensor } from '../tensor.js';
 export type ParamScales = ReadonlyMap<string, number>;
 
 /**
- * The NTK parametrisation of θ2 used by the paper: each Conv2D/Dense weight is stored divided by
- * √(1/C_out) and each bias divided by √0.1, so effective = stored × scale reproduces the network.
+ * The NTK parametrisation of θ2 used by the paper: each weight (as its op describes its parameters)
+ * is stored divided by √(1/C_out), C_out its axis 0, and each bias divided by √0.1, so effective =
+ * stored × scale reproduces the network.
  */
 export function ntkParametrisation(head: Graph): { graph: Graph; scales: ParamScales } {
   const params = new Map(head.params);
   const scales = new Map<string, number>();
   for (const node of head.nodes) {
-    if (node.op !== 'Conv2D' && node.op !== 'Dense') continue;
-    const weight = param(head, node.params.weight);
-    scales.set(node.params.weight, Math.sqrt(1 / weight.shape[0]));
-    if (node.params.bias) scales.set(node.params.bias, Math.sqrt(0.1));
+    const descriptors = rulesFor(node.op, node.name).params;
+    for (const [role, key] of Object.entries(node.params)) {
+      const kind = descriptors[role]?.kind;
+      if (kind === 'weight') scales.set(key, Math.sqrt(1 / param(head, key).shape[0]));
+      else if (kind === 'bias') scales.set(key, Math.sqrt(0.1));
+    }
   }
   for (const [key, scale] of scales) params.set(key, scaled(param(head, key), 1 / scale));
   return { graph: { ...head, params }, scales };
