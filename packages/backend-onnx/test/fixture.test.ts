@@ -1,4 +1,0 @@
-import { describeFixtureCheck } from '../../../test-support/fixture-check.js';
-import { createOnnxBackend } from '../src/index.js';
-
-describeFixtureCheck('ONNX Runtime', () => createOnnxBackend());
