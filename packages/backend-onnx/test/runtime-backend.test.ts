@@ -150,6 +150,16 @@ describe('ONNX Runtime backend', () => {
     await expect(compiled.run({ x, y: x })).rejects.toThrow("program 'sum' was disposed");
   });
 
+  it('runs on inputs in memory shared between threads (image batches decoded by workers)', async () => {
+    const compiled = await backend.compile((k, { x }) => ({ y: k.mul(x, k.scalar(2)) }), { x: [-1, 3] }, { name: 'shared' });
+    const x = new Float32Array(new SharedArrayBuffer(6 * 4));
+    x.set([1, 2, 3, 4, 5, 6]);
+    expect([...(await compiled.run({ x: { shape: [2, 3], data: x } })).y.data]).toEqual([2, 4, 6, 8, 10, 12]);
+    x.set([0, 0, 0, 0, 0, 1]);
+    expect([...(await compiled.run({ x: { shape: [2, 3], data: x } })).y.data]).toEqual([0, 0, 0, 0, 0, 2]);
+    compiled.dispose();
+  });
+
   it('returns outputs that are inputs or constants under their own names', async () => {
     const table = { shape: [2], data: Float32Array.of(1.5, -2) };
     const compiled = await backend.compile(

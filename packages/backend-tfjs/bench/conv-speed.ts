@@ -57,7 +57,10 @@ function dot(a: HostTensor, b: HostTensor): number {
 
 function checkAdjoint({ inputs, outputs }: ConvStep): void {
   const forward = dot(inputs.dy, outputs.y);
-  for (const [gradient, input] of [['dx', 'x'], ['dw', 'w']]) {
+  for (const [gradient, input] of [
+    ['dx', 'x'],
+    ['dw', 'w'],
+  ]) {
     const gap = Math.abs(dot(outputs[gradient], inputs[input]) - forward) / Math.abs(forward);
     if (!(gap < ADJOINT_TOLERANCE)) throw new Error(`adjoint test of ${gradient}: relative gap ${gap} ≥ ${ADJOINT_TOLERANCE}`);
   }

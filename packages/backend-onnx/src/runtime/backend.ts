@@ -151,8 +151,20 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
   };
 }
 
+/**
+ * onnxruntime-node refuses memory shared between threads (it answers "Invalid argument"), as image
+ * batches decoded by worker threads are: such data is copied, into `reuse` when that has its length.
+ */
+export function readableByOrt(data: Float32Array, reuse?: Float32Array): Float32Array {
+  if (!(data.buffer instanceof SharedArrayBuffer)) return data;
+  const copy = reuse?.length === data.length ? reuse : new Float32Array(data.length);
+  copy.set(data);
+  return copy;
+}
+
 class OnnxCompiledProgram implements CompiledProgram {
   private released = false;
+  private readonly unsharedCopies = new Map<string, Float32Array>();
 
   constructor(
     private readonly ort: OnnxRuntime,
@@ -222,9 +234,16 @@ class OnnxCompiledProgram implements CompiledProgram {
         }
         batch = { size: value.shape[0], input: key };
       }
-      feeds[key] = new this.ort.Tensor('float32', value.data, value.shape);
+      feeds[key] = new this.ort.Tensor('float32', this.readable(key, value.data), value.shape);
     }
     return feeds;
+  }
+
+  /** The input as onnxruntime-node reads it, copied into a buffer kept per input when it is shared memory. */
+  private readable(key: string, data: Float32Array): Float32Array {
+    const readable = readableByOrt(data, this.unsharedCopies.get(key));
+    if (readable !== data) this.unsharedCopies.set(key, readable);
+    return readable;
   }
 }
 

@@ -1,6 +1,6 @@
 import type { HostTensor } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
-import { loadOnnxRuntime } from './backend.js';
+import { loadOnnxRuntime, readableByOrt } from './backend.js';
 
 /** An .onnx file (e.g. one `gradfeat export` wrote) opened as it is in ONNX Runtime, float32 in and out. */
 export interface OnnxModelSession {
@@ -25,7 +25,9 @@ export async function openOnnxModelSession(path: string, options: Ort.InferenceS
     inputNames: session.inputNames,
     outputNames: session.outputNames,
     async run(inputs) {
-      const feeds = Object.fromEntries(Object.entries(inputs).map(([name, t]) => [name, new ort.Tensor('float32', t.data, t.shape)]));
+      const feeds = Object.fromEntries(
+        Object.entries(inputs).map(([name, t]) => [name, new ort.Tensor('float32', readableByOrt(t.data), t.shape)]),
+      );
       let results: Ort.InferenceSession.OnnxValueMapType;
       try {
         results = await session.run(feeds);
