@@ -12,6 +12,7 @@ import {
   transposedConvRemainder,
   windowReciprocals,
 } from './conv-geometry.js';
+import type { LoweringOptions } from './lowering-options.js';
 import { OnnxGraph } from './onnx-graph.js';
 import { type AttributeProto, attribute, FLOAT_DATA_TYPE, floatTensorProto, int64TensorProto, type ModelContents } from './proto.js';
 import { broadcastShapes, describeShape, normalizeAxes, resolveReshape } from './symbolic-shape.js';
@@ -19,14 +20,6 @@ import { broadcastShapes, describeShape, normalizeAxes, resolveReshape } from '.
 /** A value of the graph being traced: its static shape (-1 for the batch axis). */
 export interface SymbolicTensor {
   readonly shape: readonly number[];
-}
-
-export interface LoweringOptions {
-  /**
-   * The NCHWc block size of the ONNX Runtime build that will run the graph (see BlockedLayout), when
-   * its com.microsoft.nchwc kernels may be used. Without it the graph is portable standard ONNX.
-   */
-  readonly nchwcBlockSize?: number;
 }
 
 /**

@@ -1,5 +1,6 @@
 import { BATCH, KERNEL_NAMES, type Kernels, type Program, type Shape } from '@gradfeat/core';
-import { type LoweringOptions, OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
+import { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
+import type { LoweringOptions } from './lowering-options.js';
 import { describeShape } from './symbolic-shape.js';
 
 /** How `traceProgram` names and annotates the model, and which ONNX Runtime-only kernels it may use. */
