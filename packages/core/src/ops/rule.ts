@@ -129,12 +129,12 @@ export function defineOp<O extends OpType>(rules: OpRules<O>): OpRules<O> {
   return rules;
 }
 
-/** The rules of an op; an error naming the node when the op is unknown. */
 /** Every op with rules, in definition order: what coverage tests walk. */
 export function registeredOps(): OpType[] {
   return [...registry.keys()];
 }
 
+/** The rules of an op; an error naming the node when the op is unknown. */
 export function rulesFor(op: OpType, nodeName: string): OpRules {
   const rules = registry.get(op);
   if (!rules) throw new Error(`node '${nodeName}': op '${op}' has no rules registered`);
