@@ -9,6 +9,8 @@ export interface DecodeJob {
   readonly items: readonly { readonly ref: ImageRef; readonly seed: number }[];
   readonly transform: TransformSpec;
   readonly decoder: DecoderChoice;
+  /** Largest image (in pixels) this job may decode; see decodePixelLimit. */
+  readonly maxPixels: number;
 }
 
 /** A file that could not be read or decoded: its rows in the output are left zero. */
@@ -32,7 +34,7 @@ export async function runDecodeJob(job: DecodeJob): Promise<DecodeResult> {
   const failures: DecodeFailure[] = [];
   for (const [position, { ref, seed }] of job.items.entries()) {
     try {
-      const image = await loadImage(ref, job.decoder);
+      const image = await loadImage(ref, job.decoder, job.maxPixels);
       transformImage(image, job.transform, seededRandom(seed), output, position * itemSize);
     } catch (error) {
       if (!(error instanceof DatasetFileError)) throw error;

@@ -7,6 +7,7 @@ export * from './extract.js';
 export * from './file-dataset.js';
 export * from './float16.js';
 export * from './folder.js';
+export * from './image-header.js';
 export * from './imagenet.js';
 export * from './mnist.js';
 export * from './pipeline.js';

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type HostTensor, type SampleSource, sizeOf } from '@gradfeat/core';
-import type { DecoderChoice } from './decode.js';
+import { type DecoderChoice, decodePixelLimit } from './decode.js';
 import type { DecodeResult } from './decode-job.js';
 import { DatasetFileError } from './errors.js';
 import { DecodePool } from './pool.js';
@@ -18,6 +18,8 @@ export interface PipelineOptions {
   readonly skipBadImages?: boolean;
   /** Batches decoded ahead of the one being consumed. Default 2. */
   readonly prefetch?: number;
+  /** Largest image decoded, in pixels (default 2²⁶); lowered so that every worker can hold one image at once. */
+  readonly maxImagePixels?: number;
 }
 
 export interface SkippedImage {
@@ -67,6 +69,7 @@ export class ImagePipeline implements BatchSource {
   readonly sampleShape: readonly number[];
   readonly cropsPerImage: number;
   private readonly skippedImages: SkippedImage[] = [];
+  private readonly maxPixels: number;
 
   private constructor(
     private readonly dataset: ImageDataset,
@@ -76,6 +79,7 @@ export class ImagePipeline implements BatchSource {
   ) {
     this.sampleShape = transformedShape(options.transform);
     this.cropsPerImage = cropsPerImage(options.transform);
+    this.maxPixels = decodePixelLimit({ workers: pool.size, maxImagePixels: options.maxImagePixels });
   }
 
   static async create(dataset: ImageDataset, options: PipelineOptions): Promise<ImagePipeline> {
@@ -167,6 +171,7 @@ export class ImagePipeline implements BatchSource {
           items: items.slice(first, first + chunkSize),
           transform: this.options.transform,
           decoder: this.options.decoder ?? 'auto',
+          maxPixels: this.maxPixels,
         }),
       );
     }
