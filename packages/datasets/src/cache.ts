@@ -2,7 +2,17 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { formatShape, type HostTensor, type SampleSource, sameShape, sizeOf } from '@gradfeat/core';
+import {
+  atomicTempTarget,
+  FEATURE_CACHE_FORMAT,
+  FEATURE_CACHE_MANIFEST,
+  foreignEntries,
+  formatShape,
+  type HostTensor,
+  type SampleSource,
+  sameShape,
+  sizeOf,
+} from '@gradfeat/core';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import { isFile, writeFileAtomic } from './files.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
@@ -42,7 +52,7 @@ export interface ShardEntry {
 }
 
 export interface FeatureCacheManifest {
-  readonly format: 'gradfeat-feature-cache';
+  readonly format: typeof FEATURE_CACHE_FORMAT;
   readonly version: 1;
   readonly key: FeatureCacheKey;
   readonly dtype: FeatureDtype;
@@ -80,7 +90,7 @@ export interface WriteFeatureCacheOptions {
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 
-const MANIFEST = 'manifest.json';
+const MANIFEST = FEATURE_CACHE_MANIFEST;
 const DEFAULT_SHARD_BYTES = 64 * 2 ** 20;
 /** A read loads a whole shard when it wants at least 1/WHOLE_SHARD_FRACTION of its rows. */
 const WHOLE_SHARD_FRACTION = 8;
@@ -89,7 +99,7 @@ const WHOLE_SHARD_FRACTION = 8;
  * Runs `extract` over every batch of `source` and stores the outputs in shards beside a JSON manifest.
  * Each shard is written atomically and the manifest updated after it, so a killed run resumes from its
  * last complete shard when called again with the same options. A directory holding a cache for another
- * key is refused, never overwritten.
+ * key, or anything but a cache, is refused, never overwritten.
  */
 export async function writeFeatureCache(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
   requireLittleEndian();
@@ -115,6 +125,13 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
       );
     }
     if (manifest.complete) return manifest;
+  } else {
+    const foreign = await foreignEntries(directory);
+    if (foreign.length > 0) {
+      throw new Error(
+        `${directory}: holds files that are not a gradfeat feature cache (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, ${foreign.length - 5} more` : ''}); choose an empty directory for the cache`,
+      );
+    }
   }
   await removeTemporaryFiles(directory);
 
@@ -147,7 +164,7 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
       skipped: pending.skipped,
     };
     manifest = withShard(manifest!, shard, sourceEnd === source.count);
-    await writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+    await writeManifest(directory, manifest);
     sourceStart = sourceEnd;
     pending = emptyPending();
   };
@@ -167,6 +184,8 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
         const rowBytes = sizeOf(rowShape) * (dtype === 'float16' ? 2 : 4);
         const rowsPerShard = Math.max(source.cropsPerImage, Math.floor((options.shardBytes ?? DEFAULT_SHARD_BYTES) / rowBytes));
         manifest = newManifest(key, dtype, rowShape, source, rowsPerShard);
+        // Before any shard, so that the directory is recognisably a cache from then on.
+        await writeManifest(directory, manifest);
       }
       pending.rows.push(output.data);
       pending.rowCount += output.shape[0];
@@ -336,7 +355,7 @@ async function readManifest(directory: string): Promise<FeatureCacheManifest | u
   } catch (error) {
     throw new DatasetFileError(path, `is not valid JSON (${(error as Error).message})`);
   }
-  if (manifest.format !== 'gradfeat-feature-cache' || manifest.version !== 1) {
+  if (manifest.format !== FEATURE_CACHE_FORMAT || manifest.version !== 1) {
     throw new DatasetFileError(
       path,
       `is not a version 1 gradfeat feature cache manifest (format ${manifest.format}, version ${manifest.version})`,
@@ -406,7 +425,7 @@ function newManifest(
   rowsPerShard: number,
 ): FeatureCacheManifest {
   return {
-    format: 'gradfeat-feature-cache',
+    format: FEATURE_CACHE_FORMAT,
     version: 1,
     key,
     dtype,
@@ -463,9 +482,14 @@ function targetsFromJson(json: ShardTargets, kind: LabelKind, classCount: number
   throw new Error(`feature cache shard targets do not match the manifest's label kind '${kind}'`);
 }
 
+function writeManifest(directory: string, manifest: FeatureCacheManifest): Promise<void> {
+  return writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+}
+
+/** Leftovers of interrupted atomic writes; never another file, whatever its name. */
 async function removeTemporaryFiles(directory: string): Promise<void> {
   for (const name of await readdir(directory)) {
-    if (name.endsWith('.tmp')) await rm(join(directory, name), { force: true });
+    if (atomicTempTarget(name) !== undefined) await rm(join(directory, name), { force: true });
   }
 }
 

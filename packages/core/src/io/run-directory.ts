@@ -9,6 +9,7 @@ import type { HostTensor } from '../tensor.js';
 import type { TrainState } from '../train/trainer.js';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { hasCheckpoint, loadTrainState, saveTrainState } from './checkpoint.js';
+import { isFeatureCacheRoot } from './feature-cache-files.js';
 
 export const RUN_CONFIG_FILE = 'config.json';
 /** The default feature-cache folder inside a run directory. */
@@ -48,8 +49,10 @@ export class RunDirectory<Config = unknown> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
     const entries = existsSync(dir) ? await readdir(dir) : [];
-    // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come.
-    if (entries.some((entry) => entry !== CACHE_DIR)) {
+    // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come; a
+    // user's folder that happens to be called cache/ is not.
+    const holdsOnlyCache = entries.length === 1 && entries[0] === CACHE_DIR && (await isFeatureCacheRoot(join(dir, CACHE_DIR)));
+    if (entries.length > 0 && !holdsOnlyCache) {
       if (!entries.includes(RUN_CONFIG_FILE)) {
         throw new Error(
           `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
