@@ -16,7 +16,7 @@ export const FEATURE_CACHE_FORMAT = 'gradfeat-feature-cache';
  * writing its first manifest); otherwise every entry that is not gradfeat's, sorted.
  */
 export async function foreignEntries(directory: string): Promise<string[]> {
-  const entries = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
+  const entries: string[] = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
