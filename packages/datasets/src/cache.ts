@@ -17,6 +17,7 @@ import { DatasetFileError, fileSystemError } from './errors.js';
 import { isFile, writeFileAtomic } from './files.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
 import type { BatchSource, SkippedImage } from './pipeline.js';
+import { type ShardVerification, verifyShards } from './shard-verify.js';
 import { concatTargets, targetCount } from './targets.js';
 import type { LabelKind, Targets } from './types.js';
 
@@ -211,11 +212,13 @@ export interface FeatureCache {
   readonly source: SampleSource;
   /** One entry per image. */
   readonly targets: Targets;
+  /** Every shard was checked against its checksum when the cache was opened; what that read and cost. */
+  readonly verification: ShardVerification;
 }
 
 /**
  * Opens a complete cache made for exactly `expectedKey`; a different key is refused with the field
- * that differs. Reads taking a good part of a shard load it whole, verified against its checksum, and
+ * that differs. Every shard's checksum is verified first, so damage is found before any row is used. Reads taking a good part of a shard load it whole, verified against its checksum, and
  * keep it in an LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
  */
 export async function openFeatureCache(
@@ -232,6 +235,7 @@ export async function openFeatureCache(
       `the feature cache at ${directory} is incomplete (${manifest.counts.images} of ${manifest.sourceCount} images): extraction was interrupted; run it again to resume`,
     );
   }
+  const verification = await verifyShards(directory, manifest.shards);
   const rowSize = sizeOf(manifest.sampleShape);
   const shardStarts: number[] = [];
   let rows = 0;
@@ -269,6 +273,7 @@ export async function openFeatureCache(
   return {
     manifest,
     targets,
+    verification,
     source: {
       count: rows,
       sampleShape: manifest.sampleShape,

@@ -13,6 +13,7 @@ export * from './mnist.js';
 export * from './pipeline.js';
 export * from './pool.js';
 export * from './random.js';
+export * from './shard-verify.js';
 export * from './spec.js';
 export * from './targets.js';
 export * from './transform.js';

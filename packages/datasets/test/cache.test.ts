@@ -147,19 +147,31 @@ describe('feature cache', () => {
     );
   });
 
-  it('detects a corrupted or truncated shard', async () => {
+  it('verifies every shard when the cache is opened, naming a corrupt or truncated one and how to rebuild it', async () => {
     const manifest = await writeFeatureCache(fresh(), options());
     const shard = join(directory, manifest.shards[1].file);
     const bytes = await readFile(shard);
     bytes[5] ^= 0x40;
     await writeFile(shard, bytes);
-    const cache = await openFeatureCache(directory, KEY);
-    await expect(cache.source.read([0, 1])).resolves.toBeDefined();
-    await expect(cache.source.read([12, 13])).rejects.toThrow(`${shard}: checksum does not match the manifest`);
-    await writeFile(shard, bytes.subarray(0, 100));
-    await expect((await openFeatureCache(directory, KEY)).source.read([13])).rejects.toThrow(
-      `${shard}: has 100 bytes, the manifest says 288`,
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(
+      `${shard}: checksum does not match the manifest: the shard is corrupt; delete ${directory} and run the extraction again to rebuild the cache`,
     );
+    await writeFile(shard, bytes.subarray(0, 100));
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(`${shard}: has 100 bytes, the manifest says 288`);
+  });
+
+  it('catches rows zeroed in place (same size) before training reads any, and reports what verifying cost', async () => {
+    const manifest = await writeFeatureCache(fresh(), options());
+    const verified = await openFeatureCache(directory, KEY);
+    expect(verified.verification.shards).toBe(manifest.shards.length);
+    expect(verified.verification.bytes).toBe(manifest.shards.reduce((total, shard) => total + shard.bytes, 0));
+    expect(verified.verification.seconds).toBeGreaterThanOrEqual(0);
+    // 10 % of the rows: 3 of 30, in the last shard; shuffled training reads single rows, which never load a shard whole.
+    const shard = join(directory, manifest.shards[2].file);
+    const bytes = await readFile(shard);
+    bytes.fill(0, 0, 3 * 6 * 4);
+    await writeFile(shard, bytes);
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(`${shard}: checksum does not match the manifest`);
   });
 
   it('loads shards whole for batches that take much of one, keeping at most maxCachedShards; scattered rows come from the files', async () => {
