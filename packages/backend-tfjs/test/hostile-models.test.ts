@@ -72,7 +72,7 @@ describe('TF.js weight paths stay inside the model folder (imported in a child p
     const file = await model('good', ['weights.bin']);
     await writeFile(join(models, 'good', 'weights.bin'), Buffer.alloc(WEIGHT_BYTES));
     const outcome = await isolated.call('importModel', file);
-    expect(outcome, describeOutcome(outcome)).toMatchObject({ kind: 'returned', value: { nodes: 2, params: 2 } });
+    expect(outcome, describeOutcome(outcome)).toMatchObject({ kind: 'returned', value: { nodes: 2, params: 2, cutPoints: 2 } });
   });
 
   it('refuses ../ and absolute paths to a file outside the folder, without telling its size', async () => {
@@ -107,5 +107,54 @@ describe('TF.js weight paths stay inside the model folder (imported in a child p
       file,
       `holds ${1.5 * 2 ** 30} bytes, but the weights dense/kernel [4, 3], dense/bias [3] need ${WEIGHT_BYTES} bytes`,
     );
+  });
+});
+
+describe('TF.js import of a very deep model (in a child process)', () => {
+  const isolated = new Isolated(targets, 30_000);
+  afterAll(() => isolated.close());
+
+  it('imports and describes a 12,000-layer functional model without overflowing the stack, in linear time', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'gradfeat-deep-tfjs-'));
+    try {
+      const depth = 12_000;
+      const call = (name: string) => [[[name, 0, 0, {}]]];
+      const layers = [
+        { class_name: 'InputLayer', name: 'image', config: { name: 'image', batch_input_shape: [null, 4] }, inbound_nodes: [] },
+        ...Array.from({ length: depth }, (_, i) => ({
+          class_name: 'Activation',
+          name: `relu${i}`,
+          config: { name: `relu${i}`, activation: 'relu' },
+          inbound_nodes: call(i === 0 ? 'image' : `relu${i - 1}`),
+        })),
+        {
+          class_name: 'Dense',
+          name: 'dense',
+          config: { name: 'dense', units: 3, activation: 'linear', use_bias: true },
+          inbound_nodes: call(`relu${depth - 1}`),
+        },
+      ];
+      const modelJson = {
+        modelTopology: {
+          class_name: 'Model',
+          config: { name: 'deep', layers, input_layers: [['image', 0, 0]], output_layers: [['dense', 0, 0]] },
+        },
+        weightsManifest: [
+          {
+            paths: ['weights.bin'],
+            weights: [
+              { name: 'dense/kernel', shape: [4, 3], dtype: 'float32' },
+              { name: 'dense/bias', shape: [3], dtype: 'float32' },
+            ],
+          },
+        ],
+      };
+      await writeFile(join(root, 'model.json'), JSON.stringify(modelJson));
+      await writeFile(join(root, 'weights.bin'), Buffer.alloc(WEIGHT_BYTES));
+      const outcome = await isolated.call('importModel', join(root, 'model.json'));
+      expect(outcome, describeOutcome(outcome)).toMatchObject({ kind: 'returned', value: { nodes: depth + 1, cutPoints: depth + 1 } });
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
