@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
-import { METHODS, type Method, type Parametrisation, type TrainConfig } from '@gradfeat/core';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { METHODS, type Method, type Parametrisation, RUN_CONFIG_FILE, type TrainConfig } from '@gradfeat/core';
 import { parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -231,6 +231,23 @@ export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConf
   }
   const config = check(runConfigSchema, { ...merged, training }, 'run config');
   return withAbsolutePaths(config, process.cwd());
+}
+
+/**
+ * The config as its run directory stores it: `out` as '.', and a cache directory inside the run as a
+ * path relative to it, so that the directory can be moved or renamed and still be resumed or evaluated.
+ */
+export function storedRunConfig(config: RunConfig): RunConfigInput {
+  const { out, cacheDir } = config;
+  const rest = cacheDir === undefined ? undefined : relative(out, cacheDir);
+  const inside = rest !== undefined && rest !== '' && rest !== '..' && !rest.startsWith(`..${sep}`) && !isAbsolute(rest);
+  return { ...config, out: '.', ...(cacheDir !== undefined && { cacheDir: inside ? rest : cacheDir }) };
+}
+
+/** A run directory's stored config read back: `out` is where the directory is now, relative paths are taken from there. */
+export function runConfigFromStored(stored: unknown, directory: string): RunConfig {
+  const input = check(runConfigInputSchema, stored, join(directory, RUN_CONFIG_FILE));
+  return resolveRunConfig(withAbsolutePaths({ ...input, out: directory }, directory));
 }
 
 /** The core trainer's settings for one method of a resolved config. */

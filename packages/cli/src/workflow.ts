@@ -10,6 +10,7 @@ import {
   type LossKind,
   linearise,
   loadNetwork,
+  lockDirectory,
   METHODS,
   type Method,
   type MethodResult,
@@ -24,7 +25,7 @@ import {
 } from '@gradfeat/core';
 import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
-import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
+import { type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
 
 /**
@@ -100,20 +101,33 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
   return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce' };
 }
 
-/** Opens (or, with `resume`, reopens) the run directory; a resumed run must have the same config. */
-export async function openRun(config: RunConfig, resume: boolean): Promise<RunDirectory<RunConfig>> {
-  if (resume) {
-    const existing = await RunDirectory.open(config.out);
-    return RunDirectory.create(existing.path, config);
+export interface OpenedRun {
+  readonly run: RunDirectory;
+  /** Gives the run directory back to other processes. */
+  release(): Promise<void>;
+}
+
+/**
+ * Opens (or, with `resume`, reopens) the run directory for this process alone: `command` names it to
+ * a second process, which is refused while it runs. A resumed run must have the same config.
+ */
+export async function openRun(config: RunConfig, resume: boolean, command: string): Promise<OpenedRun> {
+  // Refused before anything is written when there is no run to resume.
+  if (resume) await RunDirectory.open(config.out);
+  const lock = await lockDirectory(config.out, command);
+  try {
+    return { run: await RunDirectory.create(config.out, storedRunConfig(config)), release: () => lock.release() };
+  } catch (error) {
+    await lock.release();
+    throw error;
   }
-  return RunDirectory.create(config.out, config);
 }
 
 export async function runMethods(
   config: RunConfig,
   prepared: PreparedModel,
   splits: PreparedSplits,
-  run: RunDirectory<RunConfig>,
+  run: RunDirectory,
   progress: Progress,
   resume: boolean,
 ): Promise<MethodResult[]> {
@@ -152,7 +166,7 @@ export interface TrainedRun {
 /** Reads a run directory back: its config (validated again) and each method's last checkpoint. */
 export async function loadTrainedRun(dir: string): Promise<TrainedRun> {
   const run = await RunDirectory.open(dir);
-  const config = resolveRunConfig(run.config as RunConfigInput);
+  const config = runConfigFromStored(run.config, run.path);
   const states = new Map<Method, TrainState>();
   for (const method of new Set<Method>(['activation', ...config.methods])) {
     const state = await run.loadCheckpoint(method);

@@ -10,6 +10,7 @@ export * from './fixtures/jvp-fixture.js';
 export * from './io/atomic.js';
 export * from './io/checkpoint.js';
 export * from './io/contained-file.js';
+export * from './io/directory-lock.js';
 export * from './io/feature-cache-files.js';
 export * from './io/model-formats.js';
 export * from './io/run-directory.js';

@@ -9,6 +9,7 @@ import {
   foreignEntries,
   formatShape,
   type HostTensor,
+  lockDirectory,
   type SampleSource,
   sameShape,
   sizeOf,
@@ -104,11 +105,21 @@ const WHOLE_SHARD_FRACTION = 8;
  */
 export async function writeFeatureCache(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
   requireLittleEndian();
-  const { source, key } = options;
-  const dtype = options.dtype ?? 'float32';
   await mkdir(directory, { recursive: true }).catch((error) => {
     throw fileSystemError(directory, error);
   });
+  // One writer at a time: a second extraction into the same directory is refused, naming the first.
+  const lock = await lockDirectory(directory, 'gradfeat feature-cache extraction');
+  try {
+    return await writeLocked(directory, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function writeLocked(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
+  const { source, key } = options;
+  const dtype = options.dtype ?? 'float32';
   let manifest = await readManifest(directory);
   if (manifest) {
     refuseMismatch(directory, manifest, key);

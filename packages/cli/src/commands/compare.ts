@@ -1,9 +1,9 @@
-import { formatPercent, type MethodResult, theta2Size } from '@gradfeat/core';
+import { formatPercent, type MethodResult, type RunDirectory, theta2Size } from '@gradfeat/core';
 import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
-import { createProgress, emit, renderTable, seconds } from '../output.js';
+import { createProgress, emit, type Progress, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { openRun, type PreparedModel, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -23,11 +23,25 @@ export function resultsTable(results: readonly MethodResult[]): string {
 }
 
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
-export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
+export async function trainAndReport(config: RunConfig, options: { command: string; resume?: boolean; json?: boolean }): Promise<void> {
   const progress = createProgress();
   // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
   const prepared = await prepareModel(config);
-  const run = await openRun(config, options.resume === true);
+  const { run, release } = await openRun(config, options.resume === true, options.command);
+  try {
+    await trainInRun(config, prepared, run, progress, options);
+  } finally {
+    await release();
+  }
+}
+
+async function trainInRun(
+  config: RunConfig,
+  prepared: PreparedModel,
+  run: RunDirectory,
+  progress: Progress,
+  options: { resume?: boolean; json?: boolean },
+): Promise<void> {
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
   const splits = await prepareSplits(config, prepared, progress);
   const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
@@ -78,6 +92,6 @@ export function registerCompare(program: Command): void {
       '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
-      await trainAndReport(await resolveRunFlags(flags), flags);
+      await trainAndReport(await resolveRunFlags(flags), { ...flags, command: 'gradfeat compare' });
     });
 }

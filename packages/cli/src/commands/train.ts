@@ -15,6 +15,6 @@ export function registerTrain(program: Command): void {
       '\nExample:\n  gradfeat train --config run.yaml --method full --out runs/full\n  gradfeat train --config run.yaml --method full --out runs/full --resume',
     )
     .action(async (flags: RunFlags & { method: Method; resume?: boolean; json?: boolean }) => {
-      await trainAndReport(await resolveRunFlags({ ...flags, methods: [flags.method] }), flags);
+      await trainAndReport(await resolveRunFlags({ ...flags, methods: [flags.method] }), { ...flags, command: 'gradfeat train' });
     });
 }

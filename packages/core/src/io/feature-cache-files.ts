@@ -1,6 +1,7 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { atomicTempTarget } from './atomic.js';
+import { LOCK_FILE } from './directory-lock.js';
 
 /**
  * The feature cache's own files, as @gradfeat/datasets writes them, known here so that a run
@@ -13,7 +14,7 @@ export const FEATURE_CACHE_FORMAT = 'gradfeat-feature-cache';
 /**
  * The entries of `directory` that are not a feature cache's: none when it is missing or empty, holds
  * a feature-cache manifest, or holds nothing but interrupted atomic writes (an extraction killed while
- * writing its first manifest); otherwise every entry that is not gradfeat's, sorted.
+ * writing its first manifest) and a lock; otherwise every entry that is not gradfeat's, sorted.
  */
 export async function foreignEntries(directory: string): Promise<string[]> {
   const entries: string[] = await readdir(directory).catch((error: NodeJS.ErrnoException) => {
@@ -21,7 +22,7 @@ export async function foreignEntries(directory: string): Promise<string[]> {
     throw error;
   });
   if (entries.includes(FEATURE_CACHE_MANIFEST) && (await declaresFeatureCache(join(directory, FEATURE_CACHE_MANIFEST)))) return [];
-  return entries.filter((name) => atomicTempTarget(name) === undefined).sort();
+  return entries.filter((name) => name !== LOCK_FILE && atomicTempTarget(name) === undefined).sort();
 }
 
 /** Whether every entry of `directory` is a folder that `foreignEntries` finds no foreign entry in (one cache per split). */

@@ -9,6 +9,7 @@ import type { HostTensor } from '../tensor.js';
 import type { TrainState } from '../train/trainer.js';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { hasCheckpoint, loadTrainState, saveTrainState } from './checkpoint.js';
+import { LOCK_FILE } from './directory-lock.js';
 import { isFeatureCacheRoot } from './feature-cache-files.js';
 
 export const RUN_CONFIG_FILE = 'config.json';
@@ -48,7 +49,8 @@ export class RunDirectory<Config = unknown> {
   static async create<Config>(path: string, config: Config): Promise<RunDirectory<Config>> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
-    const entries = existsSync(dir) ? await readdir(dir) : [];
+    // The lock of the process creating the run (see lockDirectory) is not content.
+    const entries = existsSync(dir) ? (await readdir(dir)).filter((entry) => entry !== LOCK_FILE) : [];
     // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come; a
     // user's folder that happens to be called cache/ is not.
     const holdsOnlyCache = entries.length === 1 && entries[0] === CACHE_DIR && (await isFeatureCacheRoot(join(dir, CACHE_DIR)));

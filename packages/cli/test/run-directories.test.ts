@@ -1,0 +1,66 @@
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { lockDirectory } from '@gradfeat/core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithShared, hasShared } from '../../../test-support/shared.js';
+import { runCli } from './run-cli.js';
+import { writeSmallCifarRun } from './small-cifar.js';
+
+let work = '';
+let config = '';
+
+beforeAll(() => {
+  if (!hasShared) return;
+  work = mkdtempSync(join(tmpdir(), 'gradfeat-run-directories-'));
+  // The feature cache stays in its default place, <out>/cache, so it moves with the run.
+  config = writeSmallCifarRun(work);
+});
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describeWithShared('run directories shared by two runs, or moved', () => {
+  it('a second compare on the same --out is refused, naming the process that holds it; the first completes', async () => {
+    const out = join(work, 'shared');
+    const [first, second] = await Promise.all([
+      runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full']),
+      runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full']),
+    ]);
+    const outcomes = [first, second].sort((a, b) => a.code - b.code);
+    expect(outcomes.map((o) => o.code)).toEqual([0, 1]);
+    expect(outcomes[1].stderr).toMatch(new RegExp(`${out}: in use by process \\d+ \\(gradfeat compare, started .*\\) on this machine`));
+    expect(`${first.stderr}${second.stderr}`).not.toMatch(/ENOENT|rename/);
+    expect(JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')).methods).toHaveLength(2);
+  });
+
+  it('refuses while another process holds the run, and goes ahead once it is released', async () => {
+    const out = join(work, 'held');
+    const lock = await lockDirectory(out, 'a test holding the run');
+    const refused = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${out}: in use by process ${process.pid} (a test holding the run`);
+    await lock.release();
+    const allowed = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(existsSync(join(out, '.gradfeat.lock'))).toBe(false);
+  });
+
+  it('a moved run directory is evaluated and resumed where it is now, without re-creating the old path', async () => {
+    const before = join(work, 'before');
+    const after = join(work, 'after');
+    const trained = await runCli(['compare', '--config', config, '--out', before, '--methods', 'activation', 'full']);
+    expect(trained.code, trained.stderr).toBe(0);
+    renameSync(before, after);
+    const evaluated = await runCli(['eval', '--run', after, '--json']);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    expect(existsSync(before)).toBe(false);
+    const resumed = await runCli(['compare', '--config', config, '--out', after, '--methods', 'activation', 'full', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(existsSync(before)).toBe(false);
+    expect(JSON.parse(evaluated.stdout).results.full.top1).toBe(
+      JSON.parse(readFileSync(join(after, 'metrics.json'), 'utf8')).methods[1].top1,
+    );
+  });
+});
