@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { METHODS, type Method, type Parametrisation, RUN_CONFIG_FILE, type TrainConfig } from '@gradfeat/core';
+import { dirname, join, relative, resolve } from 'node:path';
+import { isPathInside, METHODS, type Method, type Parametrisation, RUN_CONFIG_FILE, type TrainConfig } from '@gradfeat/core';
 import { parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -239,9 +239,11 @@ export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConf
  */
 export function storedRunConfig(config: RunConfig): RunConfigInput {
   const { out, cacheDir } = config;
-  const rest = cacheDir === undefined ? undefined : relative(out, cacheDir);
-  const inside = rest !== undefined && rest !== '' && rest !== '..' && !rest.startsWith(`..${sep}`) && !isAbsolute(rest);
-  return { ...config, out: '.', ...(cacheDir !== undefined && { cacheDir: inside ? rest : cacheDir }) };
+  return {
+    ...config,
+    out: '.',
+    ...(cacheDir !== undefined && { cacheDir: isPathInside(out, cacheDir) ? relative(out, cacheDir) : cacheDir }),
+  };
 }
 
 /** A run directory's stored config read back: `out` is where the directory is now, relative paths are taken from there. */

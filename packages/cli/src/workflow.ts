@@ -86,14 +86,18 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
   const train = await extract('train');
   const test = await extract('test');
   for (const [role, split] of [['train', train] as const, ['test', test] as const]) {
+    const name = config.splits[role];
     const { shards, bytes, seconds } = split.cache.verification;
-    progress.note(
-      `verified the ${config.splits[role]} cache: ${shards} shards, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${seconds.toFixed(2)} s`,
-      {
-        split: config.splits[role],
-        verified: split.cache.verification,
-      },
-    );
+    progress.note(`verified the ${name} cache: ${shards} shards, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${seconds.toFixed(2)} s`, {
+      split: name,
+      verified: split.cache.verification,
+    });
+    const counts = split.perClassCounts;
+    progress.note(`${name}: ${split.cache.manifest.counts.images} images, ${Math.min(...counts)} to ${Math.max(...counts)} per class`, {
+      split: name,
+      perClassCounts: counts,
+    });
+    for (const warning of split.warnings) progress.note(`warning: ${warning}`, { split: name, warning });
   }
   if (train.classNames.join('\n') !== test.classNames.join('\n')) {
     throw new Error(`${config.dataset}: the ${config.splits.train} and ${config.splits.test} splits have different classes`);

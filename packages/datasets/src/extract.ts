@@ -19,7 +19,7 @@ import {
 } from './cache.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';
-import { targetsTensor } from './targets.js';
+import { emptyClassWarnings, perClassCounts, targetsTensor } from './targets.js';
 import type { TransformSpec } from './transform.js';
 import type { LabelKind } from './types.js';
 
@@ -44,6 +44,10 @@ export interface ExtractedSplit extends LabelledSplit {
   readonly classNames: readonly string[];
   readonly labelKind: LabelKind;
   readonly cache: FeatureCache;
+  /** Images per class (multi-label: images where the class is positive). */
+  readonly perClassCounts: readonly number[];
+  /** One per class without images. */
+  readonly warnings: readonly string[];
 }
 
 export function featureCacheKey(model: LinearisedModel, dataset: string, split: string, transform: TransformSpec): FeatureCacheKey {
@@ -97,6 +101,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
     cache.targets.kind === 'multi-label'
       ? { shape: targets.shape, data: Float32Array.from(cache.targets.difficult, (difficult) => 1 - difficult) }
       : undefined;
+  const counts = perClassCounts(cache.targets);
   return {
     cut: cache.source,
     crops: cache.manifest.cropsPerImage,
@@ -105,5 +110,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
     classNames: cache.manifest.classNames,
     labelKind: cache.manifest.labelKind,
     cache,
+    perClassCounts: counts,
+    warnings: emptyClassWarnings(cache.manifest.classNames, counts, `${options.dataset} ${options.split}`),
   };
 }

@@ -30,6 +30,7 @@ export function registerExtract(program: Command): void {
         dtype: split.cache.manifest.dtype,
         shards: split.cache.manifest.shards.length,
         verification: split.cache.verification,
+        perClassCounts: split.perClassCounts,
       });
       const rows = [describe(config.splits.train, splits.train), describe(config.splits.test, splits.test)];
       emit(flags.json === true, { backend: prepared.backend.name, cut: config.cut, splits: rows }, () =>

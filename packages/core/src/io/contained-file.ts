@@ -25,7 +25,7 @@ export async function fileInside(folder: string, name: string, names: FileInside
   const root = resolve(folder);
   const path = resolve(root, name);
   const leaves = () => new Error(`${names.what} '${name}' leaves ${names.folder} (${root}); only files inside it are read`);
-  if (!isInside(root, path)) throw leaves();
+  if (!isPathInside(root, path)) throw leaves();
   let real: string;
   try {
     real = await realpath(path);
@@ -33,7 +33,7 @@ export async function fileInside(folder: string, name: string, names: FileInside
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${names.what} '${path}' is missing`, { cause: error });
     throw new Error(`${names.what} '${path}' cannot be read (${(error as Error).message})`, { cause: error });
   }
-  if (!isInside(await realpath(root), real)) throw leaves();
+  if (!isPathInside(await realpath(root), real)) throw leaves();
   const status = await stat(real);
   if (!status.isFile()) throw new Error(`${names.what} '${path}' is not a regular file`);
   return { path: real, bytes: status.size };
@@ -56,7 +56,8 @@ export async function readContainedFile(file: ContainedFile): Promise<Buffer> {
   }
 }
 
-function isInside(folder: string, path: string): boolean {
+/** Whether `path` lies strictly inside `folder` (both absolute and normalised, e.g. by resolve or realpath). */
+export function isPathInside(folder: string, path: string): boolean {
   const rest = relative(folder, path);
   return rest !== '' && rest !== '..' && !rest.startsWith(`..${sep}`) && !isAbsolute(rest);
 }
