@@ -112,6 +112,10 @@ const runConfigSchema = z
     extractBatchSize: wholeNumber(1),
     /** Replace pre-trained parts by a random initialisation, for the paper's ablation. */
     randomise: z.array(z.enum(['theta1', 'theta2', 'omega'])),
+    /** Learning rates changed with --lr on --resume, as gradfeat recorded them (not a setting). */
+    learningRateChanges: z
+      .array(z.object({ method: methodSchema, fromStep: wholeNumber(0), from: positive, to: positive, at: z.string() }).strict())
+      .optional(),
   })
   .strict();
 
@@ -147,6 +151,7 @@ const runConfigInputSchema = runConfigSchema
   .strict();
 
 export type RunConfig = z.output<typeof runConfigSchema>;
+export type LearningRateChange = NonNullable<RunConfig['learningRateChanges']>[number];
 export type MethodTraining = RunConfig['training'][Method];
 /** A config file's contents or the flags: any subset of the fields, checked but not yet merged. */
 export type RunConfigInput = z.input<typeof runConfigInputSchema>;

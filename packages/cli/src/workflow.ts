@@ -25,7 +25,7 @@ import {
 } from '@gradfeat/core';
 import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
-import { type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
+import { type LearningRateChange, type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
 
 /**
@@ -107,24 +107,62 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
 
 export interface OpenedRun {
   readonly run: RunDirectory;
+  /** The config as the run goes on with it, learning-rate changes of this resume recorded. */
+  readonly config: RunConfig;
+  /** The learning rates this resume changed. */
+  readonly changes: readonly LearningRateChange[];
   /** Gives the run directory back to other processes. */
   release(): Promise<void>;
 }
 
+export interface OpenRunOptions {
+  /** Names this process to a second one, which is refused while it runs. */
+  readonly command: string;
+  readonly resume: boolean;
+  /** The learning rate was given on this command line (--lr): on --resume it may differ from the run's, and is recorded. */
+  readonly learningRateGiven?: boolean;
+}
+
 /**
- * Opens (or, with `resume`, reopens) the run directory for this process alone: `command` names it to
- * a second process, which is refused while it runs. A resumed run must have the same config.
+ * Opens (or, with `resume`, reopens) the run directory for this process alone. A resumed run must
+ * have the same config, except for a learning rate given explicitly with --lr: it applies from each
+ * method's checkpoint on, and the change is recorded in the config as `learningRateChanges`.
  */
-export async function openRun(config: RunConfig, resume: boolean, command: string): Promise<OpenedRun> {
+export async function openRun(config: RunConfig, options: OpenRunOptions): Promise<OpenedRun> {
   // Refused before anything is written when there is no run to resume.
-  if (resume) await RunDirectory.open(config.out);
-  const lock = await lockDirectory(config.out, command);
+  if (options.resume) await RunDirectory.open(config.out);
+  const lock = await lockDirectory(config.out, options.command);
   try {
-    return { run: await RunDirectory.create(config.out, storedRunConfig(config)), release: () => lock.release() };
+    let changes: LearningRateChange[] = [];
+    let recorded = config;
+    if (options.resume && options.learningRateGiven) {
+      const existing = await RunDirectory.open(config.out);
+      const stored = runConfigFromStored(existing.config, existing.path);
+      changes = await learningRateChanges(stored, config, existing);
+      const all = [...(stored.learningRateChanges ?? []), ...changes];
+      recorded = { ...config, ...(all.length > 0 && { learningRateChanges: all }) };
+    }
+    const changed = new Set(changes.map((change) => `training.${change.method}.learningRate`));
+    const run = await RunDirectory.create(config.out, storedRunConfig(recorded), {
+      mayChange: (field) => field === 'learningRateChanges' || changed.has(field),
+    });
+    return { run, config: recorded, changes, release: () => lock.release() };
   } catch (error) {
     await lock.release();
     throw error;
   }
+}
+
+/** Each method whose learning rate `config` changes from the stored run's, from the step its checkpoint reached. */
+async function learningRateChanges(stored: RunConfig, config: RunConfig, run: RunDirectory): Promise<LearningRateChange[]> {
+  const at = new Date().toISOString();
+  const changes: LearningRateChange[] = [];
+  for (const method of METHODS) {
+    const from = stored.training[method].learningRate;
+    const to = config.training[method].learningRate;
+    if (from !== to) changes.push({ method, fromStep: (await run.loadCheckpoint(method))?.step ?? 0, from, to, at });
+  }
+  return changes;
 }
 
 export async function runMethods(

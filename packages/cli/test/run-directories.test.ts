@@ -21,7 +21,7 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-describeWithShared('run directories shared by two runs, or moved', () => {
+describeWithShared('run directories shared by two runs, moved, or resumed after a divergence', () => {
   it('a second compare on the same --out is refused, naming the process that holds it; the first completes', async () => {
     const out = join(work, 'shared');
     const [first, second] = await Promise.all([
@@ -62,5 +62,56 @@ describeWithShared('run directories shared by two runs, or moved', () => {
     expect(JSON.parse(evaluated.stdout).results.full.top1).toBe(
       JSON.parse(readFileSync(join(after, 'metrics.json'), 'utf8')).methods[1].top1,
     );
+  });
+
+  it('--lr 1e3 stops with the step and the tensor instead of ending "successfully"; --resume --lr continues it, recording the change', async () => {
+    const out = join(work, 'diverged');
+    const diverged = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full', '--lr', '1e3']);
+    expect(diverged.code).toBe(1);
+    expect(diverged.stderr).toMatch(/activation: training diverged at step \d+: the loss \(\S+\) has been above 10 × its initial value/);
+    expect(existsSync(join(out, 'metrics.json'))).toBe(false);
+    // Another setting changed on --resume is still refused; the learning rate, given with --lr, is an explicit override.
+    const refused = await runCli([
+      'compare',
+      '--config',
+      config,
+      '--out',
+      out,
+      '--methods',
+      'activation',
+      'full',
+      '--resume',
+      '--epochs',
+      '3',
+    ]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('holds a run with a different config');
+    const resumed = await runCli([
+      'compare',
+      '--config',
+      config,
+      '--out',
+      out,
+      '--methods',
+      'activation',
+      'full',
+      '--resume',
+      '--lr',
+      '1e-3',
+    ]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain("learning rate of 'full' changed from 1000 to 0.001 from step 0 on (recorded in config.json)");
+    const stored = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
+    expect(stored.training.full.learningRate).toBe(0.001);
+    expect(stored.learningRateChanges).toEqual(
+      ['activation', 'gradient', 'full', 'finetune'].map((method) => ({
+        method,
+        fromStep: 0,
+        from: 1000,
+        to: 0.001,
+        at: expect.any(String),
+      })),
+    );
+    expect(JSON.parse(readFileSync(join(out, 'metrics.json'), 'utf8')).learningRateChanges).toEqual(stored.learningRateChanges);
   });
 });

@@ -31,6 +31,7 @@ export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';
 export * from './tensor.js';
+export * from './train/divergence.js';
 export * from './train/losses.js';
 export * from './train/optimisers.js';
 export * from './train/trainer.js';

@@ -23,12 +23,25 @@ export function resultsTable(results: readonly MethodResult[]): string {
 }
 
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
-export async function trainAndReport(config: RunConfig, options: { command: string; resume?: boolean; json?: boolean }): Promise<void> {
+export async function trainAndReport(
+  requested: RunConfig,
+  options: { command: string; resume?: boolean; json?: boolean; lr?: number },
+): Promise<void> {
   const progress = createProgress();
   // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
-  const prepared = await prepareModel(config);
-  const { run, release } = await openRun(config, options.resume === true, options.command);
+  const prepared = await prepareModel(requested);
+  const { run, config, changes, release } = await openRun(requested, {
+    command: options.command,
+    resume: options.resume === true,
+    learningRateGiven: options.lr !== undefined,
+  });
   try {
+    for (const change of changes) {
+      progress.note(
+        `learning rate of '${change.method}' changed from ${change.from} to ${change.to} from step ${change.fromStep} on (recorded in config.json)`,
+        { learningRateChange: change },
+      );
+    }
     await trainInRun(config, prepared, run, progress, options);
   } finally {
     await release();
@@ -55,6 +68,7 @@ async function trainInRun(
   };
   const files = await run.writeResults(results, context, {
     extra: {
+      ...(config.learningRateChanges && { learningRateChanges: config.learningRateChanges }),
       parametrisation: config.parametrisation,
       theta2Parameters: theta2Size(prepared.model),
       weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
@@ -85,11 +99,11 @@ export function registerCompare(program: Command): void {
       .description("the paper's comparison on one cut: activation (→ ω̄), then gradient, full and fine-tuning; writes a report directory"),
   )
     .addOption(methodsOption())
-    .option('--resume', 'continue the run in --out from its checkpoints')
+    .option('--resume', 'continue the run in --out from its checkpoints; with --lr, at that learning rate (the change is recorded)')
     .option('--json', 'print the results as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
+      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2\n  gradfeat compare --config run.yaml --out runs/r20-layer3.2 --resume --lr 1e-4   # after a divergence',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags(flags), { ...flags, command: 'gradfeat compare' });

@@ -44,9 +44,15 @@ export class RunDirectory<Config = unknown> {
   /**
    * Starts a run in `path`: a new or empty directory, or one holding a run with the same config
    * (running it again replaces its results). A directory with other files, or with another config,
-   * is refused so that nothing of another run or of the user's is overwritten.
+   * is refused so that nothing of another run or of the user's is overwritten; `mayChange` names
+   * the config fields (dotted paths) that may differ from the stored ones, e.g. a resumed run's
+   * learning rate.
    */
-  static async create<Config>(path: string, config: Config): Promise<RunDirectory<Config>> {
+  static async create<Config>(
+    path: string,
+    config: Config,
+    options: { readonly mayChange?: (field: string) => boolean } = {},
+  ): Promise<RunDirectory<Config>> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
     // The lock of the process creating the run (see lockDirectory) is not content.
@@ -60,7 +66,9 @@ export class RunDirectory<Config = unknown> {
           `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
         );
       }
-      const differences = differingFields(await readConfig(configPath), JSON.parse(JSON.stringify(config)));
+      const differences = differingFields(await readConfig(configPath), JSON.parse(JSON.stringify(config)))
+        .filter(({ field }) => !options.mayChange?.(field))
+        .map(({ field, stored, wanted }) => `${field}: ${stored} there, ${wanted} now`);
       if (differences.length > 0) {
         const shown = differences.length > 5 ? [...differences.slice(0, 5), `${differences.length - 5} more`] : differences;
         throw new Error(`${dir}: holds a run with a different config (${shown.join('; ')}); resume that run or choose another directory`);
@@ -132,12 +140,12 @@ async function readConfig(path: string): Promise<unknown> {
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** 'field.path: stored → wanted' for every leaf that differs (arrays compare whole). */
-function differingFields(stored: unknown, wanted: unknown, path = ''): string[] {
+/** Every leaf that differs (arrays compare whole), with both values shown as JSON. */
+function differingFields(stored: unknown, wanted: unknown, path = ''): { field: string; stored: string; wanted: string }[] {
   if (isRecord(stored) && isRecord(wanted)) {
     const keys = new Set([...Object.keys(stored), ...Object.keys(wanted)]);
     return [...keys].flatMap((key) => differingFields(stored[key], wanted[key], path ? `${path}.${key}` : key));
   }
   const show = (value: unknown) => JSON.stringify(value) ?? 'absent';
-  return show(stored) === show(wanted) ? [] : [`${path || 'config'}: ${show(stored)} there, ${show(wanted)} now`];
+  return show(stored) === show(wanted) ? [] : [{ field: path || 'config', stored: show(stored), wanted: show(wanted) }];
 }
