@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { isPathInside, METHODS, type Method, type Parametrisation, RUN_CONFIG_FILE, type TrainConfig } from '@gradfeat/core';
-import { parseDatasetSpec } from '@gradfeat/datasets';
+import { MAX_DECODE_WORKERS, parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -11,9 +11,24 @@ import { z } from 'zod';
  * stores, so a resumed run trains with exactly the same settings.
  */
 
+/** Numbers in a config are finite: YAML's .inf is as wrong a learning rate as a typo. */
+const finite = z.number().finite();
 const wholeNumber = (minimum: number) => z.number().int().min(minimum);
-const positive = z.number().positive();
-const decayRate = z.number().min(0).lt(1);
+const positive = finite.positive();
+const decayRate = finite.min(0).lt(1);
+/** A split names a dataset sub-folder and the cache folder beside the others: one plain folder name. */
+const splitName = z
+  .string()
+  .min(1)
+  .superRefine((name, context) => {
+    if (name === '.' || name === '..' || /[/\\]/.test(name)) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `expected a single folder name (no '/' or '\\', not '.' or '..'), got ${show(name)}`,
+      });
+    }
+  });
+const splitsSchema = z.object({ train: splitName, test: splitName }).strict();
 
 const sgdSchema = z.object({ kind: z.literal('sgd'), momentum: decayRate }).strict();
 const adamSchema = z.object({ kind: z.literal('adam'), beta1: decayRate, beta2: decayRate, epsilon: positive }).strict();
@@ -24,7 +39,7 @@ const methodTrainingSchema = z
     batchSize: wholeNumber(1),
     learningRate: positive,
     /** L2 penalty added to the gradient. */
-    weightDecay: z.number().min(0),
+    weightDecay: finite.min(0),
     /** Halve the learning rate every this many steps (the paper's step schedule); none when absent. */
     halveEvery: wholeNumber(1).optional(),
     /** Clip the global gradient norm to this value; none when absent. */
@@ -42,13 +57,13 @@ const datasetSpecSchema = z.string().superRefine((text, context) => {
 });
 
 const methodSchema = z.enum(METHODS as Readonly<[Method, ...Method[]]>);
-const rgb = z.array(z.number()).length(3);
+const rgb = z.array(finite).length(3);
 const preprocessingSchema = z
   .object({
     mean: rgb.optional(),
     std: rgb.optional(),
-    scale: z.number().optional(),
-    offset: z.number().optional(),
+    scale: finite.optional(),
+    offset: finite.optional(),
     size: z.tuple([wholeNumber(1), wholeNumber(1)]).optional(),
     resizeShorter: wholeNumber(1).optional(),
   })
@@ -61,7 +76,7 @@ const runConfigSchema = z
     model: z.string().min(1),
     /** KIND:PATH, e.g. cifar10:/data/cifar-10-batches-bin. */
     dataset: datasetSpecSchema,
-    splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).strict(),
+    splits: splitsSchema,
     /** The node whose value θ1 (the frozen trunk) outputs; θ2 is everything after it. */
     cut: z.string().min(1),
     /** Execution backend; absent: the fastest that starts. */
@@ -90,13 +105,13 @@ const runConfigSchema = z
     /** Store cached cut values as float16, halving memory and disk. */
     float16Cache: z.boolean(),
     /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
-    workers: wholeNumber(0).optional(),
+    workers: wholeNumber(0).max(MAX_DECODE_WORKERS).optional(),
     /** Save each method's training state every this many steps, for --resume. */
     checkpointEvery: wholeNumber(1),
     /** Pick the weight decay of these methods from `values` on a held-out part of the training split. */
     weightDecaySweep: z
       .object({
-        values: z.array(z.number().min(0)).min(1),
+        values: z.array(finite.min(0)).min(1),
         heldOutFraction: z.number().gt(0).lt(1).default(0.1),
         methods: z.array(methodSchema).min(1).default(['activation']),
       })
@@ -132,10 +147,7 @@ const methodTrainingInputSchema = methodTrainingSchema
 
 const runConfigInputSchema = runConfigSchema
   .extend({
-    splits: z
-      .object({ train: z.string().min(1), test: z.string().min(1) })
-      .partial()
-      .strict(),
+    splits: splitsSchema.partial(),
     training: z
       .object({
         all: methodTrainingInputSchema,
@@ -329,6 +341,8 @@ function expectation(issue: z.ZodIssue, value: unknown): string {
       if (issue.type === 'array') return `expected at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;
       if (issue.type === 'string') return 'must not be empty';
       return `expected a number ${issue.inclusive ? '≥' : '>'} ${issue.minimum}, got ${show(value)}`;
+    case z.ZodIssueCode.not_finite:
+      return `expected a finite number, got ${show(value)}`;
     case z.ZodIssueCode.too_big:
       return `expected a number ${issue.inclusive ? '≤' : '<'} ${issue.maximum}, got ${show(value)}`;
     default:
@@ -346,6 +360,7 @@ const TYPE_NAMES: Readonly<Record<string, string>> = {
 };
 
 function show(value: unknown): string {
-  const text = typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value));
+  const text =
+    typeof value === 'string' ? `'${value}'` : typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
