@@ -104,6 +104,8 @@ const runConfigSchema = z
     out: z.string().min(1),
     /** Store cached cut values as float16, halving memory and disk. */
     float16Cache: z.boolean(),
+    /** Leave out images that cannot be read or decoded (each is logged and counted) instead of stopping. */
+    skipBadImages: z.boolean(),
     /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
     workers: wholeNumber(0).max(MAX_DECODE_WORKERS).optional(),
     /** Save each method's training state every this many steps, for --resume. */
@@ -199,6 +201,7 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   seed: 0,
   out: 'gradfeat-run',
   float16Cache: false,
+  skipBadImages: false,
   checkpointEvery: 500,
   testCrop: 'center',
   extractBatchSize: 128,

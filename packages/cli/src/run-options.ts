@@ -26,6 +26,7 @@ export interface RunFlags {
   readonly out?: string;
   readonly cacheDir?: string;
   readonly float16Cache?: boolean;
+  readonly skipBadImages?: boolean;
   readonly workers?: number;
   readonly testCrop?: 'center' | 'ten-crop';
   readonly mean?: number[];
@@ -61,6 +62,7 @@ export function addRunOptions(command: Command): Command {
     .option('--out <dir>', 'run directory (default gradfeat-run)')
     .option('--cache-dir <dir>', 'feature cache directory (default <out>/cache)')
     .option('--float16-cache', 'store cached trunk outputs as float16')
+    .option('--skip-bad-images', 'leave out images that cannot be read or decoded (each is logged and counted in the report)')
     .option('--workers <n>', 'image-decoding threads (default: one per core)', integerOption('--workers'))
     .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
@@ -113,6 +115,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     out: flags.out,
     cacheDir: flags.cacheDir,
     float16Cache: flags.float16Cache,
+    skipBadImages: flags.skipBadImages,
     workers: flags.workers,
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),

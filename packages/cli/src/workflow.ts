@@ -23,7 +23,7 @@ import {
   type TrainState,
   zeroClassifier,
 } from '@gradfeat/core';
-import { type ExtractedSplit, extractSplit, transformForModel } from '@gradfeat/datasets';
+import { type ExtractedSplit, extractSplit, type SkippedImage, transformForModel } from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
 import { type LearningRateChange, type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
@@ -81,6 +81,7 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
       batchSize: config.extractBatchSize,
       dtype: config.float16Cache ? 'float16' : 'float32',
       workers: config.workers,
+      skipBadImages: config.skipBadImages,
       onProgress: (p) => progress.update(`extract ${config.splits[role]}`, p.done, p.total, { shards: p.shards }),
     });
   const train = await extract('train');
@@ -98,11 +99,18 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
       perClassCounts: counts,
     });
     for (const warning of split.warnings) progress.note(`warning: ${warning}`, { split: name, warning });
+    for (const { path, problem } of skippedImages(split))
+      progress.note(`skipped ${path}: ${problem}`, { split: name, skipped: path, problem });
   }
   if (train.classNames.join('\n') !== test.classNames.join('\n')) {
     throw new Error(`${config.dataset}: the ${config.splits.train} and ${config.splits.test} splits have different classes`);
   }
   return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce' };
+}
+
+/** The images a split's cache left out as unreadable (with skipBadImages), in dataset order. */
+export function skippedImages(split: ExtractedSplit): readonly SkippedImage[] {
+  return split.cache.manifest.shards.flatMap((shard) => shard.skipped);
 }
 
 export interface OpenedRun {

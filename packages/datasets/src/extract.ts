@@ -64,6 +64,11 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
   // A missing, incomplete or mismatched cache: writeFeatureCache creates, resumes or refuses it.
   let cache = await openFeatureCache(options.cacheDir, key).catch(() => undefined);
   const dtype = options.dtype ?? 'float32';
+  if (cache && cache.manifest.counts.skipped > 0 && !options.skipBadImages) {
+    throw new Error(
+      `${options.cacheDir}: this cache left out ${cache.manifest.counts.skipped} unreadable images (it was extracted skipping bad images); skip them again (--skip-bad-images) to use it, or delete it to extract again`,
+    );
+  }
   if (cache && cache.manifest.dtype !== dtype) {
     throw new Error(
       `${options.cacheDir}: holds a ${cache.manifest.dtype} cache of these features; remove it or ask for ${cache.manifest.dtype} to reuse it`,

@@ -188,7 +188,7 @@ export class ImagePipeline implements BatchSource {
       const [first] = failed.values();
       throw new DatasetFileError(
         first.path,
-        `${first.problem} (set skipBadImages to skip such files${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
+        `${first.problem} (skip such files with --skip-bad-images, or skipBadImages: true through the API${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
       );
     }
     const kept = indices.flatMap((_, position) => (failed.has(position) ? [] : [position]));

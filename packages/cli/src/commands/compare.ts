@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, type Progress, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, type PreparedModel, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { openRun, type PreparedModel, prepareModel, prepareSplits, runMethods, skippedImages } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -59,16 +59,24 @@ async function trainInRun(
   const splits = await prepareSplits(config, prepared, progress);
   const results = await runMethods(config, prepared, splits, run, progress, options.resume === true);
   progress.finish();
+  const skipped = {
+    [config.splits.train]: skippedImages(splits.train).length,
+    [config.splits.test]: skippedImages(splits.test).length,
+  };
+  const skippedInAll = skippedImages(splits.train).length + skippedImages(splits.test).length;
   const context = {
     model: config.model,
     cut: config.cut,
-    dataset: `${config.dataset} (${config.splits.train} ${splits.train.targets.shape[0]} / ${config.splits.test} ${splits.test.targets.shape[0]})`,
+    dataset: `${config.dataset} (${config.splits.train} ${splits.train.targets.shape[0]} / ${config.splits.test} ${splits.test.targets.shape[0]}${
+      skippedInAll > 0 ? `; ${skippedInAll} bad image${skippedInAll > 1 ? 's' : ''} skipped` : ''
+    })`,
     seed: config.seed,
     backend: prepared.backend.name,
   };
   const files = await run.writeResults(results, context, {
     extra: {
       ...(config.learningRateChanges && { learningRateChanges: config.learningRateChanges }),
+      skippedImages: skipped,
       parametrisation: config.parametrisation,
       theta2Parameters: theta2Size(prepared.model),
       weightDecays: Object.fromEntries(results.map((r) => [r.method, { chosen: r.weightDecay, sweep: r.weightDecaySweep }])),
@@ -77,6 +85,7 @@ async function trainInRun(
   const json = {
     run: run.path,
     backend: prepared.backend.name,
+    skippedImages: skipped,
     methods: Object.fromEntries(
       results.map((r) => [r.method, { ...r.metrics, weightDecay: r.weightDecay, trainSeconds: r.trainSeconds, finalLoss: r.finalLoss }]),
     ),
