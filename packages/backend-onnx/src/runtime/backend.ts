@@ -9,6 +9,7 @@ import {
   type Shape,
 } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
+import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { describeShape } from './symbolic-shape.js';
 import { traceProgram } from './trace.js';
 
@@ -37,6 +38,7 @@ let runtime: Promise<OnnxRuntime> | undefined;
 
 /** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
 function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  disableOrtTelemetry();
   runtime ??= import('onnxruntime-node').catch((error: Error) => {
     runtime = undefined;
     throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });
