@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lockDirectory } from '@gradfeat/core';
@@ -45,6 +45,16 @@ describeWithShared('run directories shared by two runs, moved, or resumed after 
     const allowed = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation']);
     expect(allowed.code, allowed.stderr).toBe(0);
     expect(existsSync(join(out, '.gradfeat.lock'))).toBe(false);
+  });
+
+  it("extract --out refuses a folder of the user's, even one that holds only a folder called cache/", async () => {
+    const out = join(work, 'photos');
+    mkdirSync(join(out, 'cache', 'summer'), { recursive: true });
+    writeFileSync(join(out, 'cache', 'summer', 'holiday.jpg'), 'pixels');
+    const refused = await runCli(['extract', '--config', config, '--out', out]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${out}: the directory is not empty and holds no config.json`);
+    expect(readdirSync(join(out, 'cache'))).toEqual(['summer']);
   });
 
   it('a moved run directory is evaluated and resumed where it is now, without re-creating the old path', async () => {

@@ -287,6 +287,8 @@ describe('RunDirectory', () => {
     await expect(RunDirectory.create(dir, config)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
     await writeFile(join(dir, 'cache', 'notes.txt'), 'a file beside the folders');
     await expect(RunDirectory.create(dir, config)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
+    // What `gradfeat extract --out` checks before writing its cache there.
+    await expect(RunDirectory.holdsRun(dir)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
     expect(await readdir(dir)).toEqual(['cache']);
   });
 

@@ -1,3 +1,4 @@
+import { RunDirectory } from '@gradfeat/core';
 import type { ExtractedSplit } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { createProgress, emit, renderTable } from '../output.js';
@@ -17,6 +18,8 @@ export function registerExtract(program: Command): void {
     )
     .action(async (flags: RunFlags & { json?: boolean }) => {
       const config = await resolveRunFlags(flags);
+      // The cache goes into <out>/cache, the start of a run: a user's folder there is refused.
+      if (config.cacheDir === undefined) await RunDirectory.holdsRun(config.out);
       const progress = createProgress();
       const prepared = await prepareModel(config);
       const splits = await prepareSplits(config, prepared, progress);

@@ -55,17 +55,7 @@ export class RunDirectory<Config = unknown> {
   ): Promise<RunDirectory<Config>> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
-    // The lock of the process creating the run (see lockDirectory) is not content.
-    const entries = existsSync(dir) ? (await readdir(dir)).filter((entry) => entry !== LOCK_FILE) : [];
-    // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come; a
-    // user's folder that happens to be called cache/ is not.
-    const holdsOnlyCache = entries.length === 1 && entries[0] === CACHE_DIR && (await isFeatureCacheRoot(join(dir, CACHE_DIR)));
-    if (entries.length > 0 && !holdsOnlyCache) {
-      if (!entries.includes(RUN_CONFIG_FILE)) {
-        throw new Error(
-          `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
-        );
-      }
+    if (await RunDirectory.holdsRun(dir)) {
       const differences = differingFields(await readConfig(configPath), JSON.parse(JSON.stringify(config)))
         .filter(({ field }) => !options.mayChange?.(field))
         .map(({ field, stored, wanted }) => `${field}: ${stored} there, ${wanted} now`);
@@ -77,6 +67,23 @@ export class RunDirectory<Config = unknown> {
     await mkdir(dir, { recursive: true });
     await writeJsonAtomic(configPath, config);
     return new RunDirectory(dir, config);
+  }
+
+  /**
+   * Whether `path` holds a run (its config.json); false when it is missing, empty or holds only a
+   * feature cache (left by `gradfeat extract --out DIR`), so a run can start there. Anything else is
+   * refused: the user's files, a user's folder that happens to be called cache/.
+   */
+  static async holdsRun(path: string): Promise<boolean> {
+    const dir = resolve(path);
+    // The lock of the process creating the run (see lockDirectory) is not content.
+    const entries = existsSync(dir) ? (await readdir(dir)).filter((entry) => entry !== LOCK_FILE) : [];
+    if (entries.includes(RUN_CONFIG_FILE)) return true;
+    const holdsOnlyCache = entries.length === 1 && entries[0] === CACHE_DIR && (await isFeatureCacheRoot(join(dir, CACHE_DIR)));
+    if (entries.length === 0 || holdsOnlyCache) return false;
+    throw new Error(
+      `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
+    );
   }
 
   /** Opens an existing run to resume it; its config is read back as stored (validate it before use). */
