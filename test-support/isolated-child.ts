@@ -6,11 +6,10 @@
 import { pathToFileURL } from 'node:url';
 import type { CallOutcome, CallRequest, ThrownError } from './isolated.js';
 
-const gc = (globalThis as { gc?: () => void }).gc;
-
 function describeError(error: unknown): ThrownError {
-  const causes: string[] = [];
-  for (let cause = (error as Error)?.cause; cause instanceof Error; cause = cause.cause) causes.push(cause.name);
+  const causes: { name: string; message: string }[] = [];
+  for (let cause = (error as Error)?.cause; cause instanceof Error; cause = cause.cause)
+    causes.push({ name: cause.name, message: cause.message });
   const { name = 'thrown value', message = String(error), path } = (error ?? {}) as Error & { path?: unknown };
   return { name, message, path: typeof path === 'string' ? path : undefined, causes };
 }
@@ -18,7 +17,6 @@ function describeError(error: unknown): ThrownError {
 async function call(request: CallRequest): Promise<CallOutcome> {
   const target = (await import(pathToFileURL(request.module).href))[request.exportName];
   if (typeof target !== 'function') throw new Error(`${request.module} has no exported function '${request.exportName}'`);
-  gc?.();
   const peakBefore = process.resourceUsage().maxRSS * 1024;
   const started = performance.now();
   const measure = () => ({

@@ -113,7 +113,10 @@ export function decodeWithJs(bytes: Uint8Array, path: string, maxPixels = DEFAUL
     const decoded = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
     return toRgb(decoded.width, decoded.height, decoded.data);
   } catch (error) {
-    throw new DatasetFileError(path, `cannot decode image: ${(error as Error).message}`, { cause: error });
+    // jpeg-js and pngjs fail on some corrupt data with their own TypeErrors; say what that means.
+    const crashed = error instanceof TypeError || error instanceof RangeError;
+    const problem = crashed ? `corrupt ${format.toUpperCase()} data (the decoder failed: ${error.message})` : (error as Error).message;
+    throw new DatasetFileError(path, `cannot decode image: ${problem}`, { cause: error });
   }
 }
 
