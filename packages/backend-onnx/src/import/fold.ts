@@ -172,7 +172,7 @@ export const FOLD_RULES: Readonly<Record<string, FoldRule>> = {
       budget.claim(shape);
       const value = node.attributes.tensor('value');
       const fill = value ? scalarValue(value, "attribute 'value'") : 0;
-      return constTensor(value?.kind ?? 'float', shape, new Float64Array(sizeOf(shape)).fill(fill));
+      return { kind: value?.kind ?? 'float', shape, data: new Float64Array(sizeOf(shape)).fill(fill) };
     },
   },
   Concat: {
