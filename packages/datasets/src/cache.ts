@@ -14,6 +14,7 @@ import {
   sameShape,
   sizeOf,
 } from '@gradfeat/core';
+import { checkManifest } from './cache-manifest.js';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import { isFile, writeFileAtomic } from './files.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
@@ -365,19 +366,13 @@ async function loadShard(directory: string, manifest: FeatureCacheManifest, shar
 async function readManifest(directory: string): Promise<FeatureCacheManifest | undefined> {
   const path = join(directory, MANIFEST);
   if (!(await isFile(path))) return undefined;
-  let manifest: FeatureCacheManifest;
+  let manifest: unknown;
   try {
     manifest = JSON.parse(await readFile(path, 'utf8'));
   } catch (error) {
     throw new DatasetFileError(path, `is not valid JSON (${(error as Error).message})`);
   }
-  if (manifest.format !== FEATURE_CACHE_FORMAT || manifest.version !== 1) {
-    throw new DatasetFileError(
-      path,
-      `is not a version 1 gradfeat feature cache manifest (format ${manifest.format}, version ${manifest.version})`,
-    );
-  }
-  return manifest;
+  return checkManifest(path, manifest);
 }
 
 function refuseMismatch(directory: string, manifest: FeatureCacheManifest, key: FeatureCacheKey): void {

@@ -153,7 +153,13 @@ type XmlValue = string | XmlElement | readonly XmlValue[];
 export function parseVocAnnotation(xml: string, path: string): VocAnnotation {
   const valid = XMLValidator.validate(xml);
   if (valid !== true) throw new DatasetFileError(path, `not well-formed XML (line ${valid.err.line}: ${valid.err.msg})`);
-  const annotation = (XML.parse(xml) as XmlElement).annotation;
+  let document: XmlElement;
+  try {
+    document = XML.parse(xml) as XmlElement;
+  } catch (error) {
+    throw new DatasetFileError(path, `not readable XML (${(error as Error).message})`, { cause: error });
+  }
+  const annotation = document.annotation;
   if (annotation === undefined) throw new DatasetFileError(path, 'no <annotation> element: not a VOC annotation file');
   const root = asElement(annotation);
   const objects = ((root.object ?? []) as readonly XmlValue[]).map((value, i): VocObject => {
