@@ -246,8 +246,13 @@ function applyJsonMutation(root: Json, mutation: JsonMutation): Json {
     case 'swap':
       return replace(structuredClone(get(pick(mutation.from))));
     case 'scale': {
-      const current = get(path);
-      return typeof current === 'number' ? replace(current * mutation.factor) : root;
+      // Among the numbers only: sizes, counts and shapes are where a small edit claims a lot.
+      const numbers = paths.filter((p) => typeof get(p) === 'number');
+      if (numbers.length === 0) return root;
+      const target = numbers[Math.min(numbers.length - 1, Math.floor(mutation.at * numbers.length))];
+      const parent = get(target.slice(0, -1)) as Record<string | number, Json>;
+      parent[target[target.length - 1]] = (get(target) as number) * mutation.factor;
+      return root;
     }
   }
 }
