@@ -14,9 +14,11 @@ import { type CallOutcome, describeOutcome, mebibytes } from './isolated.js';
  * its cost fixed. GRADFEAT_FUZZ_SEED and GRADFEAT_FUZZ_SCALE (a multiplier of the runs) widen the
  * campaign by hand; CI runs the defaults.
  */
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: tests run under vitest directly, not as turbo tasks.
 export const FUZZ_SEED = Number(process.env.GRADFEAT_FUZZ_SEED ?? 2020);
 
 export function fuzzRuns(runs: number): number {
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: as above.
   return Math.max(1, Math.round(runs * Number(process.env.GRADFEAT_FUZZ_SCALE ?? 1)));
 }
 /**
@@ -250,6 +252,7 @@ function applyJsonMutation(root: Json, mutation: JsonMutation): Json {
       const numbers = paths.filter((p) => typeof get(p) === 'number');
       if (numbers.length === 0) return root;
       const target = numbers[Math.min(numbers.length - 1, Math.floor(mutation.at * numbers.length))];
+      if (target.length === 0) return (root as number) * mutation.factor;
       const parent = get(target.slice(0, -1)) as Record<string | number, Json>;
       parent[target[target.length - 1]] = (get(target) as number) * mutation.factor;
       return root;
