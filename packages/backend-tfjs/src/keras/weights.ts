@@ -57,7 +57,7 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
   if (
     typeof candidate?.name !== 'string' ||
     !Array.isArray(candidate.shape) ||
-    !candidate.shape.every((d) => Number.isInteger(d) && d >= 0)
+    !candidate.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
   ) {
     throw new Error(`${where}: weight entry ${JSON.stringify(spec)} needs a "name" and a "shape" of non-negative integers`);
   }
