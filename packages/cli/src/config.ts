@@ -224,7 +224,11 @@ export async function loadRunConfig(path: string): Promise<RunConfigInput> {
     // YAML 1.2 is a superset of JSON, so one parser reads both.
     parsed = parseYaml(text);
   } catch (error) {
-    throw new Error(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+    // The parser recurses into nested collections: hundreds of levels exhaust the stack, which it
+    // reports as V8's RangeError message inside its own error.
+    const tooDeep = /Maximum call stack/.test((error as Error).message);
+    const problem = tooDeep ? 'nested too deeply to read (a run config is a few levels deep)' : (error as Error).message;
+    throw new Error(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${problem}`);
   }
   if (!isRecord(parsed)) {
     throw new Error(`${path}: expected a mapping of settings at the top level, got ${parsed == null ? 'an empty file' : show(parsed)}`);
@@ -236,9 +240,10 @@ export async function loadRunConfig(path: string): Promise<RunConfigInput> {
  * Merges defaults ← file ← flags (flags win). Within each source, `training.all` applies before
  * `training.<method>`, so a flag for all methods still overrides a file's per-method value.
  * Setting an optimiser `kind` other than the current one starts from that kind's defaults.
- * Relative paths from flags are taken relative to the working directory.
+ * Relative paths from flags are taken relative to the working directory. `origin` names where the
+ * merged config came from in errors, e.g. the config file.
  */
-export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConfigInput = {}): RunConfig {
+export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConfigInput = {}, origin = 'run config'): RunConfig {
   const { training: defaultTraining, ...defaultRest } = DEFAULT_RUN_CONFIG;
   let merged: Record<string, unknown> = defaultRest;
   const training: Record<string, Record<string, unknown>> = { ...defaultTraining };
@@ -249,7 +254,7 @@ export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConf
       for (const layer of [layers?.all, layers?.[method]]) if (layer) training[method] = overlayTraining(training[method], layer);
     }
   }
-  const config = check(runConfigSchema, { ...merged, training }, 'run config');
+  const config = check(runConfigSchema, { ...merged, training }, origin);
   return withAbsolutePaths(config, process.cwd());
 }
 

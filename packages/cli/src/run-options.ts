@@ -127,5 +127,5 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
 /** Defaults ← --config file ← flags. */
 export async function resolveRunFlags(flags: RunFlags): Promise<RunConfig> {
   const file = flags.config ? await loadRunConfig(flags.config) : {};
-  return resolveRunConfig(file, flagsToConfig(flags));
+  return resolveRunConfig(file, flagsToConfig(flags), flags.config ? `run config (${flags.config} and the command line)` : 'run config');
 }

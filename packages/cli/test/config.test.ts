@@ -214,6 +214,11 @@ describe('hostile configs', () => {
     ]);
   });
 
+  it('refuses YAML nested hundreds of levels deep as such, not as a stack overflow', async () => {
+    const path = await configFile('deep.yaml', `methods: ${'['.repeat(2000)}${']'.repeat(2000)}\n`);
+    await expect(loadRunConfig(path)).rejects.toThrow(`${path}: not valid YAML: nested too deeply to read`);
+  });
+
   it('bounds the image-decoding workers: more threads than 64 only take memory', () => {
     expect(() => resolveRunConfig(required, { workers: 3000 })).toThrow('command-line flags: workers: expected a number ≤ 64, got 3000');
     expect(resolveRunConfig(required, { workers: 64 }).workers).toBe(64);
