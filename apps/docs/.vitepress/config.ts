@@ -15,6 +15,7 @@ const guide = [
       { text: 'Backends and plugins', link: '/guide/backends' },
       { text: 'Numerical checks', link: '/guide/numerical-checks' },
       { text: 'Results', link: '/guide/results' },
+      { text: 'What gradfeat guarantees', link: '/guide/guarantees' },
     ],
   },
   { text: 'API reference', link: '/api/' },
