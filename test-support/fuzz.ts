@@ -15,9 +15,9 @@ import { type CallOutcome, describeOutcome, mebibytes } from './isolated.js';
  * campaign by hand; CI runs the defaults.
  */
 // biome-ignore lint/suspicious/noUndeclaredEnvVars: tests run under vitest directly, not as turbo tasks.
-export const FUZZ_SEED = Number(process.env.GRADFEAT_FUZZ_SEED ?? 2020);
+export const SEED = Number(process.env.GRADFEAT_FUZZ_SEED ?? 2020);
 
-export function fuzzRuns(runs: number): number {
+export function runs(runs: number): number {
   // biome-ignore lint/suspicious/noUndeclaredEnvVars: as above.
   return Math.max(1, Math.round(runs * Number(process.env.GRADFEAT_FUZZ_SCALE ?? 1)));
 }
@@ -25,7 +25,7 @@ export function fuzzRuns(runs: number): number {
  * "A few seconds": a call on any input here takes milliseconds; the margin is for a machine shared
  * with other work (the whole suite runs in parallel on two cores), so that only a real hang trips it.
  */
-export const FUZZ_CALL_TIMEOUT_MS = 10_000;
+export const CALL_TIMEOUT_MS = 10_000;
 /** Peak-memory noise of a call that allocates nothing much: lazily loaded code, heap growth, libvips' caches. */
 export const ALLOCATION_SLACK_BYTES = 96 * 2 ** 20;
 

@@ -5,17 +5,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import onnxProto, { type onnx } from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ALLOCATION_SLACK_BYTES,
-  applyByteMutations,
-  applyJsonMutations,
-  expectClean,
-  FUZZ_CALL_TIMEOUT_MS,
-  FUZZ_SEED,
-  fuzzRuns,
-  mutatedBytes,
-  mutatedJson,
-} from '../../../test-support/fuzz.js';
+import * as fuzz from '../../../test-support/fuzz.js';
 import { describeOutcome, Isolated } from '../../../test-support/isolated.js';
 import { hasShared, sharedPath } from '../../../test-support/shared.js';
 import { floats, int64s, modelBytes, node } from './model-builder.js';
@@ -122,7 +112,7 @@ function smallCnn(): Uint8Array {
 describe('fuzzing the ONNX importer (import and cut points, in a child process)', () => {
   let root: string;
   let cases = 0;
-  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), FUZZ_CALL_TIMEOUT_MS);
+  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), fuzz.CALL_TIMEOUT_MS);
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'gradfeat-fuzz-onnx-'));
   });
@@ -135,9 +125,13 @@ describe('fuzzing the ONNX importer (import and cut points, in a child process)'
     const file = join(root, `case-${cases++}.onnx`);
     await writeFile(file, bytes);
     const outcome = await isolated.call('describeModel', file);
-    expectClean(
+    fuzz.expectClean(
       outcome,
-      { names: [file], errors: ['Error'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + foldingBound(bytes.length) + 32 * bytes.length },
+      {
+        names: [file],
+        errors: ['Error'],
+        maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + foldingBound(bytes.length) + 32 * bytes.length,
+      },
       `${what}, ${bytes.length} bytes`,
     );
   }
@@ -153,32 +147,32 @@ describe('fuzzing the ONNX importer (import and cut points, in a child process)'
       expect(outcome.kind, `seed ${i}: ${describeOutcome(outcome)}`).toBe('returned');
     }
     const mutation = fc.oneof(
-      fc.record({ kind: fc.constant('graph' as const), json: mutatedJson(skeletons) }),
-      fc.record({ kind: fc.constant('bytes' as const), bytes: mutatedBytes(seeds) }),
+      fc.record({ kind: fc.constant('graph' as const), json: fuzz.mutatedJson(skeletons) }),
+      fc.record({ kind: fc.constant('bytes' as const), bytes: fuzz.mutatedBytes(seeds) }),
     );
     await fc.assert(
       fc.asyncProperty(mutation, async (input) => {
-        if (input.kind === 'bytes') return check(applyByteMutations(seeds, input.bytes), 'mutated bytes');
+        if (input.kind === 'bytes') return check(fuzz.applyByteMutations(seeds, input.bytes), 'mutated bytes');
         let bytes: Uint8Array;
         try {
-          bytes = withSkeleton(models[input.json.seed], applyJsonMutations(skeletons, input.json) as Skeleton);
+          bytes = withSkeleton(models[input.json.seed], fuzz.applyJsonMutations(skeletons, input.json) as Skeleton);
         } catch {
           return; // Not expressible as a protobuf message: covered by the byte mutations.
         }
         return check(bytes, 'mutated graph');
       }),
-      { seed: FUZZ_SEED, numRuns: runs },
+      { seed: fuzz.SEED, numRuns: runs },
     );
   }
 
-  it(`${fuzzRuns(500)} mutations of a small CNN (seed ${FUZZ_SEED}) each import, or fail with an error naming the file`, async () => {
-    await campaign([smallCnn()], fuzzRuns(500));
+  it(`${fuzz.runs(500)} mutations of a small CNN (seed ${fuzz.SEED}) each import, or fail with an error naming the file`, async () => {
+    await campaign([smallCnn()], fuzz.runs(500));
   });
 
   it.skipIf(!hasShared)(
-    `${fuzzRuns(40)} mutations of the shared ResNet-20 export (seed ${FUZZ_SEED}) each import, or fail naming the file`,
+    `${fuzz.runs(40)} mutations of the shared ResNet-20 export (seed ${fuzz.SEED}) each import, or fail naming the file`,
     async () => {
-      await campaign([await readFile(sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx'))], fuzzRuns(40));
+      await campaign([await readFile(sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx'))], fuzz.runs(40));
     },
   );
 });

@@ -6,18 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ALLOCATION_SLACK_BYTES,
-  applyByteMutations,
-  applyJsonMutations,
-  expectClean,
-  FUZZ_CALL_TIMEOUT_MS,
-  FUZZ_SEED,
-  type FuzzSeed,
-  fuzzRuns,
-  mutatedBytes,
-  mutatedJson,
-} from '../../../test-support/fuzz.js';
+import * as fuzz from '../../../test-support/fuzz.js';
 import { describeOutcome, Isolated } from '../../../test-support/isolated.js';
 import { branchyModel, saveModel, sequentialModel } from './keras-models.js';
 
@@ -37,7 +26,7 @@ describe('fuzzing the TF.js model reader (model.json and weight files, in a chil
   let root: string;
   let cases = 0;
   const seeds: { folder: string; modelJson: unknown; weightFiles: string[] }[] = [];
-  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), FUZZ_CALL_TIMEOUT_MS);
+  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), fuzz.CALL_TIMEOUT_MS);
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
@@ -62,18 +51,21 @@ describe('fuzzing the TF.js model reader (model.json and weight files, in a chil
     await rm(root, { recursive: true, force: true });
   });
 
-  it(`${fuzzRuns(400)} mutated models (seed ${FUZZ_SEED}) each import, or fail with an error naming the model's folder; none reads outside it`, async () => {
+  it(`${fuzz.runs(400)} mutated models (seed ${fuzz.SEED}) each import, or fail with an error naming the model's folder; none reads outside it`, async () => {
     for (const seed of seeds) {
       const outcome = await isolated.call('importModel', join(seed.folder, 'model.json'));
       expect(outcome.kind, describeOutcome(outcome)).toBe('returned');
     }
-    const weightSeeds: FuzzSeed[] = await Promise.all(
+    const weightSeeds: fuzz.FuzzSeed[] = await Promise.all(
       seeds.flatMap((seed) => seed.weightFiles.map(async (file) => ({ bytes: await readFile(join(seed.folder, file)) }))),
     );
     const owners = seeds.flatMap((seed, s) => seed.weightFiles.map((file) => ({ seed: s, file })));
     const mutation = fc.oneof(
-      { weight: 3, arbitrary: fc.record({ kind: fc.constant('model.json' as const), json: mutatedJson(seeds.map((s) => s.modelJson)) }) },
-      { weight: 1, arbitrary: fc.record({ kind: fc.constant('weights' as const), bytes: mutatedBytes(weightSeeds) }) },
+      {
+        weight: 3,
+        arbitrary: fc.record({ kind: fc.constant('model.json' as const), json: fuzz.mutatedJson(seeds.map((s) => s.modelJson)) }),
+      },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('weights' as const), bytes: fuzz.mutatedBytes(weightSeeds) }) },
     );
     await fc.assert(
       fc.asyncProperty(mutation, async (input) => {
@@ -82,27 +74,27 @@ describe('fuzzing the TF.js model reader (model.json and weight files, in a chil
         await cp(seed.folder, folder, { recursive: true });
         let modelJson = seed.modelJson;
         if (input.kind === 'model.json') {
-          modelJson = applyJsonMutations(
+          modelJson = fuzz.applyJsonMutations(
             seeds.map((s) => s.modelJson),
             input.json,
           );
           await writeFile(join(folder, 'model.json'), JSON.stringify(modelJson));
         } else {
-          await writeFile(join(folder, owners[input.bytes.seed].file), applyByteMutations(weightSeeds, input.bytes));
+          await writeFile(join(folder, owners[input.bytes.seed].file), fuzz.applyByteMutations(weightSeeds, input.bytes));
         }
         const outcome = await isolated.call('importModel', join(folder, 'model.json'));
         const files = await Promise.all((await readdir(folder)).map((file) => readFile(join(folder, file))));
         const inputBytes = files.reduce((total, file) => total + file.length, 0);
-        expectClean(
+        fuzz.expectClean(
           outcome,
-          { names: [folder], errors: ['Error'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + 16 * inputBytes },
+          { names: [folder], errors: ['Error'], maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + 16 * inputBytes },
           `${input.kind} mutation`,
         );
         if (manifestPaths(modelJson).some((path) => escapes(folder, path))) {
           expect(outcome.kind, `a weight path leaves the model's folder: ${describeOutcome(outcome)}`).toBe('threw');
         }
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(400) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(400) },
     );
   });
 });

@@ -5,18 +5,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import {
-  ALLOCATION_SLACK_BYTES,
-  applyByteMutations,
-  applyJsonMutations,
-  expectClean,
-  FUZZ_CALL_TIMEOUT_MS,
-  FUZZ_SEED,
-  type FuzzSeed,
-  fuzzRuns,
-  mutatedBytes,
-  mutatedJson,
-} from '../../../test-support/fuzz.js';
+import * as fuzz from '../../../test-support/fuzz.js';
 import { describeOutcome, Isolated } from '../../../test-support/isolated.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -25,9 +14,9 @@ const text = (value: string) => new TextEncoder().encode(value);
 describe('fuzzing run configs (YAML and JSON, in a child process)', () => {
   let root: string;
   let cases = 0;
-  const seeds: FuzzSeed[] = [];
+  const seeds: fuzz.FuzzSeed[] = [];
   const documents: unknown[] = [];
-  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), FUZZ_CALL_TIMEOUT_MS);
+  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), fuzz.CALL_TIMEOUT_MS);
 
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'gradfeat-fuzz-config-'));
@@ -62,32 +51,32 @@ describe('fuzzing run configs (YAML and JSON, in a child process)', () => {
     await rm(root, { recursive: true, force: true });
   });
 
-  it(`${fuzzRuns(400)} mutated configs (seed ${FUZZ_SEED}) each resolve, or fail with errors naming the file and the field`, async () => {
+  it(`${fuzz.runs(400)} mutated configs (seed ${fuzz.SEED}) each resolve, or fail with errors naming the file and the field`, async () => {
     const first = join(root, 'seed.yaml');
     await writeFile(first, seeds[2].bytes);
     const seeded = await isolated.call('resolveConfigFile', first);
     expect(seeded.kind, describeOutcome(seeded)).toBe('returned');
     const mutation = fc.oneof(
-      fc.record({ kind: fc.constant('text' as const), bytes: mutatedBytes(seeds) }),
-      fc.record({ kind: fc.constant('settings' as const), json: mutatedJson(documents), asJson: fc.boolean() }),
+      fc.record({ kind: fc.constant('text' as const), bytes: fuzz.mutatedBytes(seeds) }),
+      fc.record({ kind: fc.constant('settings' as const), json: fuzz.mutatedJson(documents), asJson: fc.boolean() }),
     );
     await fc.assert(
       fc.asyncProperty(mutation, async (input) => {
         let bytes: Uint8Array;
-        if (input.kind === 'text') bytes = applyByteMutations(seeds, input.bytes);
+        if (input.kind === 'text') bytes = fuzz.applyByteMutations(seeds, input.bytes);
         else {
-          const settings = applyJsonMutations(documents, input.json);
+          const settings = fuzz.applyJsonMutations(documents, input.json);
           bytes = text(input.asJson ? JSON.stringify(settings) : toYaml(settings));
         }
         const file = join(root, `case-${cases++}.yaml`);
         await writeFile(file, bytes);
-        expectClean(
+        fuzz.expectClean(
           await isolated.call('resolveConfigFile', file),
-          { names: [file], errors: ['Error'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + 256 * bytes.length },
+          { names: [file], errors: ['Error'], maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + 256 * bytes.length },
           `${input.kind} mutation, ${bytes.length} bytes`,
         );
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(400) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(400) },
     );
   });
 });

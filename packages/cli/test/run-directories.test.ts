@@ -21,13 +21,15 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** `gradfeat <command> --config run.yaml --out <out>` with more arguments. */
+const inRun = (command: string, out: string, ...more: string[]) => runCli([command, '--config', config, '--out', out, ...more]);
+/** The linear probe and the full model: the two methods these runs train. */
+const BOTH = ['--methods', 'activation', 'full'];
+
 describeWithShared('run directories shared by two runs, moved, or resumed after a divergence', () => {
   it('a second compare on the same --out is refused, naming the process that holds it; the first completes', async () => {
     const out = join(work, 'shared');
-    const [first, second] = await Promise.all([
-      runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full']),
-      runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full']),
-    ]);
+    const [first, second] = await Promise.all([inRun('compare', out, ...BOTH), inRun('compare', out, ...BOTH)]);
     const outcomes = [first, second].sort((a, b) => a.code - b.code);
     expect(outcomes.map((o) => o.code)).toEqual([0, 1]);
     expect(outcomes[1].stderr).toMatch(new RegExp(`${out}: in use by process \\d+ \\(gradfeat compare, started .*\\) on this machine`));
@@ -38,11 +40,11 @@ describeWithShared('run directories shared by two runs, moved, or resumed after 
   it('refuses while another process holds the run, and goes ahead once it is released', async () => {
     const out = join(work, 'held');
     const lock = await lockDirectory(out, 'a test holding the run');
-    const refused = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation']);
+    const refused = await inRun('compare', out, '--methods', 'activation');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`${out}: in use by process ${process.pid} (a test holding the run`);
     await lock.release();
-    const allowed = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation']);
+    const allowed = await inRun('compare', out, '--methods', 'activation');
     expect(allowed.code, allowed.stderr).toBe(0);
     expect(existsSync(join(out, '.gradfeat.lock'))).toBe(false);
   });
@@ -51,7 +53,7 @@ describeWithShared('run directories shared by two runs, moved, or resumed after 
     const out = join(work, 'photos');
     mkdirSync(join(out, 'cache', 'summer'), { recursive: true });
     writeFileSync(join(out, 'cache', 'summer', 'holiday.jpg'), 'pixels');
-    const refused = await runCli(['extract', '--config', config, '--out', out]);
+    const refused = await inRun('extract', out);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain(`${out}: the directory is not empty and holds no config.json`);
     expect(readdirSync(join(out, 'cache'))).toEqual(['summer']);
@@ -60,13 +62,13 @@ describeWithShared('run directories shared by two runs, moved, or resumed after 
   it('a moved run directory is evaluated and resumed where it is now, without re-creating the old path', async () => {
     const before = join(work, 'before');
     const after = join(work, 'after');
-    const trained = await runCli(['compare', '--config', config, '--out', before, '--methods', 'activation', 'full']);
+    const trained = await inRun('compare', before, ...BOTH);
     expect(trained.code, trained.stderr).toBe(0);
     renameSync(before, after);
     const evaluated = await runCli(['eval', '--run', after, '--json']);
     expect(evaluated.code, evaluated.stderr).toBe(0);
     expect(existsSync(before)).toBe(false);
-    const resumed = await runCli(['compare', '--config', config, '--out', after, '--methods', 'activation', 'full', '--resume']);
+    const resumed = await inRun('compare', after, ...BOTH, '--resume');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(existsSync(before)).toBe(false);
     expect(JSON.parse(evaluated.stdout).results.full.top1).toBe(
@@ -76,39 +78,15 @@ describeWithShared('run directories shared by two runs, moved, or resumed after 
 
   it('--lr 1e3 stops with the step and the tensor instead of ending "successfully"; --resume --lr continues it, recording the change', async () => {
     const out = join(work, 'diverged');
-    const diverged = await runCli(['compare', '--config', config, '--out', out, '--methods', 'activation', 'full', '--lr', '1e3']);
+    const diverged = await inRun('compare', out, ...BOTH, '--lr', '1e3');
     expect(diverged.code).toBe(1);
     expect(diverged.stderr).toMatch(/activation: training diverged at step \d+: the loss \(\S+\) has been above 10 × its initial value/);
     expect(existsSync(join(out, 'metrics.json'))).toBe(false);
     // Another setting changed on --resume is still refused; the learning rate, given with --lr, is an explicit override.
-    const refused = await runCli([
-      'compare',
-      '--config',
-      config,
-      '--out',
-      out,
-      '--methods',
-      'activation',
-      'full',
-      '--resume',
-      '--epochs',
-      '3',
-    ]);
+    const refused = await inRun('compare', out, ...BOTH, '--resume', '--epochs', '3');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('holds a run with a different config');
-    const resumed = await runCli([
-      'compare',
-      '--config',
-      config,
-      '--out',
-      out,
-      '--methods',
-      'activation',
-      'full',
-      '--resume',
-      '--lr',
-      '1e-3',
-    ]);
+    const resumed = await inRun('compare', out, ...BOTH, '--resume', '--lr', '1e-3');
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toContain("learning rate of 'full' changed from 1000 to 0.001 from step 0 on (recorded in config.json)");
     const stored = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));

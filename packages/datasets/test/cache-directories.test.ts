@@ -1,18 +1,8 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFeatureCache, type WriteFeatureCacheOptions, writeFeatureCache } from '../src/cache.js';
-import { CACHE_KEY, labels, memorySource, temporaryDirectory, trunk } from './helpers.js';
-
-/** 30 images in batches of 4, shards of about 10 rows. */
-const options = (overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions => ({
-  key: CACHE_KEY,
-  source: memorySource(30, labels(30)),
-  extract: trunk,
-  batchSize: 4,
-  shardBytes: 10 * 6 * 4,
-  ...overrides,
-});
+import { openFeatureCache, writeFeatureCache } from '../src/cache.js';
+import { CACHE_KEY, smallCacheOptions as options, temporaryDirectory } from './helpers.js';
 
 describe('the feature cache writes only into directories that are its own', () => {
   let root: string;

@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { type HostTensor, relativeError } from '@gradfeat/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import { openFeatureCache, type WriteFeatureCacheOptions, writeFeatureCache } from '../src/cache.js';
+import { openFeatureCache, writeFeatureCache } from '../src/cache.js';
 import { openCifar } from '../src/cifar.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
 import { type BatchSource, ImagePipeline } from '../src/pipeline.js';
 import { selectTargets } from '../src/targets.js';
 import type { Targets } from '../src/types.js';
-import { CACHE_KEY as KEY, labels, memorySource, temporaryDirectory, trunk } from './helpers.js';
+import { CACHE_KEY as KEY, labels, memorySource, smallCacheOptions as options, temporaryDirectory, trunk } from './helpers.js';
 
 describe('feature cache', () => {
   let root: string;
@@ -28,15 +28,6 @@ describe('feature cache', () => {
     directory = join(root, `cache-${run}`);
     return directory;
   };
-  /** 30 images in batches of 4; 12 float32 rows of 6 values (288 bytes) per shard, closing at batch boundaries. */
-  const options = (overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions => ({
-    key: KEY,
-    source: memorySource(30, labels(30)),
-    extract: trunk,
-    batchSize: 4,
-    shardBytes: 10 * 6 * 4,
-    ...overrides,
-  });
   async function expectedRows(source: BatchSource): Promise<{ indices: number[]; rows: Float32Array }> {
     const indices: number[] = [];
     const parts: Float32Array[] = [];

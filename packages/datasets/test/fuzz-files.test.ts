@@ -3,18 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ALLOCATION_SLACK_BYTES,
-  applyByteMutations,
-  applyJsonMutations,
-  expectClean,
-  FUZZ_CALL_TIMEOUT_MS,
-  FUZZ_SEED,
-  type FuzzSeed,
-  fuzzRuns,
-  mutatedBytes,
-  mutatedJson,
-} from '../../../test-support/fuzz.js';
+import * as fuzz from '../../../test-support/fuzz.js';
 import { Isolated } from '../../../test-support/isolated.js';
 import { writeFeatureCache } from '../src/cache.js';
 import { CACHE_KEY, cifarRecords, labels, memorySource, temporaryDirectory, trunk } from './helpers.js';
@@ -26,7 +15,7 @@ describe('fuzzing the dataset readers (in a child process)', () => {
   let root: string;
   let remove: () => Promise<void>;
   let cases = 0;
-  const isolated = new Isolated(targets, FUZZ_CALL_TIMEOUT_MS);
+  const isolated = new Isolated(targets, fuzz.CALL_TIMEOUT_MS);
   const caseDirectory = async () => {
     const directory = join(root, `case-${cases++}`);
     await mkdir(directory);
@@ -40,31 +29,31 @@ describe('fuzzing the dataset readers (in a child process)', () => {
     await remove();
   });
 
-  it(`CIFAR: ${fuzzRuns(300)} mutated binary files (seed ${FUZZ_SEED}) each load, or fail with a DatasetFileError naming the file`, async () => {
+  it(`CIFAR: ${fuzz.runs(300)} mutated binary files (seed ${fuzz.SEED}) each load, or fail with a DatasetFileError naming the file`, async () => {
     const records = cifarRecords(3, (r) => [r * 4]);
     // The label bytes, and 2 × 3 + 2 bytes in: any other record size shows as a wrong length.
-    const seeds: FuzzSeed[] = [
+    const seeds: fuzz.FuzzSeed[] = [
       { bytes: records, fields: [[{ offset: 0, bytes: 1 }], [{ offset: 3073, bytes: 1 }], [{ offset: 6146, bytes: 1 }]] },
     ];
     await fc.assert(
-      fc.asyncProperty(mutatedBytes(seeds), async (input) => {
-        const bytes = applyByteMutations(seeds, input);
+      fc.asyncProperty(fuzz.mutatedBytes(seeds), async (input) => {
+        const bytes = fuzz.applyByteMutations(seeds, input);
         const file = join(await caseDirectory(), 'data_batch_1.bin');
         await writeFile(file, bytes);
-        expectClean(
+        fuzz.expectClean(
           await isolated.call('readCifar', file),
-          { names: [file], errors: ['DatasetFileError'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + 4 * bytes.length },
+          { names: [file], errors: ['DatasetFileError'], maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + 4 * bytes.length },
           `${bytes.length}-byte CIFAR file`,
         );
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(300) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(300) },
     );
   });
 
-  it(`VOC: ${fuzzRuns(400)} mutated annotation files (seed ${FUZZ_SEED}) each parse, or fail with a DatasetFileError naming the file`, async () => {
+  it(`VOC: ${fuzz.runs(400)} mutated annotation files (seed ${fuzz.SEED}) each parse, or fail with a DatasetFileError naming the file`, async () => {
     const object = (name: string, difficult: number) =>
       `<object><name>${name}</name><pose>Left</pose><truncated>1</truncated><difficult>${difficult}</difficult><bndbox><xmin>2</xmin><ymin>1</ymin><xmax>9</xmax><ymax>8</ymax></bndbox><part><name>head</name></part></object>`;
-    const seeds: FuzzSeed[] = [
+    const seeds: fuzz.FuzzSeed[] = [
       text(
         `<annotation><folder>VOC2007</folder><filename>000001.jpg</filename><size><width>20</width><height>10</height><depth>3</depth></size>${object('dog', 0)}${object('person', 1)}</annotation>`,
       ),
@@ -74,21 +63,21 @@ describe('fuzzing the dataset readers (in a child process)', () => {
       text(`<annotation>${'<size>'.repeat(300)}${'</size>'.repeat(300)}${object('cat', 0)}</annotation>`),
     ].map((bytes) => ({ bytes }));
     await fc.assert(
-      fc.asyncProperty(mutatedBytes(seeds), async (input) => {
-        const bytes = applyByteMutations(seeds, input);
+      fc.asyncProperty(fuzz.mutatedBytes(seeds), async (input) => {
+        const bytes = fuzz.applyByteMutations(seeds, input);
         const file = join(await caseDirectory(), 'annotation.xml');
         await writeFile(file, bytes);
-        expectClean(
+        fuzz.expectClean(
           await isolated.call('parseVocFile', file),
-          { names: [file], errors: ['DatasetFileError'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + 256 * bytes.length },
+          { names: [file], errors: ['DatasetFileError'], maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + 256 * bytes.length },
           `${bytes.length}-byte annotation`,
         );
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(400) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(400) },
     );
   });
 
-  it(`feature cache: ${fuzzRuns(300)} caches with a mutated manifest or shard (seed ${FUZZ_SEED}) each read back exactly, or fail naming the cache`, async () => {
+  it(`feature cache: ${fuzz.runs(300)} caches with a mutated manifest or shard (seed ${fuzz.SEED}) each read back exactly, or fail naming the cache`, async () => {
     const seeds: { directory: string; manifest: unknown; shards: string[]; rows: number; sum: number }[] = [];
     for (const dtype of ['float32', 'float16'] as const) {
       const directory = join(root, `seed-${dtype}`);
@@ -113,9 +102,9 @@ describe('fuzzing the dataset readers (in a child process)', () => {
       fc.record({
         kind: fc.constant('manifest' as const),
         cache: fc.nat({ max: seeds.length - 1 }),
-        json: mutatedJson(seeds.map((s) => s.manifest)),
+        json: fuzz.mutatedJson(seeds.map((s) => s.manifest)),
       }),
-      fc.record({ kind: fc.constant('shard' as const), bytes: mutatedBytes(shardSeeds) }),
+      fc.record({ kind: fc.constant('shard' as const), bytes: fuzz.mutatedBytes(shardSeeds) }),
     );
     await fc.assert(
       fc.asyncProperty(mutation, async (input) => {
@@ -127,21 +116,21 @@ describe('fuzzing the dataset readers (in a child process)', () => {
           await cp(seed.directory, directory, { recursive: true });
           await writeFile(
             join(directory, 'manifest.json'),
-            JSON.stringify(applyJsonMutations([seed.manifest], { ...input.json, seed: 0 })),
+            JSON.stringify(fuzz.applyJsonMutations([seed.manifest], { ...input.json, seed: 0 })),
           );
         } else {
           const cache = Math.floor(input.bytes.seed / seeds[0].shards.length);
           seed = seeds[cache];
           await cp(seed.directory, directory, { recursive: true });
           const shard = seed.shards[input.bytes.seed % seeds[0].shards.length];
-          const bytes = applyByteMutations(shardSeeds, input.bytes);
+          const bytes = fuzz.applyByteMutations(shardSeeds, input.bytes);
           changedShard = !Buffer.from(bytes).equals(shardSeeds[input.bytes.seed].bytes);
           await writeFile(join(directory, shard), bytes);
         }
         const outcome = await isolated.call('readFeatureCache', directory, CACHE_KEY);
-        expectClean(
+        fuzz.expectClean(
           outcome,
-          { names: [directory], errors: ['DatasetFileError', 'Error'], maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES },
+          { names: [directory], errors: ['DatasetFileError', 'Error'], maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES },
           `${input.kind} mutation`,
         );
         // A cache that reads back holds exactly the stored features: changed shard bytes never pass unnoticed.
@@ -150,7 +139,7 @@ describe('fuzzing the dataset readers (in a child process)', () => {
           expect(outcome.value).toEqual({ rows: seed.rows, sum: seed.sum });
         }
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(300) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(300) },
     );
   });
 });

@@ -6,17 +6,7 @@ import fc from 'fast-check';
 import jpeg from 'jpeg-js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import {
-  ALLOCATION_SLACK_BYTES,
-  applyByteMutations,
-  expectClean,
-  FUZZ_CALL_TIMEOUT_MS,
-  FUZZ_SEED,
-  type FuzzSeed,
-  fuzzRuns,
-  mutatedBytes,
-  type SeedField,
-} from '../../../test-support/fuzz.js';
+import * as fuzz from '../../../test-support/fuzz.js';
 import { Isolated } from '../../../test-support/isolated.js';
 import { DECODE_BYTES_PER_PIXEL } from '../src/decode.js';
 import { encodePng, encodePngPixels, patternImage, temporaryDirectory } from './helpers.js';
@@ -27,8 +17,8 @@ const MOST_PIXELS_PER_BYTE = 1032;
 describe('fuzzing the image decoders (mutated PNGs and JPEGs, in a child process)', () => {
   let root: string;
   let remove: () => Promise<void>;
-  const seeds: FuzzSeed[] = [];
-  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), FUZZ_CALL_TIMEOUT_MS);
+  const seeds: fuzz.FuzzSeed[] = [];
+  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), fuzz.CALL_TIMEOUT_MS);
 
   beforeAll(async () => {
     ({ path: root, remove } = await temporaryDirectory());
@@ -69,26 +59,26 @@ describe('fuzzing the image decoders (mutated PNGs and JPEGs, in a child process
     await remove();
   });
 
-  it(`${fuzzRuns(800)} mutated images (seed ${FUZZ_SEED}) each decode, or fail with a DatasetFileError naming the file, within bounded memory`, async () => {
+  it(`${fuzz.runs(800)} mutated images (seed ${fuzz.SEED}) each decode, or fail with a DatasetFileError naming the file, within bounded memory`, async () => {
     let index = 0;
     await fc.assert(
-      fc.asyncProperty(mutatedBytes(seeds), fc.constantFrom('js', 'sharp', 'auto'), async (input, decoder) => {
-        const bytes = applyByteMutations(seeds, input);
+      fc.asyncProperty(fuzz.mutatedBytes(seeds), fc.constantFrom('js', 'sharp', 'auto'), async (input, decoder) => {
+        const bytes = fuzz.applyByteMutations(seeds, input);
         const file = join(root, 'cases', `${index++}.png`);
         await writeFile(file, bytes);
         const outcome = await isolated.call('decodeFile', file, decoder, null);
-        expectClean(
+        fuzz.expectClean(
           outcome,
           {
             names: [file],
             errors: ['DatasetFileError'],
             wrapsDecoderErrors: true,
-            maxPeakGrowthBytes: ALLOCATION_SLACK_BYTES + DECODE_BYTES_PER_PIXEL * MOST_PIXELS_PER_BYTE * bytes.length,
+            maxPeakGrowthBytes: fuzz.ALLOCATION_SLACK_BYTES + DECODE_BYTES_PER_PIXEL * MOST_PIXELS_PER_BYTE * bytes.length,
           },
           `${decoder} decoder, ${bytes.length}-byte file`,
         );
       }),
-      { seed: FUZZ_SEED, numRuns: fuzzRuns(800) },
+      { seed: fuzz.SEED, numRuns: fuzz.runs(800) },
     );
   });
 });
@@ -100,10 +90,10 @@ function rgbaOf(rgb: Uint8Array): Uint8Array {
 }
 
 /** A PNG's header fields (the size as one, each side, depth, colour type, interlacing) and every chunk's length. */
-function pngFields(png: Uint8Array): SeedField[][] {
+function pngFields(png: Uint8Array): fuzz.SeedField[][] {
   const width = { offset: 16, bytes: 4 } as const;
   const height = { offset: 20, bytes: 4 } as const;
-  const fields: SeedField[][] = [
+  const fields: fuzz.SeedField[][] = [
     [width, height],
     [width],
     [height],
@@ -130,8 +120,8 @@ function repairPngCrcs(png: Uint8Array): Uint8Array {
 }
 
 /** A JPEG's frame size (both sides as one, and each), component count, and every segment's length. */
-function jpegFields(bytes: Uint8Array): SeedField[][] {
-  const fields: SeedField[][] = [];
+function jpegFields(bytes: Uint8Array): fuzz.SeedField[][] {
+  const fields: fuzz.SeedField[][] = [];
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let offset = 2; offset + 4 <= bytes.length && bytes[offset] === 0xff; ) {
     const marker = bytes[offset + 1];

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HostTensor } from '@gradfeat/core';
 import { PNG } from 'pngjs';
-import type { FeatureCacheKey } from '../src/cache.js';
+import type { FeatureCacheKey, WriteFeatureCacheOptions } from '../src/cache.js';
 import type { BatchOptions, BatchSource, ImageBatch } from '../src/pipeline.js';
 import { selectTargets } from '../src/targets.js';
 import type { RgbImage, Targets } from '../src/types.js';
@@ -103,3 +103,8 @@ export const labels = (count: number): Targets => ({
   classCount: 5,
   labels: Int32Array.from({ length: count }, (_, i) => (i * 3) % 5),
 });
+
+/** 30 images in batches of 4; 12 float32 rows of 6 values (288 bytes) per shard, closing at batch boundaries. */
+export function smallCacheOptions(overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions {
+  return { key: CACHE_KEY, source: memorySource(30, labels(30)), extract: trunk, batchSize: 4, shardBytes: 10 * 6 * 4, ...overrides };
+}
