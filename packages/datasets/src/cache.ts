@@ -230,8 +230,9 @@ export interface FeatureCache {
 
 /**
  * Opens a complete cache made for exactly `expectedKey`; a different key is refused with the field
- * that differs. Every shard's checksum is verified first, so damage is found before any row is used. Reads taking a good part of a shard load it whole, verified against its checksum, and
- * keep it in an LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
+ * that differs. Every shard's checksum is verified first, so damage is found before any row is used.
+ * Reads taking a good part of a shard load it whole, verified against its checksum, and keep it in an
+ * LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
  */
 export async function openFeatureCache(
   directory: string,
