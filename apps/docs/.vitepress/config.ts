@@ -18,6 +18,7 @@ const guide = [
       { text: 'Results', link: '/guide/results' },
       { text: 'GPU', link: '/guide/gpu' },
       { text: 'Windows and macOS', link: '/guide/platforms' },
+      { text: 'What gradfeat guarantees', link: '/guide/guarantees' },
     ],
   },
   { text: 'API reference', link: '/api/' },

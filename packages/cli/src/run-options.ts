@@ -29,6 +29,7 @@ export interface RunFlags {
   readonly out?: string;
   readonly cacheDir?: string;
   readonly float16Cache?: boolean;
+  readonly skipBadImages?: boolean;
   readonly workers?: number;
   readonly testCrop?: 'center' | 'ten-crop';
   readonly mean?: number[];
@@ -77,6 +78,7 @@ export function addRunOptions(command: Command): Command {
     .option('--out <dir>', 'run directory (default gradfeat-run)')
     .option('--cache-dir <dir>', 'feature cache directory (default <out>/cache)')
     .option('--float16-cache', 'store cached trunk outputs as float16')
+    .option('--skip-bad-images', 'leave out images that cannot be read or decoded (each is logged and counted in the report)')
     .option('--workers <n>', 'image-decoding threads (default: one per core)', integerOption('--workers'))
     .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
@@ -132,6 +134,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     out: flags.out,
     cacheDir: flags.cacheDir,
     float16Cache: flags.float16Cache,
+    skipBadImages: flags.skipBadImages,
     workers: flags.workers,
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),
@@ -143,5 +146,5 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
 /** Defaults ← --config file ← flags. */
 export async function resolveRunFlags(flags: RunFlags): Promise<RunConfig> {
   const file = flags.config ? await loadRunConfig(flags.config) : {};
-  return resolveRunConfig(file, flagsToConfig(flags));
+  return resolveRunConfig(file, flagsToConfig(flags), flags.config ? `run config (${flags.config} and the command line)` : 'run config');
 }

@@ -10,6 +10,7 @@ import {
   type LinearisedModel,
   type LossKind,
   linearise,
+  lockDirectory,
   METHODS,
   type Method,
   type MethodResult,
@@ -28,12 +29,13 @@ import {
   type ExtractedSplit,
   extractPoint,
   extractSplit,
+  type SkippedImage,
   splitLocation,
   type TransformSpec,
   transformForModel,
 } from '@gradfeat/datasets';
 import { loadModel, openBackend } from './backends.js';
-import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
+import { type LearningRateChange, type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
 
 /**
@@ -139,10 +141,27 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
       batchSize: config.extractBatchSize,
       dtype: config.float16Cache ? 'float16' : 'float32',
       workers: config.workers,
+      skipBadImages: config.skipBadImages,
       onProgress: (p) => progress.update(`extract ${config.splits[role]}`, p.done, p.total, { shards: p.shards }),
     });
   const train = await extract('train');
   const test = await extract('test');
+  for (const [role, split] of [['train', train] as const, ['test', test] as const]) {
+    const name = config.splits[role];
+    const { shards, bytes, seconds } = split.cache.verification;
+    progress.note(`verified the ${name} cache: ${shards} shards, ${(bytes / 2 ** 20).toFixed(1)} MiB in ${seconds.toFixed(2)} s`, {
+      split: name,
+      verified: split.cache.verification,
+    });
+    const counts = split.perClassCounts;
+    progress.note(`${name}: ${split.cache.manifest.counts.images} images, ${Math.min(...counts)} to ${Math.max(...counts)} per class`, {
+      split: name,
+      perClassCounts: counts,
+    });
+    for (const warning of split.warnings) progress.note(`warning: ${warning}`, { split: name, warning });
+    for (const { path, problem } of skippedImages(split))
+      progress.note(`skipped ${path}: ${problem}`, { split: name, skipped: path, problem });
+  }
   if (train.classNames.join('\n') !== test.classNames.join('\n')) {
     throw new Error(`${config.dataset}: the ${config.splits.train} and ${config.splits.test} splits have different classes`);
   }
@@ -161,13 +180,69 @@ export async function prepareSplits(config: RunConfig, prepared: PreparedModel, 
   return { train, test, loss: train.labelKind === 'multi-label' ? 'sigmoid-bce' : 'softmax-ce', point };
 }
 
-/** Opens (or, with `resume`, reopens) the run directory; a resumed run must have the same config. */
-export async function openRun(config: RunConfig, resume: boolean): Promise<RunDirectory<RunConfig>> {
-  if (resume) {
-    const existing = await RunDirectory.open(config.out);
-    return RunDirectory.create(existing.path, config);
+/** The images a split's cache left out as unreadable (with skipBadImages), in dataset order. */
+export function skippedImages(split: ExtractedSplit): readonly SkippedImage[] {
+  return split.cache.manifest.shards.flatMap((shard) => shard.skipped);
+}
+
+export interface OpenedRun {
+  readonly run: RunDirectory;
+  /** The config as the run goes on with it, learning-rate changes of this resume recorded. */
+  readonly config: RunConfig;
+  /** The learning rates this resume changed. */
+  readonly changes: readonly LearningRateChange[];
+  /** Gives the run directory back to other processes. */
+  release(): Promise<void>;
+}
+
+export interface OpenRunOptions {
+  /** Names this process to a second one, which is refused while it runs. */
+  readonly command: string;
+  readonly resume: boolean;
+  /** The learning rate was given on this command line (--lr): on --resume it may differ from the run's, and is recorded. */
+  readonly learningRateGiven?: boolean;
+}
+
+/**
+ * Opens (or, with `resume`, reopens) the run directory for this process alone. A resumed run must
+ * have the same config, except for a learning rate given explicitly with --lr: it applies from each
+ * method's checkpoint on, and the change is recorded in the config as `learningRateChanges`.
+ */
+export async function openRun(config: RunConfig, options: OpenRunOptions): Promise<OpenedRun> {
+  // Refused before anything is written when there is no run to resume.
+  if (options.resume) await RunDirectory.open(config.out);
+  const lock = await lockDirectory(config.out, options.command);
+  try {
+    let changes: LearningRateChange[] = [];
+    let recorded = config;
+    if (options.resume && options.learningRateGiven) {
+      const existing = await RunDirectory.open(config.out);
+      const stored = runConfigFromStored(existing.config, existing.path);
+      changes = await learningRateChanges(stored, config, existing);
+      const all = [...(stored.learningRateChanges ?? []), ...changes];
+      recorded = { ...config, ...(all.length > 0 && { learningRateChanges: all }) };
+    }
+    const changed = new Set(changes.map((change) => `training.${change.method}.learningRate`));
+    const run = await RunDirectory.create(config.out, storedRunConfig(recorded), {
+      mayChange: (field) => field === 'learningRateChanges' || changed.has(field),
+    });
+    return { run, config: recorded, changes, release: () => lock.release() };
+  } catch (error) {
+    await lock.release();
+    throw error;
   }
-  return RunDirectory.create(config.out, config);
+}
+
+/** Each method whose learning rate `config` changes from the stored run's, from the step its checkpoint reached. */
+async function learningRateChanges(stored: RunConfig, config: RunConfig, run: RunDirectory): Promise<LearningRateChange[]> {
+  const at = new Date().toISOString();
+  const changes: LearningRateChange[] = [];
+  for (const method of METHODS) {
+    const from = stored.training[method].learningRate;
+    const to = config.training[method].learningRate;
+    if (from !== to) changes.push({ method, fromStep: (await run.loadCheckpoint(method))?.step ?? 0, from, to, at });
+  }
+  return changes;
 }
 
 /** Wall-clock seconds per phase of a run, in the order they ran: a phase lasts until the next starts. */
@@ -191,7 +266,7 @@ export async function runMethods(
   config: RunConfig,
   prepared: PreparedModel,
   splits: PreparedSplits,
-  run: RunDirectory<RunConfig>,
+  run: RunDirectory,
   progress: Progress,
   resume: boolean,
   clock = new PhaseClock(),
@@ -234,7 +309,7 @@ export interface TrainedRun {
 /** Reads a run directory back: its config (validated again) and each method's last checkpoint. */
 export async function loadTrainedRun(dir: string): Promise<TrainedRun> {
   const run = await RunDirectory.open(dir);
-  const config = resolveRunConfig(run.config as RunConfigInput);
+  const config = runConfigFromStored(run.config, run.path);
   const states = new Map<Method, TrainState>();
   for (const method of new Set<Method>(['activation', ...config.methods])) {
     const state = await run.loadCheckpoint(method);

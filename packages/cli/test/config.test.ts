@@ -199,3 +199,37 @@ describe('trainConfigFor', () => {
     });
   });
 });
+
+describe('hostile configs', () => {
+  it('refuses infinite numbers (YAML .inf), naming the field, whatever the setting', async () => {
+    const path = await configFile('run.yaml', 'training:\n  all: { learningRate: .inf }\n  full: { weightDecay: .inf, clipNorm: .inf }\n');
+    const message = await loadRunConfig(path).then(
+      () => '',
+      (error: Error) => error.message,
+    );
+    expect(message.split('\n').sort()).toEqual([
+      `${path}: training.all.learningRate: expected a finite number, got Infinity`,
+      `${path}: training.full.clipNorm: expected a finite number, got Infinity`,
+      `${path}: training.full.weightDecay: expected a finite number, got Infinity`,
+    ]);
+  });
+
+  it('refuses YAML nested hundreds of levels deep as such, not as a stack overflow', async () => {
+    const path = await configFile('deep.yaml', `methods: ${'['.repeat(2000)}${']'.repeat(2000)}\n`);
+    await expect(loadRunConfig(path)).rejects.toThrow(`${path}: not valid YAML: nested too deeply to read`);
+  });
+
+  it('bounds the image-decoding workers: more threads than 64 only take memory', () => {
+    expect(() => resolveRunConfig(required, { workers: 3000 })).toThrow('command-line flags: workers: expected a number ≤ 64, got 3000');
+    expect(resolveRunConfig(required, { workers: 64 }).workers).toBe(64);
+  });
+
+  it('refuses a split name that is not a single folder name, as it names cache and dataset folders', () => {
+    for (const name of ['../../elsewhere', 'a/b', '..', '.', 'a\\b']) {
+      expect(() => resolveRunConfig(required, { splits: { train: name } })).toThrow(
+        `command-line flags: splits.train: expected a single folder name (no '/' or '\\', not '.' or '..'), got '${name}'`,
+      );
+    }
+    expect(resolveRunConfig(required, { splits: { train: 'trainval' } }).splits.train).toBe('trainval');
+  });
+});

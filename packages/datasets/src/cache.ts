@@ -2,11 +2,24 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { formatShape, type HostTensor, type SampleSource, sameShape, sizeOf } from '@gradfeat/core';
+import {
+  atomicTempTarget,
+  FEATURE_CACHE_FORMAT,
+  FEATURE_CACHE_MANIFEST,
+  foreignEntries,
+  formatShape,
+  type HostTensor,
+  lockDirectory,
+  type SampleSource,
+  sameShape,
+  sizeOf,
+} from '@gradfeat/core';
+import { checkManifest } from './cache-manifest.js';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import { isFile, writeFileAtomic } from './files.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
 import type { BatchSource, SkippedImage } from './pipeline.js';
+import { type ShardVerification, verifyShards } from './shard-verify.js';
 import { concatTargets, targetCount } from './targets.js';
 import type { LabelKind, Targets } from './types.js';
 
@@ -45,7 +58,7 @@ export interface ShardEntry {
 
 /** A feature cache's manifest.json. */
 export interface FeatureCacheManifest {
-  readonly format: 'gradfeat-feature-cache';
+  readonly format: typeof FEATURE_CACHE_FORMAT;
   readonly version: 1;
   readonly key: FeatureCacheKey;
   readonly dtype: FeatureDtype;
@@ -86,7 +99,7 @@ export interface WriteFeatureCacheOptions {
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 
-const MANIFEST = 'manifest.json';
+const MANIFEST = FEATURE_CACHE_MANIFEST;
 const DEFAULT_SHARD_BYTES = 64 * 2 ** 20;
 /** A read loads a whole shard when it wants at least 1/WHOLE_SHARD_FRACTION of its rows. */
 const WHOLE_SHARD_FRACTION = 8;
@@ -95,15 +108,25 @@ const WHOLE_SHARD_FRACTION = 8;
  * Runs `extract` over every batch of `source` and stores the outputs in shards beside a JSON manifest.
  * Each shard is written atomically and the manifest updated after it, so a killed run resumes from its
  * last complete shard when called again with the same options. A directory holding a cache for another
- * key is refused, never overwritten.
+ * key, or anything but a cache, is refused, never overwritten.
  */
 export async function writeFeatureCache(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
   requireLittleEndian();
-  const { source, key } = options;
-  const dtype = options.dtype ?? 'float32';
   await mkdir(directory, { recursive: true }).catch((error) => {
     throw fileSystemError(directory, error);
   });
+  // One writer at a time: a second extraction into the same directory is refused, naming the first.
+  const lock = await lockDirectory(directory, 'gradfeat feature-cache extraction');
+  try {
+    return await writeLocked(directory, options);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function writeLocked(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
+  const { source, key } = options;
+  const dtype = options.dtype ?? 'float32';
   let manifest = await readManifest(directory);
   if (manifest) {
     refuseMismatch(directory, manifest, key);
@@ -121,6 +144,13 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
       );
     }
     if (manifest.complete) return manifest;
+  } else {
+    const foreign = await foreignEntries(directory);
+    if (foreign.length > 0) {
+      throw new Error(
+        `${directory}: holds files that are not a gradfeat feature cache (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, ${foreign.length - 5} more` : ''}); choose an empty directory for the cache`,
+      );
+    }
   }
   await removeTemporaryFiles(directory);
 
@@ -153,7 +183,7 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
       skipped: pending.skipped,
     };
     manifest = withShard(manifest!, shard, sourceEnd === source.count);
-    await writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+    await writeManifest(directory, manifest);
     sourceStart = sourceEnd;
     pending = emptyPending();
   };
@@ -173,6 +203,8 @@ export async function writeFeatureCache(directory: string, options: WriteFeature
         const rowBytes = sizeOf(rowShape) * (dtype === 'float16' ? 2 : 4);
         const rowsPerShard = Math.max(source.cropsPerImage, Math.floor((options.shardBytes ?? DEFAULT_SHARD_BYTES) / rowBytes));
         manifest = newManifest(key, dtype, rowShape, source, rowsPerShard);
+        // Before any shard, so that the directory is recognisably a cache from then on.
+        await writeManifest(directory, manifest);
       }
       pending.rows.push(output.data);
       pending.rowCount += output.shape[0];
@@ -199,12 +231,15 @@ export interface FeatureCache {
   readonly source: SampleSource;
   /** One entry per image. */
   readonly targets: Targets;
+  /** Every shard was checked against its checksum when the cache was opened; what that read and cost. */
+  readonly verification: ShardVerification;
 }
 
 /**
  * Opens a complete cache made for exactly `expectedKey`; a different key is refused with the field
- * that differs. Reads taking a good part of a shard load it whole, verified against its checksum, and
- * keep it in an LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
+ * that differs. Every shard's checksum is verified first, so damage is found before any row is used.
+ * Reads taking a good part of a shard load it whole, verified against its checksum, and keep it in an
+ * LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
  */
 export async function openFeatureCache(
   directory: string,
@@ -220,6 +255,7 @@ export async function openFeatureCache(
       `the feature cache at ${directory} is incomplete (${manifest.counts.images} of ${manifest.sourceCount} images): extraction was interrupted; run it again to resume`,
     );
   }
+  const verification = await verifyShards(directory, manifest.shards);
   const rowSize = sizeOf(manifest.sampleShape);
   const shardStarts: number[] = [];
   let rows = 0;
@@ -257,6 +293,7 @@ export async function openFeatureCache(
   return {
     manifest,
     targets,
+    verification,
     source: {
       count: rows,
       sampleShape: manifest.sampleShape,
@@ -337,19 +374,13 @@ async function loadShard(directory: string, manifest: FeatureCacheManifest, shar
 async function readManifest(directory: string): Promise<FeatureCacheManifest | undefined> {
   const path = join(directory, MANIFEST);
   if (!(await isFile(path))) return undefined;
-  let manifest: FeatureCacheManifest;
+  let manifest: unknown;
   try {
     manifest = JSON.parse(await readFile(path, 'utf8'));
   } catch (error) {
     throw new DatasetFileError(path, `is not valid JSON (${(error as Error).message})`);
   }
-  if (manifest.format !== 'gradfeat-feature-cache' || manifest.version !== 1) {
-    throw new DatasetFileError(
-      path,
-      `is not a version 1 gradfeat feature cache manifest (format ${manifest.format}, version ${manifest.version})`,
-    );
-  }
-  return manifest;
+  return checkManifest(path, manifest);
 }
 
 function refuseMismatch(directory: string, manifest: FeatureCacheManifest, key: FeatureCacheKey): void {
@@ -413,7 +444,7 @@ function newManifest(
   rowsPerShard: number,
 ): FeatureCacheManifest {
   return {
-    format: 'gradfeat-feature-cache',
+    format: FEATURE_CACHE_FORMAT,
     version: 1,
     key,
     dtype,
@@ -470,9 +501,14 @@ function targetsFromJson(json: ShardTargets, kind: LabelKind, classCount: number
   throw new Error(`feature cache shard targets do not match the manifest's label kind '${kind}'`);
 }
 
+function writeManifest(directory: string, manifest: FeatureCacheManifest): Promise<void> {
+  return writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+}
+
+/** Leftovers of interrupted atomic writes; never another file, whatever its name. */
 async function removeTemporaryFiles(directory: string): Promise<void> {
   for (const name of await readdir(directory)) {
-    if (name.endsWith('.tmp')) await rm(join(directory, name), { force: true });
+    if (atomicTempTarget(name) !== undefined) await rm(join(directory, name), { force: true });
   }
 }
 

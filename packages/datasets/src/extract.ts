@@ -19,7 +19,7 @@ import {
 } from './cache.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';
-import { targetsTensor } from './targets.js';
+import { emptyClassWarnings, perClassCounts, targetsTensor } from './targets.js';
 import type { TransformSpec } from './transform.js';
 import type { LabelKind } from './types.js';
 
@@ -46,6 +46,10 @@ export interface ExtractedSplit extends LabelledSplit {
   readonly classNames: readonly string[];
   readonly labelKind: LabelKind;
   readonly cache: FeatureCache;
+  /** Images per class (multi-label: images where the class is positive). */
+  readonly perClassCounts: readonly number[];
+  /** One per class without images. */
+  readonly warnings: readonly string[];
 }
 
 /** What identifies a split's cached trunk outputs: the trunk, the cut, the preprocessing and the data. */
@@ -63,6 +67,11 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
   // A missing, incomplete or mismatched cache: writeFeatureCache creates, resumes or refuses it.
   let cache = await openFeatureCache(options.cacheDir, key).catch(() => undefined);
   const dtype = options.dtype ?? 'float32';
+  if (cache && cache.manifest.counts.skipped > 0 && !options.skipBadImages) {
+    throw new Error(
+      `${options.cacheDir}: this cache left out ${cache.manifest.counts.skipped} unreadable images (it was extracted skipping bad images); skip them again (--skip-bad-images) to use it, or delete it to extract again`,
+    );
+  }
   if (cache && cache.manifest.dtype !== dtype) {
     throw new Error(
       `${options.cacheDir}: holds a ${cache.manifest.dtype} cache of these features; remove it or ask for ${cache.manifest.dtype} to reuse it`,
@@ -101,6 +110,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
     cache.targets.kind === 'multi-label'
       ? { shape: targets.shape, data: Float32Array.from(cache.targets.difficult, (difficult) => 1 - difficult) }
       : undefined;
+  const counts = perClassCounts(cache.targets);
   return {
     cut: cache.source,
     crops: cache.manifest.cropsPerImage,
@@ -109,5 +119,7 @@ export async function extractSplit(options: ExtractSplitOptions): Promise<Extrac
     classNames: cache.manifest.classNames,
     labelKind: cache.manifest.labelKind,
     cache,
+    perClassCounts: counts,
+    warnings: emptyClassWarnings(cache.manifest.classNames, counts, `${options.dataset} ${options.split}`),
   };
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type HostTensor, type SampleSource, sizeOf } from '@gradfeat/core';
-import type { DecoderChoice } from './decode.js';
+import { type DecoderChoice, decodePixelLimit } from './decode.js';
 import type { DecodeResult } from './decode-job.js';
 import { DatasetFileError } from './errors.js';
 import { DecodePool } from './pool.js';
@@ -19,6 +19,8 @@ export interface PipelineOptions {
   readonly skipBadImages?: boolean;
   /** Batches decoded ahead of the one being consumed. Default 2. */
   readonly prefetch?: number;
+  /** Largest image decoded, in pixels (default 2²⁶); lowered so that every worker can hold one image at once. */
+  readonly maxImagePixels?: number;
 }
 
 /** An image dropped because it could not be read. */
@@ -72,6 +74,7 @@ export class ImagePipeline implements BatchSource {
   readonly sampleShape: readonly number[];
   readonly cropsPerImage: number;
   private readonly skippedImages: SkippedImage[] = [];
+  private readonly maxPixels: number;
 
   private constructor(
     private readonly dataset: ImageDataset,
@@ -81,6 +84,7 @@ export class ImagePipeline implements BatchSource {
   ) {
     this.sampleShape = transformedShape(options.transform);
     this.cropsPerImage = cropsPerImage(options.transform);
+    this.maxPixels = decodePixelLimit({ workers: pool.size, maxImagePixels: options.maxImagePixels });
   }
 
   /** Starts the decoding workers for a dataset. */
@@ -192,6 +196,7 @@ export class ImagePipeline implements BatchSource {
           transform: this.options.transform,
           decoder: this.options.decoder ?? 'auto',
           into: { buffer: target, offset: first * rowSize },
+          maxPixels: this.maxPixels,
         }),
       );
     }
@@ -207,7 +212,7 @@ export class ImagePipeline implements BatchSource {
       const [first] = failed.values();
       throw new DatasetFileError(
         first.path,
-        `${first.problem} (set skipBadImages to skip such files${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
+        `${first.problem} (skip such files with --skip-bad-images, or skipBadImages: true through the API${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
       );
     }
     const kept = indices.flatMap((_, position) => (failed.has(position) ? [] : [position]));

@@ -13,6 +13,7 @@ import {
 import type * as Ort from 'onnxruntime-node';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxGraph } from './onnx-graph.js';
+import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { describeShape } from './symbolic-shape.js';
 import { traceProgram } from './trace.js';
 
@@ -56,6 +57,7 @@ let runtime: Promise<OnnxRuntime> | undefined;
 
 /** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
 export function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  disableOrtTelemetry();
   runtime ??= import('onnxruntime-node').catch((error: Error) => {
     runtime = undefined;
     throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });

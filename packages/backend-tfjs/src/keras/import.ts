@@ -35,6 +35,16 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
  */
 export async function importKerasModel(modelJsonPath: string): Promise<KerasGraph> {
   const file = resolve(modelJsonPath);
+  try {
+    return await importResolved(file);
+  } catch (error) {
+    // Errors found past the reading (shape inference, say) name the node; the file is named here.
+    if ((error as Error).message.includes(dirname(file))) throw error;
+    throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function importResolved(file: string): Promise<KerasGraph> {
   const modelJson = await readJson(file, 'Keras model');
   const model = parseTopology(modelJson, file);
   const weights = await readWeights((modelJson as { weightsManifest?: unknown }).weightsManifest, dirname(file), file);

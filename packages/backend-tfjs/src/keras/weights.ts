@@ -1,6 +1,13 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { formatShape, type HostTensor, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
+import {
+  type ContainedFile,
+  fileInside,
+  formatShape,
+  type HostTensor,
+  readContainedFile,
+  sizeOf,
+  stridedOffsets,
+  stridesOf,
+} from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -14,8 +21,9 @@ const FLOAT32_BYTES = 4;
 
 /**
  * Reads every weight listed in a TF.js `weightsManifest` from the shard files beside model.json. Each
- * group's shards are one little-endian byte stream, cut into the group's weights in order.
- * Returns the weights by manifest name, in Keras layout.
+ * group's shards are one little-endian byte stream, cut into the group's weights in order. Shard
+ * paths must name regular files inside the model's folder, and their sizes must add up to what the
+ * weights need before any is read. Returns the weights by manifest name, in Keras layout.
  */
 export async function readWeights(manifest: unknown, directory: string, modelFile: string): Promise<Map<string, HostTensor>> {
   if (!Array.isArray(manifest)) throw new Error(`${modelFile}: no "weightsManifest" list`);
@@ -29,8 +37,9 @@ export async function readWeights(manifest: unknown, directory: string, modelFil
     }
     const checked = specs.map((spec) => checkSpec(spec, where));
     const expectedBytes = checked.reduce((total, spec) => total + sizeOf(spec.shape) * FLOAT32_BYTES, 0);
-    const files = paths.map((p) => join(directory, p));
-    const bytes = await readShards(files, expectedBytes, checked);
+    const bytes = await readShards(directory, paths, expectedBytes, checked).catch((error: Error) => {
+      throw new Error(`${where}: ${error.message}`, { cause: error });
+    });
     let offset = 0;
     for (const spec of checked) {
       const count = sizeOf(spec.shape);
@@ -48,7 +57,7 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
   if (
     typeof candidate?.name !== 'string' ||
     !Array.isArray(candidate.shape) ||
-    !candidate.shape.every((d) => Number.isInteger(d) && d >= 0)
+    !candidate.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
   ) {
     throw new Error(`${where}: weight entry ${JSON.stringify(spec)} needs a "name" and a "shape" of non-negative integers`);
   }
@@ -63,26 +72,29 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
   return candidate as WeightSpec;
 }
 
-async function readShards(files: readonly string[], expectedBytes: number, specs: readonly WeightSpec[]): Promise<Buffer> {
+async function readShards(
+  directory: string,
+  paths: readonly string[],
+  expectedBytes: number,
+  specs: readonly WeightSpec[],
+): Promise<Buffer> {
   const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes`;
-  const shards = await Promise.all(
-    files.map(async (file) => {
-      try {
-        return await readFile(file);
-      } catch (error) {
-        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `cannot be read (${(error as Error).message})`;
-        throw new Error(`weight file '${file}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
-          cause: error,
-        });
-      }
-    }),
-  );
-  const bytes = shards.length === 1 ? shards[0] : Buffer.concat(shards);
-  if (bytes.byteLength !== expectedBytes) {
-    const holder = files.length === 1 ? `weight file '${files[0]}' holds` : `weight files ${files.map((f) => `'${f}'`).join(', ')} hold`;
-    throw new Error(`${holder} ${bytes.byteLength} bytes, but ${needs}`);
+  const files: ContainedFile[] = [];
+  for (const path of paths) {
+    try {
+      files.push(await fileInside(directory, path, { what: 'weight file', folder: "the model's folder" }));
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; ${needs}${paths.length > 1 ? ` across ${paths.length} files` : ''}`, { cause: error });
+    }
   }
-  return bytes;
+  const heldBytes = files.reduce((total, file) => total + file.bytes, 0);
+  if (heldBytes !== expectedBytes) {
+    const holder =
+      files.length === 1 ? `weight file '${files[0].path}' holds` : `weight files ${files.map((f) => `'${f.path}'`).join(', ')} hold`;
+    throw new Error(`${holder} ${heldBytes} bytes, but ${needs}`);
+  }
+  const shards = await Promise.all(files.map(readContainedFile));
+  return shards.length === 1 ? shards[0] : Buffer.concat(shards);
 }
 
 function describeSpecs(specs: readonly WeightSpec[]): string {

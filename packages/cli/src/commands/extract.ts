@@ -1,3 +1,4 @@
+import { RunDirectory } from '@gradfeat/core';
 import type { FeatureCache } from '@gradfeat/datasets';
 import type { Command } from 'commander';
 import { createProgress, emit, renderTable } from '../output.js';
@@ -17,11 +18,13 @@ export function registerExtract(program: Command): void {
     )
     .action(async (flags: RunFlags & { json?: boolean }) => {
       const config = await resolveRunFlags(flags);
+      // The cache goes into <out>/cache, the start of a run: a user's folder there is refused.
+      if (config.cacheDir === undefined) await RunDirectory.holdsRun(config.out);
       const progress = createProgress();
       const prepared = await prepareModel(config);
       const splits = await prepareSplits(config, prepared, progress);
       progress.finish();
-      const describe = (name: string, { manifest }: FeatureCache) => ({
+      const describe = (name: string, { manifest, verification }: FeatureCache, perClassCounts?: readonly number[]) => ({
         split: name,
         images: manifest.counts.images,
         rows: manifest.counts.rows,
@@ -30,8 +33,13 @@ export function registerExtract(program: Command): void {
         dtype: manifest.dtype,
         shards: manifest.shards.length,
         bytes: manifest.shards.reduce((total, shard) => total + shard.bytes, 0),
+        verification,
+        ...(perClassCounts && { perClassCounts }),
       });
-      const rows = [describe(config.splits.train, splits.train.cache), describe(config.splits.test, splits.test.cache)];
+      const rows = [
+        describe(config.splits.train, splits.train.cache, splits.train.perClassCounts),
+        describe(config.splits.test, splits.test.cache, splits.test.perClassCounts),
+      ];
       // The linearised models' point, where the run caches it (see --point-cache): one row of features and residuals per image.
       if (splits.point) rows.push(describe(`${config.splits.train} (point)`, splits.point.cache));
       emit(flags.json === true, { backend: prepared.backend.name, cut: config.cut, splits: rows }, () =>

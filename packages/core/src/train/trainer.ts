@@ -18,6 +18,7 @@ import {
 } from '../methods/programs.js';
 import { Rng } from '../random.js';
 import { type HostTensor, hostTensor } from '../tensor.js';
+import { DivergenceMonitor } from './divergence.js';
 import type { LossKind } from './losses.js';
 import {
   applyUpdate,
@@ -174,6 +175,7 @@ export async function trainMethod(
   };
   const targets = memorySource(data.targets);
   const mask = data.mask && memorySource(data.mask);
+  const divergence = new DivergenceMonitor(state.method, totalSteps, state.history);
   try {
     while (state.epoch < config.epochs) {
       const order = new Rng(state.epochRng).permutation(count);
@@ -194,16 +196,13 @@ export async function trainMethod(
         applyUpdate(config.optimiser, state.params, grads, state.optimiser, learningRate, state.step);
         state.batchInEpoch += 1;
         const record = { step: state.step, epoch: state.epoch, loss: outputs.loss.data[0] };
-        if (!Number.isFinite(record.loss)) {
-          throw new Error(
-            `${state.method}: loss became ${record.loss} at step ${state.step}; lower the learning rate or set a gradient clip`,
-          );
-        }
+        divergence.observe(record.step, record.loss, grads);
         state.history.push(record);
         hooks.onStep?.({ ...record, totalSteps, learningRate });
-        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0) {
+        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0 && divergence.healthy) {
           tick();
           await hooks.checkpoint(state);
+          divergence.checkpointed(state.step);
         }
       }
       const next = new Rng(state.epochRng);
@@ -212,6 +211,7 @@ export async function trainMethod(
       state.epoch += 1;
       state.batchInEpoch = 0;
     }
+    divergence.finish();
     tick();
     await hooks.checkpoint?.(state);
     return state;
