@@ -11,9 +11,9 @@ import {
   type Shape,
 } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
+import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxGraph } from './onnx-graph.js';
-import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { describeShape } from './symbolic-shape.js';
 import { traceProgram } from './trace.js';
 
