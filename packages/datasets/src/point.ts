@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type Backend,
   FEATURES,
@@ -37,6 +38,15 @@ export function pointCacheKey(model: LinearisedModel, cut: FeatureCache): Featur
     modelHash: `${cut.manifest.key.modelHash} head ${heads}`,
     cut: `${model.cut} → point of ${model.features}`,
   };
+}
+
+/**
+ * A point cache's folder name beside the cut values' cache: one per head (a randomised θ2 or ω, other
+ * coordinates), so that runs sharing a cut cache keep their points side by side.
+ */
+export function pointCacheName(split: string, model: LinearisedModel, cut: FeatureCache): string {
+  const { modelHash, cut: cutName } = pointCacheKey(model, cut);
+  return `${split}.point-${createHash('sha256').update(`${modelHash}\n${cutName}`).digest('hex').slice(0, 12)}`;
 }
 
 /** A split's cached point: per-sample sources for the trainer, and the cache behind them. */

@@ -622,6 +622,11 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const [h, w] = geometry.inputSize;
     const c = geometry.inChannels;
     const nhwc = this.channelsLast(x);
+    const { kernel, attrs } = geometry;
+    // A 1×1 conv with stride 1 reads every pixel once, in order: its im2col matrix is x in NHWC.
+    if (kernel[0] * kernel[1] === 1 && attrs.strides.every((s) => s === 1) && attrs.pads.every((p) => p === 0)) {
+      return this.graph.node('Reshape', [nhwc, this.int64s([-1, c])]);
+    }
     const padded = [top, left, bottom, right].every((p) => p === 0)
       ? nhwc
       : this.graph.node('Pad', [nhwc, this.int64s([0, top, left, 0, 0, bottom, right, 0])]);

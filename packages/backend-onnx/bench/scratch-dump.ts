@@ -1,0 +1,11 @@
+import { readFileSync } from 'node:fs';
+import { runBenchmark } from '@gradfeat/core';
+import onnxProto from 'onnx-proto';
+const { onnx } = onnxProto;
+import { createOnnxBackend } from '../src/index.js';
+const workload = process.argv[2] as never;
+const file = `/tmp/dump-${workload}.onnx`;
+const backend = await createOnnxBackend({ sessionOptions: { optimizedModelFilePath: file } });
+await runBenchmark(backend, workload, { runs: 1, warmup: 0 } as never).catch((e) => console.error(e.message));
+const model = onnx.ModelProto.decode(readFileSync(file));
+for (const n of model.graph!.node!) console.log(`${n.opType} ${n.name}: ${n.input!.join(', ')} -> ${n.output!.join(', ')}`);
