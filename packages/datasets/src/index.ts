@@ -5,6 +5,7 @@ export * from './download.js';
 export * from './errors.js';
 export * from './extract.js';
 export * from './file-dataset.js';
+export * from './fill.js';
 export * from './float16.js';
 export * from './folder.js';
 export * from './imagenet.js';
