@@ -30,6 +30,8 @@ export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';
 export * from './tensor.js';
+export * from './train/gradient-sums.js';
+export * from './train/lbfgs.js';
 export * from './train/losses.js';
 export * from './train/optimisers.js';
 export * from './train/trainer.js';

@@ -28,6 +28,8 @@ export interface LabelledSplit {
   readonly mask?: HostTensor;
   /** The linearised models' cached point per sample (training split); without it they evaluate the head every step. */
   readonly point?: PointData;
+  /** The frozen features f(x) per sample when already computed (e.g. cached on shared storage); else computed here. */
+  readonly features?: SampleSource;
 }
 
 export interface MethodMetrics {
@@ -167,8 +169,8 @@ export async function compareMethods(options: {
   const evalBatch = options.evalBatchSize ?? 256;
   events?.onPhase?.('features');
   const features = {
-    train: memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),
-    test: memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
+    train: train.features ?? memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),
+    test: test.features ?? memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
   };
   const classes = train.targets.shape[1];
 
