@@ -9,6 +9,7 @@ import { registerExport } from './commands/export.js';
 import { registerExtract } from './commands/extract.js';
 import { registerInfo } from './commands/info.js';
 import { registerTrain } from './commands/train.js';
+import { registerWorker } from './commands/worker.js';
 
 /** The gradfeat command line: each command registers itself from its own module. */
 export function createCli(): Command {
@@ -27,6 +28,7 @@ export function createCli(): Command {
     registerExport,
     registerBench,
     registerCheckFixture,
+    registerWorker,
   ])
     register(program);
   return program;

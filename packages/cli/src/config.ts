@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { METHODS, type Method, type Parametrisation, type TrainConfig } from '@gradfeat/core';
+import { LBFGS_HISTORY, LBFGS_TOLERANCE, METHODS, type Method, type Parametrisation, type TrainConfig } from '@gradfeat/core';
 import { parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -17,6 +17,8 @@ const decayRate = z.number().min(0).lt(1);
 
 const sgdSchema = z.object({ kind: z.literal('sgd'), momentum: decayRate }).strict();
 const adamSchema = z.object({ kind: z.literal('adam'), beta1: decayRate, beta2: decayRate, epsilon: positive }).strict();
+/** Full-batch L-BFGS, for the convex models (activation, gradient, full): history pairs and gradient tolerance. */
+const lbfgsSchema = z.object({ kind: z.literal('lbfgs'), history: wholeNumber(1), tolerance: positive }).strict();
 
 const methodTrainingSchema = z
   .object({
@@ -29,7 +31,7 @@ const methodTrainingSchema = z
     halveEvery: wholeNumber(1).optional(),
     /** Clip the global gradient norm to this value; none when absent. */
     clipNorm: positive.optional(),
-    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema]),
+    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema, lbfgsSchema]),
   })
   .strict();
 
@@ -126,7 +128,15 @@ const runConfigSchema = z
 const methodTrainingInputSchema = methodTrainingSchema
   .extend({
     optimiser: z
-      .object({ kind: z.enum(['sgd', 'adam']), momentum: decayRate, beta1: decayRate, beta2: decayRate, epsilon: positive })
+      .object({
+        kind: z.enum(['sgd', 'adam', 'lbfgs']),
+        momentum: decayRate,
+        beta1: decayRate,
+        beta2: decayRate,
+        epsilon: positive,
+        history: wholeNumber(1),
+        tolerance: positive,
+      })
       .partial()
       .strict(),
   })
@@ -165,6 +175,7 @@ type OptimiserSettings = MethodTraining['optimiser'];
 const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
   sgd: { kind: 'sgd', momentum: 0.9 },
   adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
+  lbfgs: { kind: 'lbfgs', history: LBFGS_HISTORY, tolerance: LBFGS_TOLERANCE },
 };
 
 const linearisedTraining: MethodTraining = {

@@ -21,7 +21,7 @@ export interface RunFlags {
   readonly batchSize?: number;
   readonly lr?: number;
   readonly weightDecay?: number;
-  readonly optimiser?: 'sgd' | 'adam';
+  readonly optimiser?: 'sgd' | 'adam' | 'lbfgs';
   readonly halveEvery?: number;
   readonly clipNorm?: number;
   readonly seed?: number;
@@ -35,6 +35,9 @@ export interface RunFlags {
   readonly imageSize?: number;
   readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
   readonly sweepWeightDecay?: number[];
+  /** Not run settings: where the work runs (see `gradfeat worker`). */
+  readonly redis?: string;
+  readonly gradientJobs?: number;
 }
 
 export function addRunOptions(command: Command): Command {
@@ -61,10 +64,10 @@ export function addRunOptions(command: Command): Command {
     .option('--lr <x>', 'learning rate for every method', numberOption('--lr'))
     .option('--weight-decay <x>', 'L2 weight decay for every method', numberOption('--weight-decay'))
     .addOption(
-      new Option('--optimiser <kind>', 'optimiser for every method (default: sgd for the probe, adam β1=0.5 otherwise)').choices([
-        'sgd',
-        'adam',
-      ]),
+      new Option(
+        '--optimiser <kind>',
+        'optimiser for every method (default: sgd for the probe, adam β1=0.5 otherwise; lbfgs: full-batch, for activation, gradient and full)',
+      ).choices(['sgd', 'adam', 'lbfgs']),
     )
     .option('--halve-every <steps>', 'halve the learning rate every this many steps', integerOption('--halve-every', 1))
     .option('--clip-norm <x>', 'clip the global gradient norm', numberOption('--clip-norm'))
@@ -87,6 +90,15 @@ export function addRunOptions(command: Command): Command {
         '--randomise <parts...>',
         'ablation: a random θ1 (trunk), or a random θ2 or ω where the gradient term ω̄ᵀJw2 is evaluated',
       ).choices(['theta1', 'theta2', 'omega']),
+    )
+    .option(
+      '--redis <url>',
+      'coordinate `gradfeat worker`s on other machines through this Redis (e.g. redis://10.0.0.5:6379); data and run directory on shared storage',
+    )
+    .option(
+      '--gradient-jobs <n>',
+      'with --redis: gradient jobs per training step (default: the workers listening)',
+      integerOption('--gradient-jobs', 1),
     );
 }
 

@@ -5,6 +5,7 @@ import {
   type Classifier,
   classifierOf,
   compareMethods,
+  type GradientEvaluatorFactory,
   initialParams,
   isLinearised,
   type LinearisedModel,
@@ -24,7 +25,19 @@ import {
   type TrainState,
   zeroClassifier,
 } from '@gradfeat/core';
-import { type ExtractedSplit, extractPoint, extractSplit, transformForModel } from '@gradfeat/datasets';
+import {
+  type CacheFill,
+  type ExtractedSplit,
+  type ExtractSplitOptions,
+  extractSplit,
+  type FeatureCache,
+  featuresCacheFill,
+  fillFeatureCache,
+  pointCacheFill,
+  pointOfCache,
+  type ShardRunner,
+  transformForModel,
+} from '@gradfeat/datasets';
 import { openBackend } from './backends.js';
 import { type RunConfig, type RunConfigInput, resolveRunConfig, trainConfigFor } from './config.js';
 import type { Progress } from './output.js';
@@ -72,25 +85,48 @@ export interface PreparedSplits {
 }
 
 /** Where a run's caches live: --cache-dir, else `<out>/cache`; one directory per split (and per split's point). */
-function cacheRoot(config: RunConfig): string {
+export function cacheRoot(config: RunConfig): string {
   return config.cacheDir ?? join(config.out, CACHE_DIR);
 }
 
-export async function prepareSplits(config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<PreparedSplits> {
+/** The caches of a run: each split's trunk outputs, and the training split's point and features. */
+export type CacheKind = 'cut' | 'point' | 'features';
+
+export function cacheDirectory(config: RunConfig, role: 'train' | 'test', kind: CacheKind): string {
+  return join(cacheRoot(config), kind === 'cut' ? config.splits[role] : `${config.splits[role]}.${kind}`);
+}
+
+/** Writes cache shards elsewhere (a cluster's workers); undefined: in this process. */
+export type ShardRunners = ((role: 'train' | 'test', kind: CacheKind) => ShardRunner) | undefined;
+
+/** How a split's trunk outputs are extracted (the same on a coordinator and its workers). */
+export function trunkExtraction(config: RunConfig, prepared: PreparedModel, role: 'train' | 'test'): ExtractSplitOptions {
   const { resizeShorter } = config.preprocessing ?? {};
   // Training reads cached trunk outputs, computed once, so its images are centre crops too.
-  const modes = { train: 'eval', test: config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval' } as const;
+  const mode = role === 'test' && config.testCrop === 'ten-crop' ? 'ten-crop' : 'eval';
+  return {
+    backend: prepared.backend,
+    model: prepared.model,
+    dataset: config.dataset,
+    split: config.splits[role],
+    transform: transformForModel(prepared.preprocessing, mode, { resizeShorter }),
+    cacheDir: cacheDirectory(config, role, 'cut'),
+    batchSize: config.extractBatchSize,
+    dtype: config.float16Cache ? 'float16' : 'float32',
+    workers: config.workers,
+  };
+}
+
+export async function prepareSplits(
+  config: RunConfig,
+  prepared: PreparedModel,
+  progress: Progress,
+  runners?: ShardRunners,
+): Promise<PreparedSplits> {
   const extract = (role: 'train' | 'test') =>
     extractSplit({
-      backend: prepared.backend,
-      model: prepared.model,
-      dataset: config.dataset,
-      split: config.splits[role],
-      transform: transformForModel(prepared.preprocessing, modes[role], { resizeShorter }),
-      cacheDir: join(cacheRoot(config), config.splits[role]),
-      batchSize: config.extractBatchSize,
-      dtype: config.float16Cache ? 'float16' : 'float32',
-      workers: config.workers,
+      ...trunkExtraction(config, prepared, role),
+      runner: runners?.(role, 'cut'),
       onProgress: (p) => progress.update(`extract ${config.splits[role]}`, p.done, p.total, { shards: p.shards }),
     });
   const train = await extract('train');
@@ -127,6 +163,12 @@ export class PhaseClock {
   }
 }
 
+/** Where the caches' shards and the training steps' gradients are computed when not in this process. */
+export interface Transport {
+  readonly runners: ShardRunners;
+  readonly evaluator: GradientEvaluatorFactory;
+}
+
 export async function runMethods(
   config: RunConfig,
   prepared: PreparedModel,
@@ -135,6 +177,7 @@ export async function runMethods(
   progress: Progress,
   resume: boolean,
   clock = new PhaseClock(),
+  transport?: Transport,
 ): Promise<MethodResult[]> {
   const classes = splits.train.targets.shape[1];
   const model = withAblatedOmega(config, prepared.model, classes);
@@ -142,15 +185,16 @@ export async function runMethods(
   const cachePoint = linearised && (config.pointCache === 'on' || (config.pointCache === 'auto' && pointCachePays(model)));
   if (cachePoint) clock.start('point');
   const point = cachePoint
-    ? await extractPoint({
-        backend: prepared.backend,
+    ? pointOfCache(
         model,
-        cut: splits.train.cache,
-        cacheDir: join(cacheRoot(config), `${config.splits.train}.point`),
-        batchSize: config.extractBatchSize,
-        onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
-      })
+        await fillFeatureCache(headCacheFill(config, prepared, model, splits.train.cache, 'point'), {
+          runner: transport?.runners?.('train', 'point'),
+          onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
+        }),
+      )
     : undefined;
+  // Workers train the linear probe on f(x) from the shared storage; a local run computes it in memory.
+  const features = transport && (await trainFeatures(config, prepared, model, splits, progress, transport.runners));
   const configs = Object.fromEntries(METHODS.map((m) => [m, trainConfigFor(config, m)])) as Record<Method, TrainConfig>;
   // A checkpoint must hold exactly the parameters a fresh run of its method starts from.
   const expected = (method: Method) => initialParams(model, method, zeroClassifier(classes, model.featureCount));
@@ -158,13 +202,17 @@ export async function runMethods(
     backend: prepared.backend,
     model,
     loss: splits.loss,
-    train: { ...splits.train, point },
+    train: { ...splits.train, point, features: features?.source },
     test: splits.test,
     methods: config.methods,
     configs,
     weightDecaySweep: config.weightDecaySweep,
     resume: resume ? (method) => run.loadCheckpoint(method, expected(method)) : undefined,
-    hooks: () => ({ checkpoint: (state) => run.saveCheckpoint(state), checkpointEvery: config.checkpointEvery }),
+    hooks: () => ({
+      checkpoint: (state) => run.saveCheckpoint(state),
+      checkpointEvery: config.checkpointEvery,
+      evaluator: transport?.evaluator,
+    }),
     events: {
       onPhase: (phase) => {
         clock.start(phase);
@@ -173,6 +221,39 @@ export async function runMethods(
       onStep: (method, info) => progress.update(method, info.step, info.totalSteps, { loss: info.loss }),
     },
   });
+}
+
+/** The training split's frozen features f(x) as a cache of their own (see featuresCacheFill). */
+export function trainFeatures(
+  config: RunConfig,
+  prepared: PreparedModel,
+  model: LinearisedModel,
+  splits: PreparedSplits,
+  progress: Progress,
+  runners?: ShardRunners,
+) {
+  return fillFeatureCache(headCacheFill(config, prepared, model, splits.train.cache, 'features'), {
+    runner: runners?.('train', 'features'),
+    onProgress: (p) => progress.update(`features ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
+  });
+}
+
+/** The training split's point or features cache, computed from its cut values (the same on a coordinator and its workers). */
+export function headCacheFill(
+  config: RunConfig,
+  prepared: PreparedModel,
+  model: LinearisedModel,
+  cut: FeatureCache,
+  kind: 'point' | 'features',
+): CacheFill {
+  const options = {
+    backend: prepared.backend,
+    model,
+    cut,
+    cacheDir: cacheDirectory(config, 'train', kind),
+    batchSize: config.extractBatchSize,
+  };
+  return kind === 'point' ? pointCacheFill(options) : featuresCacheFill(options);
 }
 
 export interface TrainedRun {

@@ -1,9 +1,10 @@
 import { formatPercent, type MethodResult, theta2Size } from '@gradfeat/core';
 import type { Command } from 'commander';
+import { coordinate } from '../cluster.js';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { openRun, PhaseClock, prepareModel, prepareSplits, runMethods } from '../workflow.js';
+import { openRun, PhaseClock, type PreparedSplits, prepareModel, prepareSplits, runMethods } from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
@@ -23,16 +24,26 @@ export function resultsTable(results: readonly MethodResult[]): string {
 }
 
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
-export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean }): Promise<void> {
+export async function trainAndReport(
+  config: RunConfig,
+  options: { resume?: boolean; json?: boolean; redis?: string; gradientJobs?: number },
+): Promise<void> {
   const progress = createProgress();
   // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
   const prepared = await prepareModel(config);
   const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
+  const cluster = options.redis ? await coordinate(options.redis, config, prepared, progress, options.gradientJobs) : undefined;
   const clock = new PhaseClock();
-  clock.start('extract');
-  const splits = await prepareSplits(config, prepared, progress);
-  const results = await runMethods(config, prepared, splits, run, progress, options.resume === true, clock);
+  let splits: PreparedSplits;
+  let results: MethodResult[];
+  try {
+    clock.start('extract');
+    splits = await prepareSplits(config, prepared, progress, cluster?.runners);
+    results = await runMethods(config, prepared, splits, run, progress, options.resume === true, clock, cluster);
+  } finally {
+    await cluster?.close();
+  }
   clock.stop();
   progress.finish();
   const context = {
@@ -83,7 +94,7 @@ export function registerCompare(program: Command): void {
     .option('--json', 'print the results as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2',
+      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --out runs/r20-layer3.2\n  gradfeat compare --config /shared/run.yaml --out /shared/runs/r18 --redis redis://10.0.0.5:6379   # on workers (gradfeat worker)',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags(flags), flags);

@@ -1,8 +1,9 @@
 import type { ExtractedSplit } from '@gradfeat/datasets';
 import type { Command } from 'commander';
+import { coordinate } from '../cluster.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { addRunOptions, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { prepareModel, prepareSplits } from '../workflow.js';
+import { type PreparedSplits, prepareModel, prepareSplits } from '../workflow.js';
 
 export function registerExtract(program: Command): void {
   addRunOptions(
@@ -13,13 +14,19 @@ export function registerExtract(program: Command): void {
     .option('--json', 'print the cache summary as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat extract --model ../shared/models/mobilenet_v1_0.25_224 --dataset folder:/data/cifar-10-jpg --cut conv_pw_12_relu --out runs/mnet',
+      '\nExamples:\n  gradfeat extract --model ../shared/models/mobilenet_v1_0.25_224 --dataset folder:/data/cifar-10-jpg --cut conv_pw_12_relu --out runs/mnet\n  gradfeat extract --config /shared/run.yaml --out /shared/runs/r18 --redis redis://10.0.0.5:6379   # shards written by gradfeat workers',
     )
     .action(async (flags: RunFlags & { json?: boolean }) => {
       const config = await resolveRunFlags(flags);
       const progress = createProgress();
       const prepared = await prepareModel(config);
-      const splits = await prepareSplits(config, prepared, progress);
+      const cluster = flags.redis ? await coordinate(flags.redis, config, prepared, progress) : undefined;
+      let splits: PreparedSplits;
+      try {
+        splits = await prepareSplits(config, prepared, progress, cluster?.runners);
+      } finally {
+        await cluster?.close();
+      }
       progress.finish();
       const describe = (name: string, split: ExtractedSplit) => ({
         split: name,

@@ -14,7 +14,8 @@ const MAX_HALVINGS = 30;
  * loss plus weight decay λ/2·‖w‖². For the convex models (activation, gradient, full: each is linear in
  * its parameters, as logistic regression is) it converges to their optimum, one evaluation being one
  * pass of gradient sums over the whole training set, which workers on other machines can share.
- * `epochs` is the most iterations; it stops earlier once no gradient entry exceeds the tolerance.
+ * `epochs` is the most iterations; it stops earlier once no gradient entry exceeds the tolerance. The
+ * learning rate is not used: the line search starts from the quasi-Newton step.
  *
  * Every quantity carried from one iteration to the next is float32 (the parameters and the history
  * pairs) or re-evaluated from them, so a run resumed from a checkpoint continues bit for bit.
@@ -70,8 +71,8 @@ export async function trainLbfgs(
       direction = current.gradient.map((g) => -g);
       slope = dot(current.gradient, direction);
     }
-    // The first step is scaled to the gradient (as PyTorch's L-BFGS does); later ones start at the learning rate.
-    let stepSize = history.length === 0 ? Math.min(1, 1 / sumAbs(current.gradient)) * optimiser.learningRate : optimiser.learningRate;
+    // The quasi-Newton step, or without history one scaled to the gradient (as PyTorch's L-BFGS starts).
+    let stepSize = history.length === 0 ? Math.min(1, 1 / sumAbs(current.gradient)) : 1;
     let next: { x: Float32Array; value: Awaited<ReturnType<typeof evaluate>> } | undefined;
     for (let halvings = 0; halvings <= MAX_HALVINGS; halvings++, stepSize /= 2) {
       const candidate = Float32Array.from(x, (value, i) => value + stepSize * direction[i]);

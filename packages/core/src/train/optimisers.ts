@@ -5,7 +5,7 @@ import type { HostTensor } from '../tensor.js';
  * the checkpointed source of truth, and the update is cheap next to the backend's passes.
  */
 export interface OptimiserConfig {
-  /** lbfgs: full-batch L-BFGS for the convex models (see trainLbfgs); the others step per minibatch. */
+  /** lbfgs: full-batch L-BFGS for the convex models (see trainLbfgs; it uses no learning rate); the others step per minibatch. */
   readonly kind: 'sgd' | 'adam' | 'lbfgs';
   readonly learningRate: number;
   /** SGD momentum (default 0.9). */
