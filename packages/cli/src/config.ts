@@ -119,6 +119,8 @@ const runConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Images per trunk batch during extraction. */
     extractBatchSize: wholeNumber(1),
+    /** Approximate size of a feature-cache shard in bytes (a worker's unit of extraction work); absent: 64 MiB. */
+    shardBytes: wholeNumber(1).optional(),
     /** Replace pre-trained parts by a random initialisation, for the paper's ablation. */
     randomise: z.array(z.enum(['theta1', 'theta2', 'omega'])),
   })

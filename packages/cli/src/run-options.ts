@@ -28,6 +28,7 @@ export interface RunFlags {
   readonly out?: string;
   readonly cacheDir?: string;
   readonly float16Cache?: boolean;
+  readonly shardMib?: number;
   readonly workers?: number;
   readonly testCrop?: 'center' | 'ten-crop';
   readonly mean?: number[];
@@ -75,6 +76,7 @@ export function addRunOptions(command: Command): Command {
     .option('--out <dir>', 'run directory (default gradfeat-run)')
     .option('--cache-dir <dir>', 'feature cache directory (default <out>/cache)')
     .option('--float16-cache', 'store cached trunk outputs as float16')
+    .option('--shard-mib <x>', "feature-cache shard size in MiB, a worker's unit of extraction (default 64)", numberOption('--shard-mib'))
     .option('--workers <n>', 'image-decoding threads (default: one per core)', integerOption('--workers'))
     .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
@@ -138,6 +140,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     out: flags.out,
     cacheDir: flags.cacheDir,
     float16Cache: flags.float16Cache,
+    shardBytes: flags.shardMib === undefined ? undefined : Math.max(1, Math.round(flags.shardMib * 2 ** 20)),
     workers: flags.workers,
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),

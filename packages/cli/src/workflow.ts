@@ -113,6 +113,7 @@ export function trunkExtraction(config: RunConfig, prepared: PreparedModel, role
     cacheDir: cacheDirectory(config, role, 'cut'),
     batchSize: config.extractBatchSize,
     dtype: config.float16Cache ? 'float16' : 'float32',
+    shardBytes: config.shardBytes,
     workers: config.workers,
   };
 }
@@ -252,6 +253,7 @@ export function headCacheFill(
     cut,
     cacheDir: cacheDirectory(config, 'train', kind),
     batchSize: config.extractBatchSize,
+    shardBytes: config.shardBytes,
   };
   return kind === 'point' ? pointCacheFill(options) : featuresCacheFill(options);
 }

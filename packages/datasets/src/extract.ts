@@ -28,6 +28,8 @@ export interface ExtractSplitOptions {
   readonly cacheDir: string;
   readonly batchSize?: number;
   readonly dtype?: FeatureDtype;
+  /** Approximate shard size. Default 64 MiB. */
+  readonly shardBytes?: number;
   readonly workers?: number;
   readonly skipBadImages?: boolean;
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
@@ -60,6 +62,7 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
     sampleShape: options.model.cutShape,
     batchSize,
     dtype: options.dtype ?? 'float32',
+    shardBytes: options.shardBytes,
     async sourceInfo() {
       const { length, classNames, labelKind } = await openSplit();
       return { count: length, classNames, labelKind, cropsPerImage: cropsPerImage(options.transform) };

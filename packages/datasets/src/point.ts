@@ -28,6 +28,8 @@ export interface ExtractPointOptions {
   /** Where the point's cache lives (its own directory). */
   readonly cacheDir: string;
   readonly batchSize?: number;
+  /** Approximate shard size. Default 64 MiB. */
+  readonly shardBytes?: number;
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
   /** Writes the shards elsewhere, e.g. as jobs on other machines; default: in this process. */
   readonly runner?: ShardRunner;
@@ -101,6 +103,7 @@ function headCacheFill(
     key: what.key,
     sampleShape: what.sampleShape,
     batchSize,
+    shardBytes: options.shardBytes,
     async sourceInfo() {
       const { classNames, labelKind, cropsPerImage } = manifest;
       return { count: manifest.counts.images, classNames, labelKind, cropsPerImage };

@@ -219,7 +219,9 @@ class OnnxCompiledProgram implements CompiledProgram {
         }
         batch = { size: value.shape[0], input: key };
       }
-      feeds[key] = new this.ort.Tensor('float32', value.data, value.shape);
+      // ONNX Runtime refuses SharedArrayBuffer-backed data (the decode workers' batch buffers): those are copied.
+      const data = value.data.buffer instanceof SharedArrayBuffer ? Float32Array.from(value.data) : value.data;
+      feeds[key] = new this.ort.Tensor('float32', data, value.shape);
     }
     return feeds;
   }

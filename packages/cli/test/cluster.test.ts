@@ -1,0 +1,273 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadTrainState, type Method, relativeError, type TrainState } from '@gradfeat/core';
+import { GRADFEAT_VERSION, GRADIENT_JOB, QUEUE, SHARD_JOB } from '@gradfeat/distributed';
+import { Queue, QueueEvents } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
+import { runCli } from './run-cli.js';
+
+/**
+ * A coordinator and three `gradfeat worker` processes on a real redis-server (Debian's package, on a
+ * free loopback port), on a generated CIFAR-format dataset and the shared ResNet-20: extraction with a
+ * worker killed mid-job, training equal to a local run with Adam and with L-BFGS, and a coordinator
+ * killed mid-training and resumed.
+ */
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const REDIS_SERVER = '/usr/bin/redis-server';
+const CLI = ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts')];
+// One ONNX Runtime thread per process: four processes share the machine's cores.
+const ENV = { ...process.env, GRADFEAT_ONNX_THREADS: '1', GRADFEAT_ONNX_SPINNING: '0' };
+const RECORD = 3073;
+/** 576 training images in 3 shards of 192, the test split in one: each shard job runs long enough to be killed in. */
+const TRAIN_IMAGES = 576;
+const TEST_IMAGES = 128;
+
+let work = '';
+let redis: ChildProcess | undefined;
+let url = '';
+const workers: { process: ChildProcess; log: string[] }[] = [];
+
+async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** Images whose class is visible in their colours, so that training has something to learn. */
+function cifarRecords(count: number, seed: number): Buffer {
+  const bytes = Buffer.alloc(count * RECORD);
+  let state = seed;
+  const next = () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+  for (let r = 0; r < count; r++) {
+    const label = Math.floor(next() * 10);
+    bytes[r * RECORD] = label;
+    for (let c = 0; c < 3; c++) {
+      for (let p = 0; p < 1024; p++) bytes[r * RECORD + 1 + c * 1024 + p] = Math.floor(((label + c * 3) % 10) * 20 + next() * 60);
+    }
+  }
+  return bytes;
+}
+
+function startWorker(): { process: ChildProcess; log: string[] } {
+  const child = spawn(process.execPath, [...CLI, 'worker', '--redis', url, '--stall-timeout', '2'], {
+    cwd: repo,
+    env: ENV,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const worker = { process: child, log: [] as string[] };
+  child.stderr?.on('data', (chunk: Buffer) => worker.log.push(...chunk.toString().split('\n').filter(Boolean)));
+  workers.push(worker);
+  return worker;
+}
+
+const events = (worker: { log: string[] }) =>
+  worker.log.flatMap((line) => {
+    try {
+      return [JSON.parse(line) as { event: string; job?: string; id?: string }];
+    } catch {
+      return [];
+    }
+  });
+
+async function until(condition: () => boolean, what: string, seconds = 90): Promise<void> {
+  const deadline = Date.now() + seconds * 1000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((wait) => setTimeout(wait, 20));
+  }
+}
+
+function runArgs(name: string, ...extra: string[]): string[] {
+  return ['--config', join(work, 'run.yaml'), '--out', join(work, name), '--cache-dir', join(work, `${name}-cache`), ...extra];
+}
+
+const paramsOf = (state: TrainState) => Float32Array.from([...state.params.values()].flatMap((t) => [...t.data]));
+const checkpoint = (run: string, method: Method) => loadTrainState(join(work, run, 'checkpoints', method), method);
+
+describeWithShared('gradfeat on a cluster: a coordinator and three workers on a real Redis', () => {
+  beforeAll(async () => {
+    if (!existsSync(REDIS_SERVER))
+      throw new Error(`${REDIS_SERVER} not found: install Debian's redis-server (apt-get install -y redis-server)`);
+    work = mkdtempSync(join(tmpdir(), 'gradfeat-cluster-'));
+    const train = cifarRecords(TRAIN_IMAGES, 1);
+    for (let b = 1; b <= 5; b++) {
+      const per = TRAIN_IMAGES / 5;
+      writeFileSync(join(work, `data_batch_${b}.bin`), train.subarray(Math.round((b - 1) * per) * RECORD, Math.round(b * per) * RECORD));
+    }
+    writeFileSync(join(work, 'test_batch.bin'), cifarRecords(TEST_IMAGES, 2));
+    writeFileSync(
+      join(work, 'run.yaml'),
+      [
+        `model: ${sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx')}`,
+        `dataset: cifar10:${work}`,
+        'cut: layer3.1',
+        'backend: onnx',
+        'preprocessing: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], size: [32, 32] }',
+        'extractBatchSize: 16',
+        // 192 rows of 64×8×8 float32 values per shard.
+        `shardBytes: ${192 * 64 * 8 * 8 * 4}`,
+        'checkpointEvery: 3',
+        'seed: 5',
+        'workers: 0',
+        'training: { all: { epochs: 2, batchSize: 48, learningRate: 0.003 } }',
+      ].join('\n'),
+    );
+    const port = await freePort();
+    url = `redis://127.0.0.1:${port}`;
+    redis = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 });
+    client.on('error', () => {});
+    await until(() => client.status === 'ready', 'redis-server', 20).catch(() => {});
+    await client.connect().catch(() => {});
+    await until(() => client.status === 'ready', 'redis-server to accept connections', 20);
+    client.disconnect();
+    for (let i = 0; i < 3; i++) startWorker();
+    await until(() => workers.every((worker) => events(worker).some((e) => e.event === 'ready')), 'three workers to start');
+  });
+
+  afterAll(async () => {
+    for (const { process: child } of workers) child.kill('SIGKILL');
+    redis?.kill('SIGKILL');
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('extraction with a worker killed mid-job completes with the cache of a local run, shard for shard', async () => {
+    const local = await runCli(['extract', ...runArgs('local')], { env: ENV });
+    expect(local.code, local.stderr).toBe(0);
+
+    const coordinator = runCli(['extract', ...runArgs('cluster'), '--redis', url], { env: ENV });
+    const victim = workers[0];
+    await until(() => events(victim).some((e) => e.event === 'started' && e.job === SHARD_JOB), 'a worker to start a shard job');
+    const killed = events(victim).find((e) => e.event === 'started')?.id;
+    victim.process.kill('SIGKILL');
+    startWorker();
+    const result = await coordinator;
+    expect(result.code, result.stderr).toBe(0);
+    // The killed worker never finished its job: another took it over once its lock expired.
+    expect(events(victim).some((e) => e.event === 'completed' && e.id === killed)).toBe(false);
+    expect(workers.slice(1).some((worker) => events(worker).some((e) => e.event === 'completed' && e.id === killed))).toBe(true);
+
+    for (const split of ['train', 'test']) {
+      const manifest = (run: string) => JSON.parse(readFileSync(join(work, `${run}-cache`, split, 'manifest.json'), 'utf8'));
+      const expected = manifest('local');
+      expect(expected.shards.length).toBe(split === 'train' ? 3 : 1);
+      expect(manifest('cluster')).toEqual(expected);
+      for (const shard of expected.shards) {
+        expect(
+          readFileSync(join(work, 'cluster-cache', split, shard.file)).equals(readFileSync(join(work, 'local-cache', split, shard.file))),
+        ).toBe(true);
+      }
+    }
+    // Extracting again finds the cache complete: no job is sent.
+    const again = await runCli(['extract', ...runArgs('cluster'), '--redis', url, '--json'], { env: ENV });
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout).splits.map((s: { images: number }) => s.images)).toEqual([TRAIN_IMAGES, TEST_IMAGES]);
+  });
+
+  it('Adam on the workers (three gradient jobs per step) reaches the parameters of a local run, all four methods', async () => {
+    const local = await runCli(['compare', ...runArgs('local'), '--json'], { env: ENV });
+    expect(local.code, local.stderr).toBe(0);
+    const cluster = await runCli(['compare', ...runArgs('cluster'), '--redis', url, '--gradient-jobs', '3', '--json'], { env: ENV });
+    expect(cluster.code, cluster.stderr).toBe(0);
+    for (const method of ['activation', 'gradient', 'full', 'finetune'] as const) {
+      const [ours, theirs] = [await checkpoint('cluster', method), await checkpoint('local', method)];
+      expect(ours.step).toBe(24);
+      expect(relativeError(paramsOf(ours), paramsOf(theirs)).relative, method).toBeLessThan(1e-5);
+    }
+  });
+
+  it('L-BFGS on the workers (full-batch sums) reaches the parameters of a local L-BFGS run', async () => {
+    const args = ['--methods', 'activation', 'gradient', 'full', '--optimiser', 'lbfgs', '--epochs', '12', '--json'];
+    const local = await runCli(['compare', ...runArgs('local-lbfgs'), '--cache-dir', join(work, 'local-cache'), ...args], { env: ENV });
+    expect(local.code, local.stderr).toBe(0);
+    const cluster = await runCli(
+      ['compare', ...runArgs('cluster-lbfgs'), '--cache-dir', join(work, 'cluster-cache'), '--redis', url, '--gradient-jobs', '3', ...args],
+      { env: ENV },
+    );
+    expect(cluster.code, cluster.stderr).toBe(0);
+    for (const method of ['activation', 'gradient', 'full'] as const) {
+      const [ours, theirs] = [await checkpoint('cluster-lbfgs', method), await checkpoint('local-lbfgs', method)];
+      expect(ours.step, method).toBe(theirs.step);
+      expect(ours.step, method).toBeGreaterThan(3);
+      expect(relativeError(paramsOf(ours), paramsOf(theirs)).relative, method).toBeLessThan(1e-5);
+    }
+  });
+
+  it('a coordinator killed mid-training and restarted with --resume ends with the result of an uninterrupted run', async () => {
+    const args = (name: string) => ['train', '--method', 'full', ...runArgs(name), '--cache-dir', join(work, 'cluster-cache')];
+    const straight = await runCli([...args('straight'), '--redis', url, '--gradient-jobs', '3'], { env: ENV });
+    expect(straight.code, straight.stderr).toBe(0);
+    const out = join(work, 'killed');
+    await new Promise<void>((done) => {
+      const child = spawn(process.execPath, [...CLI, ...args('killed'), '--redis', url, '--gradient-jobs', '3'], {
+        cwd: repo,
+        env: ENV,
+        stdio: 'ignore',
+      });
+      const watch = setInterval(() => {
+        if (existsSync(join(out, 'checkpoints', 'full', 'checkpoint.json'))) child.kill('SIGKILL');
+      }, 5);
+      child.on('close', () => {
+        clearInterval(watch);
+        done();
+      });
+    });
+    expect(existsSync(join(out, 'metrics.json'))).toBe(false);
+    const interrupted = await checkpoint('killed', 'full');
+    expect(interrupted.step).toBeLessThan(24);
+    const resumed = await runCli([...args('killed'), '--redis', url, '--gradient-jobs', '3', '--resume'], { env: ENV });
+    expect(resumed.code, resumed.stderr).toBe(0);
+    const [ours, theirs] = [await checkpoint('killed', 'full'), await checkpoint('straight', 'full')];
+    expect(ours.step).toBe(24);
+    expect(paramsOf(ours)).toEqual(paramsOf(theirs));
+    const metrics = (run: string) => JSON.parse(readFileSync(join(work, run, 'metrics.json'), 'utf8')).methods;
+    expect(metrics('killed')).toEqual(
+      metrics('straight').map((m: Record<string, unknown>) => ({ ...m, trainSeconds: expect.any(Number) })),
+    );
+  });
+
+  it('a worker refuses jobs from another gradfeat version, or for a model its files do not give, with the reason', async () => {
+    const connection = new Redis(url, { maxRetriesPerRequest: null });
+    const queue = new Queue(QUEUE, { connection });
+    const queueEvents = new QueueEvents(QUEUE, { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+    await queueEvents.waitUntilReady();
+    try {
+      const config = JSON.parse(readFileSync(join(work, 'straight', 'config.json'), 'utf8'));
+      const context = { config, configFingerprint: 'test', session: 'test', run: 'test', blobDirectory: work };
+      const fill = { role: 'train', kind: 'cut' };
+      const refused = async (name: string, data: unknown) => {
+        const job = await queue.add(name, data, { attempts: 1 });
+        return job.waitUntilFinished(queueEvents).then(
+          () => 'completed',
+          (error: Error) => error.message,
+        );
+      };
+      expect(await refused(SHARD_JOB, { context: { ...context, version: '0.0.1', modelFingerprint: 'x' }, fill, index: 0 })).toMatch(
+        `runs gradfeat ${GRADFEAT_VERSION} but the coordinator runs 0.0.1; run the same gradfeat version on every machine`,
+      );
+      expect(
+        await refused(GRADIENT_JOB, { context: { ...context, version: GRADFEAT_VERSION, modelFingerprint: 'f00d' }, training: {} }),
+      ).toMatch(
+        /the model prepared from .*resnet20\.onnx \(cut layer3\.1\) differs from the coordinator's \(fingerprint [0-9a-f]{12} here, f00d there\)/,
+      );
+    } finally {
+      await queueEvents.close();
+      await queue.close();
+      connection.disconnect();
+    }
+  });
+});
