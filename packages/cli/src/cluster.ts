@@ -45,16 +45,10 @@ export interface ClusterTransport extends Transport {
  * gradient sums become jobs; everything else (planning, reducing, optimiser steps, checkpoints,
  * evaluation, reports) stays here, so the run directory is the one a local run writes.
  */
-export async function coordinate(
-  redis: string,
-  config: RunConfig,
-  prepared: PreparedModel,
-  progress: Progress,
-  gradientJobs?: number,
-): Promise<ClusterTransport> {
+export async function coordinate(redis: string, config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<ClusterTransport> {
   const coordinator = await Coordinator.connect({
     redis,
-    gradientJobs,
+    gradientJobs: config.gradientParts,
     context: {
       config,
       configFingerprint: sha256(JSON.stringify(config)),
@@ -63,10 +57,15 @@ export async function coordinate(
       blobDirectory: join(cacheRoot(config), '.cluster', sha256(config.out).slice(0, 16)),
     },
   });
-  progress.note(`cluster: ${coordinator.workers} workers listening on ${redis}; ${coordinator.parallelism} gradient jobs per step`, {
+  progress.note(`cluster: ${coordinator.workers} workers listening on ${redis}; gradients summed from ${config.gradientParts} jobs`, {
     workers: coordinator.workers,
-    gradientJobs: coordinator.parallelism,
+    gradientParts: config.gradientParts,
   });
+  if (config.gradientParts < coordinator.workers) {
+    progress.note(
+      `only ${config.gradientParts} of ${coordinator.workers} workers compute each step; set --gradient-parts ${coordinator.workers}`,
+    );
+  }
   // Only the whole training split trains through the transport (weight-decay sweeps train here), and
   // workers read it from the shared caches: a job names the method and whether it reads the point.
   const describe = (request: EvaluatorRequest): TrainingRef => ({ method: request.method, point: request.data.point !== undefined });

@@ -100,6 +100,11 @@ const runConfigSchema = z
     float16Cache: z.boolean(),
     /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
     workers: wholeNumber(0).optional(),
+    /**
+     * Each training step's gradient as the sum of this many parts of its batch (one job each with
+     * --redis); the same number gives the same numbers bit for bit, on workers or here.
+     */
+    gradientParts: wholeNumber(1),
     /** Save each method's training state every this many steps, for --resume. */
     checkpointEvery: wholeNumber(1),
     /** Pick the weight decay of these methods from `values` on a held-out part of the training split. */
@@ -205,6 +210,7 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   out: 'gradfeat-run',
   float16Cache: false,
   checkpointEvery: 500,
+  gradientParts: 1,
   testCrop: 'center',
   extractBatchSize: 128,
   randomise: [],
@@ -265,6 +271,7 @@ export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
     optimiser: { ...optimiser, learningRate, weightDecay },
     schedule: halveEvery === undefined ? undefined : { halveEvery },
     clipNorm,
+    gradientParts: config.gradientParts,
   };
 }
 

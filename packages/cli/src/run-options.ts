@@ -36,9 +36,9 @@ export interface RunFlags {
   readonly imageSize?: number;
   readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
   readonly sweepWeightDecay?: number[];
-  /** Not run settings: where the work runs (see `gradfeat worker`). */
+  readonly gradientParts?: number;
+  /** Not a run setting: where the work runs (see `gradfeat worker`). */
   readonly redis?: string;
-  readonly gradientJobs?: number;
 }
 
 export function addRunOptions(command: Command): Command {
@@ -98,9 +98,9 @@ export function addRunOptions(command: Command): Command {
       'coordinate `gradfeat worker`s on other machines through this Redis (e.g. redis://10.0.0.5:6379); data and run directory on shared storage',
     )
     .option(
-      '--gradient-jobs <n>',
-      'with --redis: gradient jobs per training step (default: the workers listening)',
-      integerOption('--gradient-jobs', 1),
+      '--gradient-parts <n>',
+      "each step's gradient as the sum of this many parts: with --redis one job each, so set it to the workers' number (default 1)",
+      integerOption('--gradient-parts', 1),
     );
 }
 
@@ -140,6 +140,7 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     out: flags.out,
     cacheDir: flags.cacheDir,
     float16Cache: flags.float16Cache,
+    gradientParts: flags.gradientParts,
     shardBytes: flags.shardMib === undefined ? undefined : Math.max(1, Math.round(flags.shardMib * 2 ** 20)),
     workers: flags.workers,
     testCrop: flags.testCrop,

@@ -31,8 +31,8 @@ export interface CoordinatorOptions {
   /** redis://HOST:PORT */
   readonly redis: string;
   readonly context: Omit<JobContext, 'version' | 'session'>;
-  /** Gradient jobs per step; default: the workers connected when the coordinator starts (at least 1). */
-  readonly gradientJobs?: number;
+  /** Jobs per gradient evaluation: the run's gradientParts. */
+  readonly gradientJobs: number;
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
 
@@ -50,6 +50,7 @@ const GRADIENT_JOB_OPTIONS: JobsOptions = { attempts: 3, backoff: { type: 'fixed
 export class Coordinator {
   private constructor(
     private readonly redis: Redis,
+    private readonly eventsConnection: Redis,
     private readonly queue: Queue,
     private readonly events: QueueEvents,
     private readonly blobs: BlobStore,
@@ -64,17 +65,19 @@ export class Coordinator {
   static async connect(options: CoordinatorOptions): Promise<Coordinator> {
     const redis = await connectRedis(options.redis);
     const queue = new Queue(QUEUE, { connection: redis });
-    const events = new QueueEvents(QUEUE, { connection: await connectRedis(options.redis) });
+    const eventsConnection = await connectRedis(options.redis);
+    const events = new QueueEvents(QUEUE, { connection: eventsConnection });
     await events.waitUntilReady();
     const context: JobContext = { ...options.context, version: GRADFEAT_VERSION, session: randomBytes(6).toString('hex') };
     await mkdir(options.context.blobDirectory, { recursive: true });
     const coordinator = new Coordinator(
       redis,
+      eventsConnection,
       queue,
       events,
       new BlobStore(redis, options.context.blobDirectory),
       context,
-      options.gradientJobs ?? Math.max(1, (await queue.getWorkers()).length),
+      options.gradientJobs,
       (await queue.getWorkers()).length,
       options,
     );
@@ -108,6 +111,7 @@ export class Coordinator {
     await this.events.close();
     await this.queue.close();
     this.redis.disconnect();
+    this.eventsConnection.disconnect();
   }
 
   private async remoteEvaluator(request: EvaluatorRequest, training: unknown): Promise<GradientEvaluator> {
@@ -115,7 +119,6 @@ export class Coordinator {
     const omegaBar = await this.blobs.put(`${prefix}-omega`, packClassifier(request.omegaBar));
     let version = 0;
     return {
-      parallelism: this.parallelism,
       sums: async (params, rows, chunk) => {
         version += 1;
         const published = await this.blobs.put(`${prefix}-params-${version}`, packTensors(params, { version }));

@@ -127,7 +127,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     stalledInterval: stallMs,
     maxStalledCount: MAX_STALLS,
   });
-  const describe = (job: Job | undefined) => ({ job: job?.name, id: job?.id, attempt: (job?.attemptsMade ?? 0) + 1 });
+  const describe = (job: Job | undefined) => ({ job: job?.name, id: job?.id, attempt: job?.attemptsStarted });
   worker.on('active', (job) => options.log?.({ event: 'started', ...describe(job) }));
   worker.on('completed', (job) => options.log?.({ event: 'completed', ...describe(job) }));
   worker.on('failed', (job, error) => options.log?.({ event: 'failed', ...describe(job), error: error.message }));

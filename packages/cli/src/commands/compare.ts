@@ -24,16 +24,13 @@ export function resultsTable(results: readonly MethodResult[]): string {
 }
 
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
-export async function trainAndReport(
-  config: RunConfig,
-  options: { resume?: boolean; json?: boolean; redis?: string; gradientJobs?: number },
-): Promise<void> {
+export async function trainAndReport(config: RunConfig, options: { resume?: boolean; json?: boolean; redis?: string }): Promise<void> {
   const progress = createProgress();
   // The model and cut are checked before the run directory is written, so a typo leaves nothing behind.
   const prepared = await prepareModel(config);
   const run = await openRun(config, options.resume === true);
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
-  const cluster = options.redis ? await coordinate(options.redis, config, prepared, progress, options.gradientJobs) : undefined;
+  const cluster = options.redis ? await coordinate(options.redis, config, prepared, progress) : undefined;
   const clock = new PhaseClock();
   let splits: PreparedSplits;
   let results: MethodResult[];

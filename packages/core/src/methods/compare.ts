@@ -56,6 +56,12 @@ export interface ComparisonEvents {
   onStep?(method: Method, info: StepInfo): void;
 }
 
+/**
+ * Batch size of feature computation and evaluation by default. A features cache computed elsewhere in
+ * batches of this size (the same batches) holds bit for bit the values computed here.
+ */
+export const EVAL_BATCH_SIZE = 256;
+
 /** Features f(x) of every sample through the frozen head. */
 export async function computeFeatures(backend: Backend, model: LinearisedModel, cut: SampleSource, batchSize: number): Promise<HostTensor> {
   return mapBatches(backend, featuresProgram(model), cut, batchSize, OUTPUT);
@@ -166,7 +172,7 @@ export async function compareMethods(options: {
 }): Promise<MethodResult[]> {
   const { backend, model, loss, train, test, events } = options;
   if ((train.crops ?? 1) !== 1) throw new Error('training data must have one row per sample (crops are for evaluation)');
-  const evalBatch = options.evalBatchSize ?? 256;
+  const evalBatch = options.evalBatchSize ?? EVAL_BATCH_SIZE;
   events?.onPhase?.('features');
   const features = {
     train: train.features ?? memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),

@@ -19,8 +19,6 @@ export interface GradientSums {
 
 /** Evaluates a method's loss and gradient sums over rows of its training data. */
 export interface GradientEvaluator {
-  /** Parts it evaluates at once (e.g. worker slots): a step's batch is split into this many. */
-  readonly parallelism: number;
   /**
    * Sums over `rows` (indices into the training data) at `params`. Rows are taken in consecutive
    * chunks of at most `chunk`, each run as one batch; chunk boundaries are the same wherever it runs.
@@ -67,7 +65,6 @@ export function zeroSums(params: ReadonlyMap<string, HostTensor>): Map<string, F
 export async function localGradientEvaluator(request: EvaluatorRequest): Promise<GradientEvaluator> {
   let compiled: Awaited<ReturnType<typeof compileStep>> | undefined;
   return {
-    parallelism: 1,
     async sums(params, rows, chunk) {
       compiled ??= await compileStep(request.backend, request.model, request.method, request.omegaBar, request.loss, request.data, params);
       // Buffers per call, so that concurrent calls (a worker running several jobs) do not share them.

@@ -59,6 +59,12 @@ export interface TrainConfig {
   /** Clip the global gradient norm to this value. */
   readonly clipNorm?: number;
   readonly seed: number;
+  /**
+   * Each step's gradient as the sum of this many parts of the batch (default 1: the batch in one
+   * pass), e.g. one per worker; for L-BFGS, the jobs an evaluation is split into. The same number gives
+   * the same numbers bit for bit, in this process or on workers.
+   */
+  readonly gradientParts?: number;
 }
 
 export interface StepRecord {
@@ -137,7 +143,9 @@ export async function trainMethod(
       await evaluator.dispose();
     }
   }
-  const evaluator = await hooks.evaluator?.({ backend, model, omegaBar, loss, data, method: state.method });
+  const parts = config.gradientParts ?? 1;
+  const request = { backend, model, omegaBar, loss, data, method: state.method };
+  const evaluator = hooks.evaluator || parts > 1 ? await (hooks.evaluator ?? localGradientEvaluator)(request) : undefined;
   const step = evaluator ? undefined : await compileStep(backend, model, state.method, omegaBar, loss, data, state.params);
   // The step writes its loss and gradients into the same buffers every time.
   const gradients = Object.fromEntries([...state.params].map(([name, value]) => [gradName(name), hostTensor(value.shape)]));
@@ -159,7 +167,7 @@ export async function trainMethod(
         let batchLoss: number;
         if (evaluator) {
           // Synchronous data parallelism: the batch's gradient sums from its parts, then the mean.
-          const sums = await evaluator.sums(state.params, indices, Math.ceil(indices.length / evaluator.parallelism));
+          const sums = await evaluator.sums(state.params, indices, Math.ceil(indices.length / parts));
           for (const [name, grad] of grads) grad.set(meanOf(sums.grads.get(name), indices.length, name));
           batchLoss = sums.loss / indices.length;
         } else {
