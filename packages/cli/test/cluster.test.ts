@@ -1,14 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { loadTrainState, type Method, relativeError, type TrainState } from '@gradfeat/core';
 import { GRADFEAT_VERSION, GRADIENT_JOB, QUEUE, SHARD_JOB } from '@gradfeat/distributed';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLI, type LocalRedis, spawnWorker, startRedis, until, type WorkerProcess } from '../../../test-support/cluster.js';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { runCli } from './run-cli.js';
 
@@ -18,9 +17,6 @@ import { runCli } from './run-cli.js';
  * worker killed mid-job, training equal to a local run with Adam and with L-BFGS, and a coordinator
  * killed mid-training and resumed.
  */
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const REDIS_SERVER = '/usr/bin/redis-server';
-const CLI = ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts')];
 // One ONNX Runtime thread per process: four processes share the machine's cores.
 const ENV = { ...process.env, GRADFEAT_ONNX_THREADS: '1', GRADFEAT_ONNX_SPINNING: '0' };
 const RECORD = 3073;
@@ -29,20 +25,9 @@ const TRAIN_IMAGES = 576;
 const TEST_IMAGES = 128;
 
 let work = '';
-let redis: ChildProcess | undefined;
+let redis: LocalRedis | undefined;
 let url = '';
-const workers: { process: ChildProcess; log: string[] }[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.once('error', fail);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
+const workers: WorkerProcess[] = [];
 
 /** Images whose class is visible in their colours, so that training has something to learn. */
 function cifarRecords(count: number, seed: number): Buffer {
@@ -62,33 +47,10 @@ function cifarRecords(count: number, seed: number): Buffer {
   return bytes;
 }
 
-function startWorker(): { process: ChildProcess; log: string[] } {
-  const child = spawn(process.execPath, [...CLI, 'worker', '--redis', url, '--stall-timeout', '2'], {
-    cwd: repo,
-    env: ENV,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const worker = { process: child, log: [] as string[] };
-  child.stderr?.on('data', (chunk: Buffer) => worker.log.push(...chunk.toString().split('\n').filter(Boolean)));
+function startWorker(): WorkerProcess {
+  const worker = spawnWorker([...CLI, 'worker', '--redis', url, '--stall-timeout', '2'], ENV);
   workers.push(worker);
   return worker;
-}
-
-const events = (worker: { log: string[] }) =>
-  worker.log.flatMap((line) => {
-    try {
-      return [JSON.parse(line) as { event: string; job?: string; id?: string }];
-    } catch {
-      return [];
-    }
-  });
-
-async function until(condition: () => boolean, what: string, seconds = 90): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((wait) => setTimeout(wait, 20));
-  }
 }
 
 function runArgs(name: string, ...extra: string[]): string[] {
@@ -100,8 +62,6 @@ const checkpoint = (run: string, method: Method) => loadTrainState(join(work, ru
 
 describeWithShared('gradfeat on a cluster: a coordinator and three workers on a real Redis', () => {
   beforeAll(async () => {
-    if (!existsSync(REDIS_SERVER))
-      throw new Error(`${REDIS_SERVER} not found: install Debian's redis-server (apt-get install -y redis-server)`);
     work = mkdtempSync(join(tmpdir(), 'gradfeat-cluster-'));
     const train = cifarRecords(TRAIN_IMAGES, 1);
     for (let b = 1; b <= 5; b++) {
@@ -124,26 +84,19 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
         'seed: 5',
         'workers: 0',
         'training: { all: { epochs: 2, batchSize: 48, learningRate: 0.003 } }',
-      // Every run sums each step's gradient from three parts: one job per worker with --redis.
-      'gradientParts: 3',
+        // Every run sums each step's gradient from three parts: one job per worker with --redis.
+        'gradientParts: 3',
       ].join('\n'),
     );
-    const port = await freePort();
-    url = `redis://127.0.0.1:${port}`;
-    redis = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    const client = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 });
-    client.on('error', () => {});
-    await until(() => client.status === 'ready', 'redis-server', 20).catch(() => {});
-    await client.connect().catch(() => {});
-    await until(() => client.status === 'ready', 'redis-server to accept connections', 20);
-    client.disconnect();
+    redis = await startRedis();
+    url = redis.url;
     for (let i = 0; i < 3; i++) startWorker();
-    await until(() => workers.every((worker) => events(worker).some((e) => e.event === 'ready')), 'three workers to start');
+    await until(() => workers.every((worker) => worker.events().some((e) => e.event === 'ready')), 'three workers to start');
   });
 
   afterAll(async () => {
-    for (const { process: child } of workers) child.kill('SIGKILL');
-    redis?.kill('SIGKILL');
+    for (const worker of workers) worker.kill();
+    redis?.stop();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
@@ -152,18 +105,18 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
     expect(local.code, local.stderr).toBe(0);
 
     const coordinator = runCli(['extract', ...runArgs('cluster'), '--redis', url], { env: ENV });
-    const startedShard = (worker: (typeof workers)[number]) => events(worker).find((e) => e.event === 'started' && e.job === SHARD_JOB);
+    const startedShard = (worker: WorkerProcess) => worker.events().find((e) => e.event === 'started' && e.job === SHARD_JOB);
     await until(() => workers.some(startedShard), 'a worker to start a shard job');
-    const victim = workers.find(startedShard) as (typeof workers)[number];
-    victim.process.kill('SIGKILL');
+    const victim = workers.find(startedShard) as WorkerProcess;
+    victim.kill();
     const killed = startedShard(victim)?.id;
     workers.splice(workers.indexOf(victim), 1);
     startWorker();
     const result = await coordinator;
     expect(result.code, result.stderr).toBe(0);
     // The killed worker never finished its job: another took it over once its lock expired.
-    expect(events(victim).some((e) => e.event === 'completed' && e.id === killed)).toBe(false);
-    expect(workers.some((worker) => events(worker).some((e) => e.event === 'completed' && e.id === killed))).toBe(true);
+    expect(victim.events().some((e) => e.event === 'completed' && e.id === killed)).toBe(false);
+    expect(workers.some((worker) => worker.events().some((e) => e.event === 'completed' && e.id === killed))).toBe(true);
 
     for (const split of ['train', 'test']) {
       const manifest = (run: string) => JSON.parse(readFileSync(join(work, `${run}-cache`, split, 'manifest.json'), 'utf8'));
@@ -218,7 +171,6 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
     const out = join(work, 'killed');
     await new Promise<void>((done) => {
       const child = spawn(process.execPath, [...CLI, ...args('killed'), '--redis', url], {
-        cwd: repo,
         env: ENV,
         stdio: 'ignore',
       });
