@@ -62,9 +62,8 @@ function writeDataset(directory: string): void {
   const rng = new Rng(3);
   const bytes = Buffer.alloc(IMAGES * record);
   for (let i = 0; i < bytes.length; i++) bytes[i] = i % record === 0 ? rng.int(10) : rng.int(256);
-  const perFile = IMAGES / 4;
-  for (let b = 1; b <= 5; b++)
-    writeFileSync(join(directory, `data_batch_${b}.bin`), bytes.subarray((b - 1) * perFile * record, b * perFile * record));
+  const boundary = (b: number) => Math.round((b * IMAGES) / 5) * record;
+  for (let b = 1; b <= 5; b++) writeFileSync(join(directory, `data_batch_${b}.bin`), bytes.subarray(boundary(b - 1), boundary(b)));
   writeFileSync(join(directory, 'test_batch.bin'), Buffer.alloc(0));
 }
 
