@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,8 +7,8 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLI, type LocalRedis, spawnWorker, startRedis, until, type WorkerProcess } from '../../../test-support/cluster.js';
-import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import { runCli } from './run-cli.js';
+import { describeWithShared } from '../../../test-support/shared.js';
+import { resnet20RunConfig, runCli, runCliKilledAt } from './run-cli.js';
 
 /**
  * A coordinator and three `gradfeat worker` processes on a real redis-server (Debian's package, on a
@@ -71,12 +70,8 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
     writeFileSync(join(work, 'test_batch.bin'), cifarRecords(TEST_IMAGES, 2));
     writeFileSync(
       join(work, 'run.yaml'),
-      [
-        `model: ${sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx')}`,
-        `dataset: cifar10:${work}`,
-        'cut: layer3.1',
+      resnet20RunConfig(work, [
         'backend: onnx',
-        'preprocessing: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], size: [32, 32] }',
         'extractBatchSize: 16',
         // 192 rows of 64×8×8 float32 values per shard.
         `shardBytes: ${192 * 64 * 8 * 8 * 4}`,
@@ -86,7 +81,7 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
         'training: { all: { epochs: 2, batchSize: 48, learningRate: 0.003 } }',
         // Every run sums each step's gradient from three parts: one job per worker with --redis.
         'gradientParts: 3',
-      ].join('\n'),
+      ]),
     );
     redis = await startRedis();
     url = redis.url;
@@ -169,19 +164,7 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
     const straight = await runCli([...args('straight'), '--redis', url], { env: ENV });
     expect(straight.code, straight.stderr).toBe(0);
     const out = join(work, 'killed');
-    await new Promise<void>((done) => {
-      const child = spawn(process.execPath, [...CLI, ...args('killed'), '--redis', url], {
-        env: ENV,
-        stdio: 'ignore',
-      });
-      const watch = setInterval(() => {
-        if (existsSync(join(out, 'checkpoints', 'full', 'checkpoint.json'))) child.kill('SIGKILL');
-      }, 5);
-      child.on('close', () => {
-        clearInterval(watch);
-        done();
-      });
-    });
+    await runCliKilledAt([...args('killed'), '--redis', url], join(out, 'checkpoints', 'full', 'checkpoint.json'), { env: ENV });
     expect(existsSync(join(out, 'metrics.json'))).toBe(false);
     const interrupted = await checkpoint('killed', 'full');
     expect(interrupted.step).toBeLessThan(24);

@@ -1,13 +1,10 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithShared, hasShared, sharedPath } from '../../../test-support/shared.js';
-import { runCli } from './run-cli.js';
+import { resnet20RunConfig, runCli, runCliKilledAt } from './run-cli.js';
 
-const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const RECORD = 1 + 3 * 32 * 32;
 let work = '';
 
@@ -26,16 +23,12 @@ beforeAll(() => {
   }
   writeFileSync(
     join(work, 'run.yaml'),
-    [
-      `model: ${sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx')}`,
-      `dataset: cifar10:${work}`,
-      'cut: layer3.1',
-      'preprocessing: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], size: [32, 32] }',
+    resnet20RunConfig(work, [
       'checkpointEvery: 2',
       'seed: 3',
       'training: { all: { epochs: 2, batchSize: 8 } }',
       `cacheDir: ${join(work, 'cache')}`,
-    ].join('\n'),
+    ]),
   );
 });
 
@@ -88,24 +81,8 @@ describeWithShared('gradfeat compare, train --resume, eval and export on ResNet-
     const straight = await runCli(['train', '--method', 'full', ...runArgs(join(work, 'straight'))]);
     expect(straight.code, straight.stderr).toBe(0);
     const out = join(work, 'killed');
-    // Kill (SIGKILL: no chance to clean up) as soon as the full model has saved a checkpoint.
-    await new Promise<void>((done) => {
-      const child = spawn(
-        process.execPath,
-        ['--conditions=source', '--import', 'tsx', join(repo, 'packages/cli/src/bin.ts'), 'train', '--method', 'full', ...runArgs(out)],
-        {
-          cwd: repo,
-          stdio: 'ignore',
-        },
-      );
-      const watch = setInterval(() => {
-        if (existsSync(join(out, 'checkpoints', 'full', 'checkpoint.json'))) child.kill('SIGKILL');
-      }, 5);
-      child.on('close', () => {
-        clearInterval(watch);
-        done();
-      });
-    });
+    // Killed as soon as the full model has saved a checkpoint.
+    await runCliKilledAt(['train', '--method', 'full', ...runArgs(out)], join(out, 'checkpoints', 'full', 'checkpoint.json'));
     expect(() => readFileSync(join(out, 'metrics.json'))).toThrow();
     const resumed = await runCli(['train', '--method', 'full', ...runArgs(out), '--resume']);
     expect(resumed.code, resumed.stderr).toBe(0);
