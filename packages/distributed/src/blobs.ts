@@ -67,13 +67,17 @@ export function unpackTensors(bytes: Buffer): {
   const tensors = new Map<string, HostTensor | Float64Tensor>();
   for (const entry of header.tensors) {
     const from = bytes.byteOffset + start + entry.offset;
-    // Copied into a fresh, aligned buffer: a Buffer may start at any byte offset.
-    const copy = bytes.buffer.slice(from, from + entry.length * (entry.dtype === 'float64' ? 8 : 4));
+    const width = entry.dtype === 'float64' ? 8 : 4;
+    // A view into a Buffer that owns its memory (a file read whole); else a copy, since Redis clients and
+    // Node's pool hand out slices of memory they reuse.
+    const aligned = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+    const buffer = aligned ? bytes.buffer : bytes.buffer.slice(from, from + entry.length * width);
+    const offset = aligned ? from : 0;
     tensors.set(
       entry.name,
       entry.dtype === 'float64'
-        ? { shape: entry.shape, data: new Float64Array(copy) }
-        : { shape: entry.shape, data: new Float32Array(copy) },
+        ? { shape: entry.shape, data: new Float64Array(buffer, offset, entry.length) }
+        : { shape: entry.shape, data: new Float32Array(buffer, offset, entry.length) },
     );
   }
   return { meta: header.meta, tensors };
