@@ -76,9 +76,9 @@ describe('ImagePipeline (worker threads)', () => {
       for await (const batch of pipeline.batches({ batchSize: 2 })) {
         // Decoding of the batches after it runs meanwhile, into the other buffers.
         await new Promise((resolve) => setTimeout(resolve, 20));
-        batch.indices.forEach((index, row) =>
-          expect(batch.images.data.subarray(row * 192, (row + 1) * 192)).toEqual(expected(index, eval8)),
-        );
+        batch.indices.forEach((index, row) => {
+          expect(batch.images.data.subarray(row * 192, (row + 1) * 192)).toEqual(expected(index, eval8));
+        });
         buffers.add(batch.images.data.buffer);
         count++;
       }
