@@ -52,7 +52,11 @@ describe('data-parallel gradient sums', () => {
     const counting: GradientEvaluatorFactory = async (request) => {
       const local = await localGradientEvaluator(request);
       return {
-        sums: (params, rows, chunk) => (evaluated++, expect(chunk).toBe(Math.ceil(rows.length / 3)), local.sums(params, rows, chunk)),
+        sums: (params, rows, chunk) => {
+          evaluated++;
+          expect(chunk).toBe(Math.ceil(rows.length / 3));
+          return local.sums(params, rows, chunk);
+        },
         dispose: local.dispose,
       };
     };
