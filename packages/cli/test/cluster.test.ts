@@ -125,9 +125,12 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
       }
     }
     // Extracting again finds the cache complete: no job is sent.
+    const shardJobs = () => workers.flatMap((worker) => worker.events().filter((e) => e.event === 'started' && e.job === SHARD_JOB));
+    const before = shardJobs().length;
     const again = await runCli(['extract', ...runArgs('cluster'), '--redis', url, '--json'], { env: ENV });
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout).splits.map((s: { images: number }) => s.images)).toEqual([TRAIN_IMAGES, TEST_IMAGES]);
+    expect(shardJobs().length).toBe(before);
   });
 
   it('Adam on the workers (three gradient jobs per step) reaches the parameters of a local run with the same settings, all four methods', async () => {
