@@ -184,8 +184,9 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
 
   it('a worker refuses jobs from another gradfeat version, or for a model its files do not give, with the reason', async () => {
     const connection = new Redis(url, { maxRetriesPerRequest: null });
+    const eventsConnection = new Redis(url, { maxRetriesPerRequest: null });
     const queue = new Queue(QUEUE, { connection });
-    const queueEvents = new QueueEvents(QUEUE, { connection: new Redis(url, { maxRetriesPerRequest: null }) });
+    const queueEvents = new QueueEvents(QUEUE, { connection: eventsConnection });
     await queueEvents.waitUntilReady();
     try {
       const config = JSON.parse(readFileSync(join(work, 'straight', 'config.json'), 'utf8'));
@@ -210,6 +211,7 @@ describeWithShared('gradfeat on a cluster: a coordinator and three workers on a 
       await queueEvents.close();
       await queue.close();
       connection.disconnect();
+      eventsConnection.disconnect();
     }
   });
 });
