@@ -14,6 +14,7 @@ const guide = [
       { text: 'Importing models', link: '/guide/models' },
       { text: 'Datasets and the feature cache', link: '/guide/datasets' },
       { text: 'Backends and plugins', link: '/guide/backends' },
+      { text: 'Running on a cluster', link: '/guide/cluster' },
       { text: 'Numerical checks', link: '/guide/numerical-checks' },
       { text: 'Results', link: '/guide/results' },
       { text: 'GPU', link: '/guide/gpu' },

@@ -22,7 +22,9 @@ const threads = options.threads === undefined ? undefined : Number(options.threa
 const workloads = positionals as BenchWorkload[];
 const unknown = workloads.filter((name) => !(BENCH_WORKLOADS as readonly string[]).includes(name));
 if (workloads.length === 0 || unknown.length > 0) {
-  console.error(`${unknown.length > 0 ? `unknown workload ${unknown.join(', ')}; ` : ''}name one or more of: ${BENCH_WORKLOADS.join(', ')}`);
+  console.error(
+    `${unknown.length > 0 ? `unknown workload ${unknown.join(', ')}; ` : ''}name one or more of: ${BENCH_WORKLOADS.join(', ')}`,
+  );
   process.exit(2);
 }
 

@@ -57,7 +57,13 @@ describe('the linearisation-point cache', () => {
   let cut: FeatureCache;
   beforeAll(async () => {
     dir = await temporaryDirectory();
-    await writeFeatureCache(`${dir.path}/train`, { key: KEY, source: cutValues(), extract: async (batch) => batch, batchSize: 4 });
+    await writeFeatureCache(`${dir.path}/train`, {
+      key: KEY,
+      source: cutValues(),
+      extract: async (batch) => batch,
+      sampleShape: CUT_SHAPE,
+      batchSize: 4,
+    });
     cut = await openFeatureCache(`${dir.path}/train`, KEY);
   });
   afterAll(() => dir.remove());
