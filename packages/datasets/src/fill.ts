@@ -29,6 +29,7 @@ export interface CacheFill extends Omit<FeatureCachePlanOptions, 'source'> {
 }
 
 export interface OpenShardWriter extends ShardWriter {
+  /** Closes the source and frees the compiled program. */
   close(): Promise<void>;
 }
 
@@ -38,9 +39,11 @@ export interface OpenShardWriter extends ShardWriter {
  */
 export type ShardRunner = (fill: CacheFill, manifest: FeatureCacheManifest, record: (entry: ShardEntry) => Promise<void>) => Promise<void>;
 
+/** Where a cache's shards are written, and progress. */
 export interface FillOptions {
   /** Writes the shards elsewhere (jobs on other machines); default: here, one after another (writeFeatureCache). */
   readonly runner?: ShardRunner;
+  /** Called as shards are recorded. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 

@@ -4,6 +4,7 @@ import type { TrainConfig, TrainHooks, TrainState } from './trainer.js';
 
 /** Defaults of the L-BFGS optimiser: pairs of (step, gradient change) kept, and the gradient tolerance. */
 export const LBFGS_HISTORY = 10;
+/** Stops when the gradient's largest entry is below this. */
 export const LBFGS_TOLERANCE = 1e-6;
 /** Armijo's sufficient-decrease constant and the most halvings of a step before giving up. */
 const SUFFICIENT_DECREASE = 1e-4;
