@@ -3,7 +3,16 @@ import type { Command } from 'commander';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, type Progress, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
-import { checkTestSplit, openRun, PhaseClock, type PreparedModel, prepareModel, prepareSplits, runMethods, skippedImages } from '../workflow.js';
+import {
+  checkTestSplit,
+  openRun,
+  PhaseClock,
+  type PreparedModel,
+  prepareModel,
+  prepareSplits,
+  runMethods,
+  skippedImages,
+} from '../workflow.js';
 
 /** The table both `train` and `compare` print. */
 export function resultsTable(results: readonly MethodResult[]): string {
