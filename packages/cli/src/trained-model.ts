@@ -24,7 +24,6 @@ import {
   openDataset,
   type TransformSpec,
 } from '@gradfeat/datasets';
-import type { BackendName } from './backends.js';
 import { EXPORT_KEY, type ExportDescription, parseExportDescription } from './export-metadata.js';
 import { loadTrainedRun, prepareModel, testTransform, withAblatedOmega } from './workflow.js';
 
@@ -53,7 +52,7 @@ export interface LoadTrainedModelOptions {
   /** The method of a run to load (default 'full'); an exported file has its own. */
   readonly method?: Method;
   /** The backend for a run (default: the fastest that starts); an exported file runs in ONNX Runtime. */
-  readonly backend?: BackendName;
+  readonly backend?: string;
 }
 
 /**

@@ -29,6 +29,8 @@ export * from './networks/mobilenet.js';
 export * from './networks/resnet.js';
 export * from './networks/small-cnn.js';
 export * from './ops/index.js';
+export * from './plugin.js';
+export * from './plugins/registry.js';
 export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';

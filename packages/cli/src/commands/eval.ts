@@ -12,7 +12,7 @@ import {
 } from '@gradfeat/core';
 import { ImagePipeline, openDataset, targetsTensor, transformForModel } from '@gradfeat/datasets';
 import type { Command } from 'commander';
-import { type BackendName, backendOption, loadModel, openBackend } from '../backends.js';
+import { backendOption, loadModel, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption, numberList } from '../parse.js';
 import { loadTrainedRun, prepareModel, prepareSplits, withAblatedOmega } from '../workflow.js';
@@ -22,7 +22,7 @@ interface EvalFlags {
   readonly run?: string;
   readonly dataset?: string;
   readonly split: string;
-  readonly backend?: BackendName;
+  readonly backend?: string;
   readonly batchSize: number;
   readonly workers?: number;
   readonly mean?: number[];
