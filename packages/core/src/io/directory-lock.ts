@@ -16,6 +16,7 @@ interface LockOwner {
   readonly command: string;
 }
 
+/** A directory this process holds, from `lockDirectory`. */
 export interface DirectoryLock {
   readonly directory: string;
   /** Removes the lock file (if it is still this process's). */

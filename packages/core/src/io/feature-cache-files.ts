@@ -9,6 +9,7 @@ import { LOCK_FILE } from './directory-lock.js';
  * such a directory is the user's: gradfeat neither writes into it nor deletes from it.
  */
 export const FEATURE_CACHE_MANIFEST = 'manifest.json';
+/** The `format` field of a feature-cache manifest. */
 export const FEATURE_CACHE_FORMAT = 'gradfeat-feature-cache';
 
 /**
