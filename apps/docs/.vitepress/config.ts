@@ -15,6 +15,7 @@ const guide = [
       { text: 'Datasets and the feature cache', link: '/guide/datasets' },
       { text: 'Backends', link: '/guide/backends' },
       { text: 'Plugins', link: '/guide/plugins' },
+      { text: 'Running on a cluster', link: '/guide/cluster' },
       { text: 'Numerical checks', link: '/guide/numerical-checks' },
       { text: 'Results', link: '/guide/results' },
       { text: 'GPU', link: '/guide/gpu' },

@@ -10,6 +10,7 @@ import { registerExtract } from './commands/extract.js';
 import { registerInfo } from './commands/info.js';
 import { registerPredict } from './commands/predict.js';
 import { registerTrain } from './commands/train.js';
+import { registerWorker } from './commands/worker.js';
 import { commandLinePlugins, loadPlugins, PLUGINS_ENV_VAR, registeredSummary, withPluginHint } from './plugins.js';
 import { GRADFEAT_VERSION } from './version.js';
 
@@ -40,6 +41,7 @@ export function createCli(): Command {
     registerPredict,
     registerBench,
     registerCheckFixture,
+    registerWorker,
   ])
     register(program);
   return program;

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import {
   isPathInside,
+  LBFGS_HISTORY,
+  LBFGS_TOLERANCE,
   METHODS,
   type Method,
   NotRegisteredError,
@@ -42,6 +44,8 @@ const splitsSchema = z.object({ train: splitName, test: splitName }).strict();
 
 const sgdSchema = z.object({ kind: z.literal('sgd'), momentum: decayRate }).strict();
 const adamSchema = z.object({ kind: z.literal('adam'), beta1: decayRate, beta2: decayRate, epsilon: positive }).strict();
+/** Full-batch L-BFGS, for the convex models (activation, gradient, full): history pairs and gradient tolerance. */
+const lbfgsSchema = z.object({ kind: z.literal('lbfgs'), history: wholeNumber(1), tolerance: positive }).strict();
 
 const methodTrainingSchema = z
   .object({
@@ -54,7 +58,7 @@ const methodTrainingSchema = z
     halveEvery: wholeNumber(1).optional(),
     /** Clip the global gradient norm to this value; none when absent. */
     clipNorm: positive.optional(),
-    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema]),
+    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema, lbfgsSchema]),
   })
   .strict();
 
@@ -144,6 +148,11 @@ const runConfigSchema = z
     skipBadImages: z.boolean(),
     /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
     workers: wholeNumber(0).max(MAX_DECODE_WORKERS).optional(),
+    /**
+     * Each training step's gradient as the sum of this many parts of its batch (one job each with
+     * --redis); the same number gives the same numbers bit for bit, on workers or here.
+     */
+    gradientParts: wholeNumber(1),
     /** Save each method's training state every this many steps, for --resume. */
     checkpointEvery: wholeNumber(1),
     /** Pick the weight decay of these methods from `values` on a held-out part of the training split. */
@@ -163,6 +172,8 @@ const runConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Images per trunk batch during extraction. */
     extractBatchSize: wholeNumber(1),
+    /** Approximate size of a feature-cache shard in bytes (a worker's unit of extraction work); absent: 64 MiB. */
+    shardBytes: wholeNumber(1).optional(),
     /** Replace pre-trained parts by a random initialisation, for the paper's ablation. */
     randomise: z.array(z.enum(['theta1', 'theta2', 'omega'])),
     /** Learning rates changed with --lr on --resume, as gradfeat recorded them (not a setting). */
@@ -176,7 +187,15 @@ const runConfigSchema = z
 const methodTrainingInputSchema = methodTrainingSchema
   .extend({
     optimiser: z
-      .object({ kind: z.enum(['sgd', 'adam']), momentum: decayRate, beta1: decayRate, beta2: decayRate, epsilon: positive })
+      .object({
+        kind: z.enum(['sgd', 'adam', 'lbfgs']),
+        momentum: decayRate,
+        beta1: decayRate,
+        beta2: decayRate,
+        epsilon: positive,
+        history: wholeNumber(1),
+        tolerance: positive,
+      })
       .partial()
       .strict(),
   })
@@ -213,6 +232,7 @@ type OptimiserSettings = MethodTraining['optimiser'];
 const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
   sgd: { kind: 'sgd', momentum: 0.9 },
   adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
+  lbfgs: { kind: 'lbfgs', history: LBFGS_HISTORY, tolerance: LBFGS_TOLERANCE },
 };
 
 const linearisedTraining: MethodTraining = {
@@ -241,6 +261,7 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   float16Cache: false,
   skipBadImages: false,
   checkpointEvery: 500,
+  gradientParts: 1,
   testCrop: 'center',
   extractBatchSize: 128,
   randomise: [],
@@ -339,6 +360,7 @@ export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
     optimiser: { ...optimiser, learningRate, weightDecay },
     schedule: halveEvery === undefined ? undefined : { halveEvery },
     clipNorm,
+    gradientParts: config.gradientParts,
   };
 }
 

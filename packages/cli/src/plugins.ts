@@ -83,6 +83,14 @@ export async function loadPlugins(requests: readonly PluginRequest[] = []): Prom
   }
 }
 
+/**
+ * The plugin modules this process loaded on request (absolute paths or package names), so that a
+ * cluster worker can load the same ones as its coordinator.
+ */
+export function requestedPlugins(): string[] {
+  return [...loaded.keys()];
+}
+
 /** The plugin (`<package>/plugin`) of each package that is installed, and the packages that are not. */
 export async function firstPartyPlugins(
   packages: readonly string[],

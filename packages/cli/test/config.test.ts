@@ -89,7 +89,7 @@ describe('loadRunConfig', () => {
         `${path}: seed: expected a whole number, got 1.5`,
         `${path}: float16Cache: expected true or false, got 'yes'`,
         `${path}: training.gradient.learningRate: expected a number > 0, got -1`,
-        `${path}: training.gradient.optimiser.kind: expected one of sgd, adam, got 'rmsprop'`,
+        `${path}: training.gradient.optimiser.kind: expected one of sgd, adam, lbfgs, got 'rmsprop'`,
         `${path}: training.gradient: unknown field 'lr'`,
         `${path}: training.activation.epochs: expected a number ≥ 1, got 0`,
         `${path}: weightDecaySweep.values: expected at least 1 entry`,
@@ -190,6 +190,7 @@ describe('trainConfigFor', () => {
       optimiser: { kind: 'adam', learningRate: 1e-3, weightDecay: 1e-5, beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
       schedule: { halveEvery: 200 },
       clipNorm: 1,
+      gradientParts: 1,
     });
     expect(trainConfigFor(config, 'activation')).toEqual({
       epochs: 10,
@@ -198,7 +199,17 @@ describe('trainConfigFor', () => {
       optimiser: { kind: 'sgd', learningRate: 1e-2, weightDecay: 0, momentum: 0.9 },
       schedule: undefined,
       clipNorm: undefined,
+      gradientParts: 1,
     });
+  });
+
+  it('L-BFGS starts from its defaults (10 history pairs, tolerance 1e-6), and gradientParts applies to every method', () => {
+    const config = resolveRunConfig({ ...required, gradientParts: 4, training: { all: { optimiser: { kind: 'lbfgs' } } } });
+    expect(trainConfigFor(config, 'full')).toMatchObject({
+      optimiser: { kind: 'lbfgs', history: 10, tolerance: 1e-6 },
+      gradientParts: 4,
+    });
+    expect(() => resolveRunConfig({ ...required, gradientParts: 0 })).toThrow('gradientParts: expected a number ≥ 1, got 0');
   });
 });
 

@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sharedPath } from '../../../test-support/shared.js';
+import { resnet20RunConfig } from './run-cli.js';
 
 /** Bytes of one CIFAR-10 record: a label byte and 32×32 RGB planes. */
 export const RECORD = 1 + 3 * 32 * 32;
@@ -18,16 +19,7 @@ export function writeSmallCifarRun(work: string, extra: readonly string[] = []):
   const config = join(work, 'run.yaml');
   writeFileSync(
     config,
-    [
-      `model: ${sharedPath('models', 'resnet20-cifar10', 'resnet20.onnx')}`,
-      `dataset: cifar10:${work}`,
-      'cut: layer3.1',
-      'preprocessing: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], size: [32, 32] }',
-      'checkpointEvery: 2',
-      'seed: 3',
-      'training: { all: { epochs: 2, batchSize: 8 } }',
-      ...extra,
-    ].join('\n'),
+    resnet20RunConfig(work, ['checkpointEvery: 2', 'seed: 3', 'training: { all: { epochs: 2, batchSize: 8 } }', ...extra]),
   );
   return config;
 }

@@ -36,6 +36,8 @@ export * from './report/loss-curves.js';
 export * from './report/markdown.js';
 export * from './tensor.js';
 export * from './train/divergence.js';
+export * from './train/gradient-sums.js';
+export * from './train/lbfgs.js';
 export * from './train/losses.js';
 export * from './train/optimisers.js';
 export * from './train/trainer.js';

@@ -55,6 +55,12 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
   for (const field of ['sourceCount', 'rowsPerShard']) if (!isCount(value[field])) fail(field, 'a whole number ≥ 0', value[field]);
   if (typeof value.complete !== 'boolean') fail('complete', 'true or false', value.complete);
   if (!Array.isArray(value.shards)) fail('shards', 'a list', value.shards);
+  // The shard plan (absent in caches from before it, whose shards follow each other without gaps).
+  const plan = value.imagesPerShard as number | undefined;
+  if (plan !== undefined && (!isCount(plan) || plan < 1)) fail('imagesPerShard', 'a whole number ≥ 1', plan);
+  const sourceCount = value.sourceCount as number;
+  const plannedShards = plan === undefined ? 0 : Math.ceil(sourceCount / plan);
+  const written: number[] = [];
   const isClass = (c: unknown) => isCount(c) && c < classCount;
   const totals = { images: 0, rows: 0, skipped: 0 };
   let sourceEnd = 0;
@@ -77,7 +83,19 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
     ) {
       fail(`${at}.skipped`, 'a list of {index, path, problem}', skipped);
     }
-    if (entry.sourceStart !== sourceEnd) fail(`${at}.sourceStart`, `${sourceEnd} (where the shard before ended)`, entry.sourceStart);
+    if (plan === undefined) {
+      if (entry.sourceStart !== sourceEnd) fail(`${at}.sourceStart`, `${sourceEnd} (where the shard before ended)`, entry.sourceStart);
+    } else {
+      const index = Number((entry.file as string).slice(6, 11));
+      if (index >= plannedShards || (written.length > 0 && index <= (written.at(-1) as number))) {
+        fail(`${at}.file`, `shards of the plan (below ${plannedShards}) in ascending order, each once`, entry.file);
+      }
+      written.push(index);
+      if (entry.sourceStart !== index * plan)
+        fail(`${at}.sourceStart`, `${index * plan} (shard ${index} × imagesPerShard)`, entry.sourceStart);
+      const planEnd = Math.min((index + 1) * plan, sourceCount);
+      if (entry.sourceEnd !== planEnd) fail(`${at}.sourceEnd`, `${planEnd} (where shard ${index} of the plan ends)`, entry.sourceEnd);
+    }
     sourceEnd = entry.sourceStart as number;
     if (entry.sourceEnd !== sourceEnd + images + (skipped as unknown[]).length) {
       fail(
@@ -104,6 +122,16 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
   if (!isFields(counts) || counts.images !== totals.images || counts.rows !== totals.rows || counts.skipped !== totals.skipped) {
     fail('counts', `the shards' totals ${show(totals)}`, counts);
   }
-  if (value.complete && sourceEnd !== value.sourceCount) fail('sourceCount', `${sourceEnd} (where the last shard ends)`, value.sourceCount);
+  if (plan === undefined) {
+    if (value.complete && sourceEnd !== sourceCount) fail('sourceCount', `${sourceEnd} (where the last shard ends)`, sourceCount);
+  } else {
+    const present = new Set(written);
+    const missing = Array.from({ length: plannedShards }, (_, index) => index).filter((index) => !present.has(index));
+    if (!Array.isArray(value.missingShards) || JSON.stringify(value.missingShards) !== JSON.stringify(missing)) {
+      fail('missingShards', `${show(missing)} (the planned shards not in shards)`, value.missingShards);
+    }
+    if (value.complete !== (missing.length === 0))
+      fail('complete', `${missing.length === 0} (missing shards: ${missing.length})`, value.complete);
+  }
   return value as unknown as FeatureCacheManifest;
 }

@@ -7,6 +7,7 @@ export * from './errors.js';
 export * from './extract.js';
 export * from './file-dataset.js';
 export { isDirectory, isFile, listEntries } from './files.js';
+export * from './fill.js';
 export * from './float16.js';
 export * from './folder.js';
 export * from './image-header.js';

@@ -48,6 +48,8 @@ export interface BatchOptions {
   readonly batchSize: number;
   /** Position in `order` to begin at. Default 0. */
   readonly start?: number;
+  /** Position in `order` to stop before (a shard's end). Default: the end of `order`. */
+  readonly end?: number;
   /** Dataset indices in the order to visit them (e.g. shuffled). Default 0 … length−1. */
   readonly order?: readonly number[];
   /** Varies the random crops and flips between epochs. Default 0. */
@@ -125,6 +127,7 @@ export class ImagePipeline implements BatchSource {
     const { batchSize, start = 0, epoch = 0 } = options;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
     const order = options.order ?? Array.from({ length: this.count }, (_, i) => i);
+    const stop = Math.min(options.end ?? order.length, order.length);
     const ahead = 1 + (this.options.prefetch ?? 2);
     // One buffer per batch in flight and one for the batch the caller holds.
     const rowSize = this.cropsPerImage * sizeOf(this.sampleShape);
@@ -133,7 +136,7 @@ export class ImagePipeline implements BatchSource {
     let next = start;
     let launched = 0;
     const launch = () => {
-      const end = Math.min(next + batchSize, order.length);
+      const end = Math.min(next + batchSize, stop);
       const buffer = buffers[launched++ % buffers.length];
       const batch = this.readBatch(order.slice(next, end), epoch, end, this.options.skipBadImages === true, buffer);
       // Rejections surface when the batch is awaited; this keeps them from counting as unhandled before that.
@@ -142,10 +145,10 @@ export class ImagePipeline implements BatchSource {
       next = end;
     };
     try {
-      while (pending.length < ahead && next < order.length) launch();
+      while (pending.length < ahead && next < stop) launch();
       while (pending.length > 0) {
         const batch = await pending.shift()!;
-        if (next < order.length) launch();
+        if (next < stop) launch();
         yield this.counted(batch);
       }
     } finally {

@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { type HostTensor, relativeError } from '@gradfeat/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import { openFeatureCache, writeFeatureCache } from '../src/cache.js';
+import {
+  type FeatureCacheKey,
+  openFeatureCache,
+  recordShard,
+  startFeatureCache,
+  type WriteFeatureCacheOptions,
+  writeCacheShard,
+  writeFeatureCache,
+} from '../src/cache.js';
 import { openCifar } from '../src/cifar.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
 import { type BatchSource, ImagePipeline } from '../src/pipeline.js';
@@ -116,6 +124,25 @@ describe('feature cache', () => {
     await writeFeatureCache(killed, options({ extract: () => Promise.reject(new Error('should not run')) }));
   });
 
+  it('shards written one by one in any order (as workers do) give the files and manifest of writeFeatureCache', async () => {
+    const reference = await writeFeatureCache(join(root, `in-order-${run}`), options());
+    const directory = fresh();
+    const planned = await startFeatureCache(directory, { ...options(), source: options().source });
+    expect(planned.missingShards).toEqual([0, 1, 2]);
+    const entries = [];
+    for (const index of [2, 0, 1]) entries.push(await writeCacheShard(directory, planned, index, options()));
+    let manifest = planned;
+    manifest = await recordShard(directory, manifest, entries[0]);
+    expect(manifest).toMatchObject({ missingShards: [0, 1], complete: false });
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow('is incomplete (6 of 30 images)');
+    manifest = await recordShard(directory, manifest, entries[1]);
+    manifest = await recordShard(directory, manifest, entries[1]);
+    manifest = await recordShard(directory, manifest, entries[2]);
+    expect(manifest).toEqual(reference);
+    expect(JSON.parse(await readFile(join(directory, 'manifest.json'), 'utf8'))).toEqual(reference);
+    await expect(writeCacheShard(directory, planned, 3, options())).rejects.toThrow('shard 3 is not in the plan of this cache (3 shards)');
+  });
+
   it('refuses a cache made for another key, naming the field that differs', async () => {
     await writeFeatureCache(fresh(), options());
     const otherSize = { ...KEY, preprocessing: { ...(KEY.preprocessing as object), size: [224, 224] } };
@@ -223,6 +250,7 @@ describeWithShared('feature cache over the real CIFAR-10 records', () => {
         key,
         source: pipeline,
         extract: channelMeans,
+        sampleShape: [3],
         batchSize: 256,
         shardBytes: 1000 * 12,
       });

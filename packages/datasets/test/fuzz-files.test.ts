@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fuzz from '../../../test-support/fuzz.js';
 import { Isolated } from '../../../test-support/isolated.js';
 import { writeFeatureCache } from '../src/cache.js';
-import { CACHE_KEY, cifarRecords, labels, memorySource, temporaryDirectory, trunk } from './helpers.js';
+import { CACHE_KEY, cifarRecords, labels, memorySource, smallCacheOptions, temporaryDirectory } from './helpers.js';
 
 const targets = fileURLToPath(new URL('./isolated-targets.ts', import.meta.url));
 const text = (value: string) => new TextEncoder().encode(value);
@@ -81,14 +81,7 @@ describe('fuzzing the dataset readers (in a child process)', () => {
     const seeds: { directory: string; manifest: unknown; shards: string[]; rows: number; sum: number }[] = [];
     for (const dtype of ['float32', 'float16'] as const) {
       const directory = join(root, `seed-${dtype}`);
-      await writeFeatureCache(directory, {
-        key: CACHE_KEY,
-        source: memorySource(30, labels(30), new Set([7])),
-        extract: trunk,
-        batchSize: 4,
-        shardBytes: 10 * 6 * 4,
-        dtype,
-      });
+      await writeFeatureCache(directory, smallCacheOptions({ source: memorySource(30, labels(30), new Set([7])), dtype }));
       const read = await isolated.call('readFeatureCache', directory, CACHE_KEY);
       if (read.kind !== 'returned') throw new Error(`the seed cache does not read back: ${JSON.stringify(read)}`);
       const { rows, sum } = read.value as { rows: number; sum: number };

@@ -106,5 +106,13 @@ export const labels = (count: number): Targets => ({
 
 /** 30 images in batches of 4; 12 float32 rows of 6 values (288 bytes) per shard, closing at batch boundaries. */
 export function smallCacheOptions(overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions {
-  return { key: CACHE_KEY, source: memorySource(30, labels(30)), extract: trunk, batchSize: 4, shardBytes: 10 * 6 * 4, ...overrides };
+  return {
+    key: CACHE_KEY,
+    source: memorySource(30, labels(30)),
+    extract: trunk,
+    sampleShape: [2, 3],
+    batchSize: 4,
+    shardBytes: 10 * 6 * 4,
+    ...overrides,
+  };
 }

@@ -1,5 +1,6 @@
 import { formatPercent, type MethodResult, type RunDirectory, theta2Size } from '@gradfeat/core';
 import type { Command } from 'commander';
+import { coordinate } from '../cluster.js';
 import type { RunConfig } from '../config.js';
 import { createProgress, emit, type Progress, renderTable, seconds } from '../output.js';
 import { addRunOptions, methodsOption, type RunFlags, resolveRunFlags } from '../run-options.js';
@@ -8,6 +9,7 @@ import {
   openRun,
   PhaseClock,
   type PreparedModel,
+  type PreparedSplits,
   prepareModel,
   prepareSplits,
   runMethods,
@@ -34,7 +36,7 @@ export function resultsTable(results: readonly MethodResult[]): string {
 /** Extract (or reuse) the caches, train `methods`, write the run directory's reports, print the table. */
 export async function trainAndReport(
   requested: RunConfig,
-  options: { command: string; resume?: boolean; json?: boolean; lr?: number },
+  options: { command: string; resume?: boolean; json?: boolean; lr?: number; redis?: string },
 ): Promise<void> {
   const progress = createProgress();
   // The model, cut, preprocessing and splits are checked before the run directory is written, so a
@@ -64,17 +66,24 @@ async function trainInRun(
   prepared: PreparedModel,
   run: RunDirectory,
   progress: Progress,
-  options: { resume?: boolean; json?: boolean; testedOnTrainingSplit: boolean },
+  options: { resume?: boolean; json?: boolean; redis?: string; testedOnTrainingSplit: boolean },
 ): Promise<void> {
   progress.note(`backend: ${prepared.backend.name}; run directory: ${run.path}`, { backend: prepared.backend.name, run: run.path });
   const warning = options.testedOnTrainingSplit
     ? `the test split reads the training images: the accuracies below are training accuracies, not held-out ones`
     : undefined;
   if (warning) progress.note(`warning: ${warning}`, { warning });
+  const cluster = options.redis ? await coordinate(options.redis, config, prepared, progress) : undefined;
   const clock = new PhaseClock();
-  clock.start('extract');
-  const splits = await prepareSplits(config, prepared, progress);
-  const results = await runMethods(config, prepared, splits, run, progress, options.resume === true, clock);
+  let splits: PreparedSplits;
+  let results: MethodResult[];
+  try {
+    clock.start('extract');
+    splits = await prepareSplits(config, prepared, progress, cluster?.runners);
+    results = await runMethods(config, prepared, splits, run, progress, options.resume === true, clock, cluster);
+  } finally {
+    await cluster?.close();
+  }
   clock.stop();
   progress.finish();
   const skipped = {
@@ -138,7 +147,7 @@ export function registerCompare(program: Command): void {
     .option('--json', 'print the results as JSON')
     .addHelpText(
       'after',
-      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --image-size 32 --out runs/r20-layer3.2\n  gradfeat compare --config run.yaml --dataset cifar10:data_batch_1.bin --test-on-training-split --out runs/train-accuracy\n  gradfeat compare --config run.yaml --out runs/r20-layer3.2 --resume --lr 1e-4   # after a divergence',
+      '\nExamples:\n  gradfeat compare --model resnet20.onnx --dataset cifar10:/data/cifar-10-batches-bin --cut layer3.1 \\\n    --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --image-size 32 --out runs/r20-layer3.2\n  gradfeat compare --config run.yaml --dataset cifar10:data_batch_1.bin --test-on-training-split --out runs/train-accuracy\n  gradfeat compare --config run.yaml --out runs/r20-layer3.2 --resume --lr 1e-4   # after a divergence\n  gradfeat compare --config /shared/run.yaml --out /shared/runs/r18 --redis redis://10.0.0.5:6379   # on workers (gradfeat worker)',
     )
     .action(async (flags: RunFlags & { resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags(flags), { ...flags, command: 'gradfeat compare' });

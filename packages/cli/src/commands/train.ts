@@ -15,7 +15,7 @@ export function registerTrain(program: Command): void {
     .option('--json', 'print the result as JSON')
     .addHelpText(
       'after',
-      '\nExample:\n  gradfeat train --config run.yaml --method full --out runs/full\n  gradfeat train --config run.yaml --method full --out runs/full --resume',
+      '\nExample:\n  gradfeat train --config run.yaml --method full --out runs/full\n  gradfeat train --config run.yaml --method full --out runs/full --resume\n  gradfeat train --config /shared/run.yaml --method full --optimiser lbfgs --out /shared/runs/full --redis redis://10.0.0.5:6379',
     )
     .action(async (flags: RunFlags & { method: Method; resume?: boolean; json?: boolean }) => {
       await trainAndReport(await resolveRunFlags({ ...flags, methods: [flags.method] }), { ...flags, command: 'gradfeat train' });

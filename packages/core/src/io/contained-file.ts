@@ -7,7 +7,7 @@ export interface ContainedFile {
   readonly bytes: number;
 }
 
-/** How `fileInside` names the file and its folder in errors. */
+/** How errors about a file that must stay inside a folder name the file and the folder. */
 export interface FileInsideNames {
   /** What the file is, for errors: 'weight file', 'fixture tensor file'. */
   readonly what: string;

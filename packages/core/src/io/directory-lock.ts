@@ -16,7 +16,7 @@ interface LockOwner {
   readonly command: string;
 }
 
-/** A directory this process holds, from `lockDirectory`. */
+/** A directory held by this process until `release`. */
 export interface DirectoryLock {
   readonly directory: string;
   /** Removes the lock file (if it is still this process's). */

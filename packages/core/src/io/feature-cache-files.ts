@@ -9,7 +9,7 @@ import { LOCK_FILE } from './directory-lock.js';
  * such a directory is the user's: gradfeat neither writes into it nor deletes from it.
  */
 export const FEATURE_CACHE_MANIFEST = 'manifest.json';
-/** The `format` field of a feature-cache manifest. */
+/** The `format` a feature cache's manifest declares, which marks its directory as gradfeat's. */
 export const FEATURE_CACHE_FORMAT = 'gradfeat-feature-cache';
 
 /**
