@@ -1,4 +1,5 @@
 export * from './backend/backend.js';
+export * from './backend/batch-program.js';
 export * from './backend/kernels.js';
 export * from './backend/reference.js';
 export * from './backend/registry.js';
