@@ -1,3 +1,4 @@
+import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type Program } from '@gradfeat/core';
 import {
   type CacheSourceInfo,
   checkCacheMatches,
@@ -31,6 +32,29 @@ export interface CacheFill extends Omit<FeatureCachePlanOptions, 'source'> {
 export interface OpenShardWriter extends ShardWriter {
   /** Closes the source and frees the compiled program. */
   close(): Promise<void>;
+}
+
+/**
+ * A shard writer running `program` (INPUT → OUTPUT), compiled once for samples of `sampleShape`, on
+ * each batch of `source`; `close` frees the program, then calls `closeSource`.
+ */
+export async function programShardWriter(
+  backend: Backend,
+  program: Program,
+  source: ShardWriter['source'] & { readonly sampleShape: readonly number[] },
+  batchSize: number,
+  options: CompileOptions & { readonly closeSource?: () => Promise<void> },
+): Promise<OpenShardWriter> {
+  const compiled = await compileBatchProgram(backend, program, { batched: { [INPUT]: source.sampleShape } }, options);
+  return {
+    source,
+    extract: async (batch) => (await compiled.run({ [INPUT]: batch }))[OUTPUT],
+    batchSize,
+    close: async () => {
+      compiled.dispose();
+      await options.closeSource?.();
+    },
+  };
 }
 
 /**

@@ -55,6 +55,7 @@ describe('the feature cache writes only into directories that are its own', () =
 
   it('writes its manifest before the first shard, so that a killed first extraction is still recognised', async () => {
     const directory = join(root, 'first-shard');
+    // Progress comes only after a shard is recorded, so the kill is in the first batch's extraction.
     const killAtFirstBatch = options({
       extract: () => Promise.reject(new Error('killed')),
     });

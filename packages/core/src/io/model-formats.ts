@@ -1,10 +1,9 @@
-import 'reflect-metadata';
-import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
 import type { Graph } from '../ir/graph.js';
+import { type DependencyContainer, definePluginSlot, NotRegisteredError, registrations } from '../plugins/registry.js';
 
 /**
- * A model file format plugin (ONNX, TF.js layers, …): backend packages register the importers they
- * ship, and `loadNetwork` picks the one that recognises a path.
+ * A model file format a plugin provides (`GradfeatPlugin.modelFormats`: ONNX, TF.js layers, …):
+ * `loadNetwork` picks the one that recognises a path.
  */
 export interface ModelFormat {
   readonly name: string;
@@ -16,27 +15,30 @@ export interface ModelFormat {
   load(path: string): Promise<Graph>;
 }
 
-/** The tsyringe token model formats are registered under. */
-export const MODEL_FORMAT: InjectionToken<ModelFormat> = Symbol.for('gradfeat.ModelFormat');
+/** The `modelFormats` of plugins. */
+export const MODEL_FORMATS = definePluginSlot<ModelFormat>('modelFormats', 'model format', {
+  describes: 'string',
+  canLoad: 'function',
+  load: 'function',
+});
 
-/** Registers a model format (once per name) in the container, the root one by default. */
-export function registerModelFormat(format: ModelFormat, container: DependencyContainer = rootContainer): void {
-  if (registeredModelFormats(container).some((f) => f.name === format.name)) return;
-  container.register(MODEL_FORMAT, { useValue: format });
-}
-
-/** The registered model formats. */
-export function registeredModelFormats(container: DependencyContainer = rootContainer): ModelFormat[] {
-  return container.isRegistered(MODEL_FORMAT, true) ? [...container.resolveAll(MODEL_FORMAT)] : [];
+/** The registered model formats, in registration order. */
+export function registeredModelFormats(container?: DependencyContainer): ModelFormat[] {
+  return registrations(MODEL_FORMATS, container).map((r) => r.entry);
 }
 
 /** Imports a model file with the first registered format that recognises its path; the error lists the formats when none does. */
-export async function loadNetwork(path: string, container: DependencyContainer = rootContainer): Promise<Graph> {
+export async function loadNetwork(path: string, container?: DependencyContainer): Promise<Graph> {
   const formats = registeredModelFormats(container);
   const format = formats.find((f) => f.canLoad(path));
   if (!format) {
     const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
-    throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
+    throw new NotRegisteredError(
+      'model format',
+      path,
+      formats.map((f) => f.name),
+      `${path}: not a model gradfeat can read; formats: ${known}`,
+    );
   }
   return format.load(path);
 }
