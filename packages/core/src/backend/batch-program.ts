@@ -34,13 +34,21 @@ export async function compileBatchProgram(
   return backend.compile(program, shapes, options);
 }
 
-/** The batch at `rows` of each source (read with the same row list, so split rows are read once). */
+/**
+ * The batch at `rows` of each source (read with the same row list, so split rows are read once).
+ * With `buffers`, each source may read into the buffer the previous batch of its size used (see
+ * SampleSource.read), so the previous batch's data must no longer be needed.
+ */
 export async function readRows(
   sources: Readonly<Record<string, SampleSource>>,
   rows: readonly number[],
+  buffers?: Map<string, Float32Array>,
 ): Promise<Record<string, HostTensor>> {
   const batch: Record<string, HostTensor> = {};
-  for (const [name, source] of Object.entries(sources)) batch[name] = await source.read(rows);
+  for (const [name, source] of Object.entries(sources)) {
+    batch[name] = await source.read(rows, buffers?.get(name));
+    buffers?.set(name, batch[name].data);
+  }
   return batch;
 }
 
@@ -77,9 +85,10 @@ export async function mapBatches(
   try {
     const parts: Float32Array[] = [];
     let rowShape: readonly number[] = [];
+    const buffers = new Map<string, Float32Array>();
     for (let start = 0; start < source.count; start += batchSize) {
       const indices = Array.from({ length: Math.min(batchSize, source.count - start) }, (_, i) => start + i);
-      const result = (await compiled.run({ ...(await readRows({ [INPUT]: source }, indices)), ...fixed }))[output];
+      const result = (await compiled.run({ ...(await readRows({ [INPUT]: source }, indices, buffers)), ...fixed }))[output];
       rowShape = result.shape.slice(1);
       parts.push(result.data);
       onBatch?.(start + indices.length, source.count);

@@ -273,10 +273,12 @@ export async function compileStep(
     { batched: sampleShapesOf(sources), fixed: { [BATCH_SCALE]: [1], ...shapesOf(params) } },
     { name: `${method} training step` },
   );
+  // One input buffer per source and batch size, refilled every step (the run has finished with it).
+  const buffers = new Map<string, Float32Array>();
   return {
     async run(rows, values, batchScale, into) {
       const feed: Record<string, HostTensor> = {
-        ...(await readRows(sources, rows)),
+        ...(await readRows(sources, rows, buffers)),
         [BATCH_SCALE]: { shape: [1], data: Float32Array.of(batchScale) },
         ...Object.fromEntries(values),
       };
