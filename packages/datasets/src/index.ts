@@ -14,7 +14,6 @@ export * from './image-header.js';
 export * from './imagenet.js';
 export * from './pipeline.js';
 export * from './plugin.js';
-export * from './point.js';
 export * from './pool.js';
 export * from './random.js';
 export * from './shard-verify.js';
