@@ -1,5 +1,6 @@
 import type { Backend, HostTensor, Program, SampleSource } from '@gradfeat/core';
-import type { FeatureCache, FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache.js';
+import type { FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache-manifest.js';
+import type { FeatureCache } from './cache-reader.js';
 import { type CacheFill, fillFeatureCache, programShardWriter, type ShardRunner } from './fill.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';

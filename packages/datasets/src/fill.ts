@@ -1,22 +1,23 @@
 import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type Program } from '@gradfeat/core';
+import { checkCacheMatches } from './cache-key.js';
 import {
   type CacheSourceInfo,
-  checkCacheMatches,
-  type FeatureCache,
   type FeatureCacheKey,
   type FeatureCacheManifest,
-  type FeatureCachePlanOptions,
   type FeatureCacheProgress,
-  openFeatureCache,
   progressOf,
   readFeatureCacheManifest,
-  recordShard,
   type ShardEntry,
+} from './cache-manifest.js';
+import { type FeatureCache, openFeatureCache } from './cache-reader.js';
+import {
+  type FeatureCachePlanOptions,
+  recordShard,
   type ShardWriter,
   startFeatureCache,
   writeCacheShard,
   writeFeatureCache,
-} from './cache.js';
+} from './cache-writer.js';
 import type { BatchSource } from './pipeline.js';
 import { selectTargets } from './targets.js';
 
