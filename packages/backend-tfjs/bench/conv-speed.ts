@@ -1,4 +1,4 @@
-import { type Backend, type Conv2DAttrs, type HostTensor, type Program, Rng, relativeError } from '@gradfeat/core';
+import { type Backend, type Conv2DAttrs, type HostTensor, inputShapesOf, type Program, Rng, relativeError } from '@gradfeat/core';
 import { uniformTensor } from '../../../test-support/kernel-conformance.js';
 import { createTfjsBackend } from '../src/index.js';
 
@@ -30,7 +30,7 @@ async function timeConvStep(backend: Backend, [n, c, h, w]: readonly number[]): 
     dx: k.conv2dBackpropInput(dy, weight, [h, w], attrs),
     dw: k.conv2dBackpropFilter(x, dy, k.shape(weight), attrs),
   });
-  const compiled = await backend.compile(program, {});
+  const compiled = await backend.compile(program, inputShapesOf(inputs, []));
   let outputs = await compiled.run(inputs);
   const runs: { wallMs: number; cpuMs: number }[] = [];
   for (let repeat = 0; repeat < REPEATS; repeat++) {

@@ -64,7 +64,7 @@ for (const runtime of ['wasm', 'cpu'] as const satisfies readonly TfjsRuntime[])
 
     it('frees every intermediate of a conv forward and both backprops', async () => {
       const backend = await createTfjsBackend({ runtime });
-      const compiled = await backend.compile(convAndBackprops, {});
+      const compiled = await backend.compile(convAndBackprops, { x: image.shape, w: weight.shape });
       await compiled.run({ x: image, w: weight });
       const settled = tf.memory().numTensors;
       for (let run = 0; run < 3; run++) await compiled.run({ x: image, w: weight });

@@ -1,3 +1,4 @@
+import { describeFeedChecks } from '../../../test-support/feed-checks.js';
 import { describeKernelConformance } from '../../../test-support/kernel-conformance.js';
 import { describeRuleChecks } from '../../../test-support/rule-checks.js';
 import { createTfjsBackend } from '../src/index.js';
@@ -12,3 +13,4 @@ describeKernelConformance(
   () => createTfjsBackend({ runtime: 'cpu', nativeConvBackprop: true }),
   1e-4,
 );
+describeFeedChecks('tfjs-cpu', () => createTfjsBackend({ runtime: 'cpu' }));

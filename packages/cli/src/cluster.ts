@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Classifier, EvaluatorRequest, Method, TrainingData } from '@gradfeat/core';
-import { cachedSplit, featureCacheKey, openFeatureCache, pointOfCache, trunkCacheFill } from '@gradfeat/datasets';
+import { cachedSplit, featureCacheKey, openFeatureCache, trunkCacheFill } from '@gradfeat/datasets';
 import {
   Coordinator,
   type JobContext,
@@ -11,6 +11,7 @@ import {
   startWorker,
 } from '@gradfeat/distributed';
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
+import { pointOfCache } from './model-caches.js';
 import type { Progress } from './output.js';
 import { loadPlugins, requestedPlugins } from './plugins.js';
 import {
@@ -108,7 +109,7 @@ async function prepareRun(context: JobContext): Promise<PreparedRun> {
   }
   const trainCut = async () => {
     const cut = trunkExtraction(config, prepared, 'train');
-    return cachedSplit(await openFeatureCache(cut.cacheDir, featureCacheKey(prepared.model, cut.dataset, cut.split, cut.transform)));
+    return cachedSplit(await openFeatureCache(cut.cacheDir, featureCacheKey(cut.trunk, cut.dataset, cut.split, cut.transform)));
   };
   const modelFor = (classes: number) => withAblatedOmega(config, prepared.model, classes);
   return {

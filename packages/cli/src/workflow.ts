@@ -27,16 +27,11 @@ import {
 } from '@gradfeat/core';
 import {
   type CacheFill,
-  type ExtractedPoint,
   type ExtractedSplit,
   type ExtractSplitOptions,
   extractSplit,
   type FeatureCache,
-  featuresCacheFill,
   fillFeatureCache,
-  pointCacheFill,
-  pointCacheName,
-  pointOfCache,
   type ShardRunner,
   type SkippedImage,
   splitLocation,
@@ -45,6 +40,15 @@ import {
 } from '@gradfeat/datasets';
 import { loadModel, openBackend } from './backends.js';
 import { type LearningRateChange, type RunConfig, runConfigFromStored, storedRunConfig, trainConfigFor } from './config.js';
+import {
+  type ExtractedPoint,
+  extractPoint,
+  featuresCacheFill,
+  type HeadCacheOptions,
+  pointCacheFill,
+  pointCacheName,
+  trunkProgram,
+} from './model-caches.js';
 import type { Progress } from './output.js';
 
 /**
@@ -149,7 +153,7 @@ export type ShardRunners = ((role: 'train' | 'test', kind: CacheKind) => ShardRu
 export function trunkExtraction(config: RunConfig, prepared: PreparedModel, role: 'train' | 'test'): ExtractSplitOptions {
   return {
     backend: prepared.backend,
-    model: prepared.model,
+    trunk: trunkProgram(prepared.model),
     dataset: config.dataset,
     split: config.splits[role],
     transform: prepared.transforms[role],
@@ -213,11 +217,10 @@ export async function preparePoint(
   progress: Progress,
   runners?: ShardRunners,
 ): Promise<ExtractedPoint> {
-  const cache = await fillFeatureCache(headCacheFill(config, prepared, model, cut, 'point'), {
+  return extractPoint(headCacheOptions(config, prepared, model, cut, 'point'), {
     runner: runners?.('train', 'point'),
     onProgress: (p) => progress.update(`point ${config.splits.train}`, p.done, p.total, { shards: p.shards }),
   });
-  return { data: pointOfCache(model, cache), cache };
 }
 
 /** The images a split's cache left out as unreadable (with skipBadImages), in dataset order. */
@@ -378,7 +381,19 @@ export function headCacheFill(
   cut: FeatureCache,
   kind: HeadCacheKind,
 ): CacheFill {
-  const options = {
+  const options = headCacheOptions(config, prepared, model, cut, kind);
+  return kind === 'point' ? pointCacheFill(options) : featuresCacheFill(options);
+}
+
+/** Where the training split's point or features cache lives and how it is written. */
+function headCacheOptions(
+  config: RunConfig,
+  prepared: PreparedModel,
+  model: LinearisedModel,
+  cut: FeatureCache,
+  kind: HeadCacheKind,
+): HeadCacheOptions {
+  return {
     backend: prepared.backend,
     model,
     cut,
@@ -390,7 +405,6 @@ export function headCacheFill(
     batchSize: config.extractBatchSize,
     shardBytes: config.shardBytes,
   };
-  return kind === 'point' ? pointCacheFill(options) : featuresCacheFill(options);
 }
 
 export interface TrainedRun {

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
+import { describeFeedChecks } from '../../../test-support/feed-checks.js';
 import { compareKernelCase, convAttrs, kernelConformanceCases, uniformTensor } from '../../../test-support/kernel-conformance.js';
 import { adjointGaps, jvpAndFiniteDifferences, ruleCases } from '../../../test-support/rule-checks.js';
 import {
@@ -11,6 +12,7 @@ import {
   createReferenceBackend,
   eagerBackend,
   hostTensor,
+  inputShapesOf,
   KERNEL_NAMES,
   type Kernels,
   MissingKernelError,
@@ -348,7 +350,7 @@ describe('the backend-neutral harnesses', () => {
           }),
           inputs,
         );
-      await (await reference.compile(recording, {})).run(kernelCase.inputs);
+      await (await reference.compile(recording, inputShapesOf(kernelCase.inputs, []))).run(kernelCase.inputs);
     }
     expect(KERNEL_NAMES.filter((name) => !used.has(name))).toEqual([]);
   });
@@ -410,3 +412,5 @@ function reversed(x: ReferenceTensor): ReferenceTensor {
       for (let col = 0; col < w; col++) data[(p * h + r) * w + col] = x.data[(p * h + (h - 1 - r)) * w + (w - 1 - col)];
   return { shape: x.shape, data };
 }
+
+describeFeedChecks('the reference backend', () => createReferenceBackend());

@@ -1,6 +1,82 @@
-import { FEATURE_CACHE_FORMAT } from '@gradfeat/core';
-import type { FeatureCacheManifest } from './cache.js';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import { FEATURE_CACHE_FORMAT, FEATURE_CACHE_MANIFEST } from '@gradfeat/core';
+import type { ShardTargets } from './cache-targets.js';
 import { DatasetFileError } from './errors.js';
+import { isFile, writeFileAtomic } from './files.js';
+import type { BatchSource, SkippedImage } from './pipeline.js';
+import type { LabelKind } from './types.js';
+
+/** What the cached features were computed from; a cache is only ever reused for an identical key. */
+export interface FeatureCacheKey {
+  /** Hash of the model file (or of its weights). */
+  readonly modelHash: string;
+  /** Name of the node whose output is cached (the end of the frozen trunk θ1). */
+  readonly cut: string;
+  /** The preprocessing applied to the images (JSON data, e.g. the TransformSpec). */
+  readonly preprocessing: unknown;
+  /** Which images, e.g. 'cifar10:/data/cifar10 train'. */
+  readonly dataset: string;
+}
+
+/** How cached values are stored. */
+export type FeatureDtype = 'float32' | 'float16';
+
+/** One shard of a feature cache: its rows, source images, checksum and targets. */
+export interface ShardEntry {
+  readonly file: string;
+  /** Feature rows (images × crops). */
+  readonly rows: number;
+  readonly images: number;
+  /** The range of the source's iteration positions this shard covers, skipped images included. */
+  readonly sourceStart: number;
+  readonly sourceEnd: number;
+  readonly bytes: number;
+  readonly sha256: string;
+  /** One entry per image: class indices, or per-image lists of positive and difficult class indices. */
+  readonly targets: ShardTargets;
+  readonly skipped: readonly SkippedImage[];
+}
+
+/** A feature cache's manifest.json. */
+export interface FeatureCacheManifest {
+  readonly format: typeof FEATURE_CACHE_FORMAT;
+  readonly version: 1;
+  readonly key: FeatureCacheKey;
+  readonly dtype: FeatureDtype;
+  /** Shape of one row, without the batch dimension. */
+  readonly sampleShape: readonly number[];
+  readonly cropsPerImage: number;
+  readonly classNames: readonly string[];
+  readonly labelKind: LabelKind;
+  /** Images in the source, bad ones included. */
+  readonly sourceCount: number;
+  /** The shard size aimed at, in rows (`shardBytes` over the row size). */
+  readonly rowsPerShard: number;
+  /**
+   * The shard plan: shard i covers the source positions [i·imagesPerShard, (i+1)·imagesPerShard), a
+   * whole number of batches, so any machine can write any shard and get the same bytes.
+   */
+  readonly imagesPerShard: number;
+  /** Indices of the planned shards not written yet: what an interrupted extraction still has to do. */
+  readonly missingShards: readonly number[];
+  readonly shards: readonly ShardEntry[];
+  readonly complete: boolean;
+  readonly counts: { readonly images: number; readonly rows: number; readonly skipped: number };
+}
+
+/** Progress of writing a feature cache. */
+export interface FeatureCacheProgress {
+  /** Source images consumed so far (kept or skipped), and in all. */
+  readonly done: number;
+  readonly total: number;
+  readonly shards: number;
+}
+
+/** What a cache's plan needs to know about its source before reading any image. */
+export type CacheSourceInfo = Pick<BatchSource, 'count' | 'classNames' | 'labelKind' | 'cropsPerImage'>;
 
 const SHARD_FILE = /^shard-\d{5}\.bin$/;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -59,7 +135,7 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
   const plan = value.imagesPerShard as number | undefined;
   if (plan !== undefined && (!isCount(plan) || plan < 1)) fail('imagesPerShard', 'a whole number ≥ 1', plan);
   const sourceCount = value.sourceCount as number;
-  const plannedShards = plan === undefined ? 0 : Math.ceil(sourceCount / plan);
+  const shardCount = plan === undefined ? 0 : plannedShards({ sourceCount, imagesPerShard: plan });
   const written: number[] = [];
   const isClass = (c: unknown) => isCount(c) && c < classCount;
   const totals = { images: 0, rows: 0, skipped: 0 };
@@ -87,8 +163,8 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
       if (entry.sourceStart !== sourceEnd) fail(`${at}.sourceStart`, `${sourceEnd} (where the shard before ended)`, entry.sourceStart);
     } else {
       const index = Number((entry.file as string).slice(6, 11));
-      if (index >= plannedShards || (written.length > 0 && index <= (written.at(-1) as number))) {
-        fail(`${at}.file`, `shards of the plan (below ${plannedShards}) in ascending order, each once`, entry.file);
+      if (index >= shardCount || (written.length > 0 && index <= (written.at(-1) as number))) {
+        fail(`${at}.file`, `shards of the plan (below ${shardCount}) in ascending order, each once`, entry.file);
       }
       written.push(index);
       if (entry.sourceStart !== index * plan)
@@ -126,7 +202,7 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
     if (value.complete && sourceEnd !== sourceCount) fail('sourceCount', `${sourceEnd} (where the last shard ends)`, sourceCount);
   } else {
     const present = new Set(written);
-    const missing = Array.from({ length: plannedShards }, (_, index) => index).filter((index) => !present.has(index));
+    const missing = Array.from({ length: shardCount }, (_, index) => index).filter((index) => !present.has(index));
     if (!Array.isArray(value.missingShards) || JSON.stringify(value.missingShards) !== JSON.stringify(missing)) {
       fail('missingShards', `${show(missing)} (the planned shards not in shards)`, value.missingShards);
     }
@@ -134,4 +210,89 @@ export function checkManifest(path: string, value: unknown): FeatureCacheManifes
       fail('complete', `${missing.length === 0} (missing shards: ${missing.length})`, value.complete);
   }
   return value as unknown as FeatureCacheManifest;
+}
+
+/** The manifest in `directory`, or undefined when there is none. */
+export async function readFeatureCacheManifest(directory: string): Promise<FeatureCacheManifest | undefined> {
+  const path = join(directory, FEATURE_CACHE_MANIFEST);
+  if (!(await isFile(path))) return undefined;
+  let manifest: unknown;
+  try {
+    manifest = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new DatasetFileError(path, `is not valid JSON (${(error as Error).message})`);
+  }
+  return checkManifest(path, manifest);
+}
+
+/** Replaces the manifest atomically. */
+export async function writeManifest(directory: string, manifest: FeatureCacheManifest): Promise<void> {
+  await writeFileAtomic(join(directory, FEATURE_CACHE_MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
+}
+
+/** The manifest of a cache about to be written: its shard plan, every shard missing. */
+export function newManifest(
+  key: FeatureCacheKey,
+  dtype: FeatureDtype,
+  sampleShape: readonly number[],
+  source: CacheSourceInfo,
+  rowsPerShard: number,
+  imagesPerShard: number,
+): FeatureCacheManifest {
+  const shardCount = plannedShards({ sourceCount: source.count, imagesPerShard });
+  return {
+    format: FEATURE_CACHE_FORMAT,
+    version: 1,
+    key,
+    dtype,
+    sampleShape,
+    cropsPerImage: source.cropsPerImage,
+    classNames: source.classNames,
+    labelKind: source.labelKind,
+    sourceCount: source.count,
+    rowsPerShard,
+    imagesPerShard,
+    missingShards: Array.from({ length: shardCount }, (_, index) => index),
+    shards: [],
+    complete: shardCount === 0,
+    counts: { images: 0, rows: 0, skipped: 0 },
+  };
+}
+
+/** The source positions shard `index` covers. */
+export function shardSpan(manifest: FeatureCacheManifest, index: number): { readonly start: number; readonly end: number } {
+  const start = index * manifest.imagesPerShard;
+  if (!Number.isInteger(index) || index < 0 || start >= manifest.sourceCount) {
+    throw new RangeError(`shard ${index} is not in the plan of this cache (${plannedShards(manifest)} shards)`);
+  }
+  return { start, end: Math.min(start + manifest.imagesPerShard, manifest.sourceCount) };
+}
+
+/** How many shards the plan has. */
+export function plannedShards(manifest: Pick<FeatureCacheManifest, 'sourceCount' | 'imagesPerShard'>): number {
+  return Math.ceil(manifest.sourceCount / manifest.imagesPerShard);
+}
+
+/** The file name of shard `index`. */
+export function shardFile(index: number): string {
+  return `shard-${String(index).padStart(5, '0')}.bin`;
+}
+
+/** Source images covered by the shards written so far. */
+export function progressOf(manifest: FeatureCacheManifest): FeatureCacheProgress {
+  const missing = manifest.missingShards.reduce((total, index) => {
+    const { start, end } = shardSpan(manifest, index);
+    return total + end - start;
+  }, 0);
+  return { done: manifest.sourceCount - missing, total: manifest.sourceCount, shards: manifest.shards.length };
+}
+
+/** A shard's checksum, as the manifest stores it. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Shards hold the machine's float layout, which must be little-endian. */
+export function requireLittleEndian(): void {
+  if (endianness() !== 'LE') throw new Error('feature cache shards are little-endian; this big-endian machine cannot read or write them');
 }

@@ -1,5 +1,6 @@
-import { type Backend, forwardProgram, graphFingerprint, type LabelledSplit, type LinearisedModel } from '@gradfeat/core';
-import type { FeatureCache, FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache.js';
+import type { Backend, HostTensor, Program, SampleSource } from '@gradfeat/core';
+import type { FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache-manifest.js';
+import type { FeatureCache } from './cache-reader.js';
 import { type CacheFill, fillFeatureCache, programShardWriter, type ShardRunner } from './fill.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';
@@ -10,7 +11,8 @@ import type { ImageDataset, LabelKind } from './types.js';
 /** What `extractSplit` runs, on which data, and where it caches. */
 export interface ExtractSplitOptions {
   readonly backend: Backend;
-  readonly model: LinearisedModel;
+  /** What runs on the images, e.g. a network's frozen trunk θ1. */
+  readonly trunk: TrunkProgram;
   /** 'KIND:PATH', e.g. 'folder:/data/cifar-10-jpg'. */
   readonly dataset: string;
   readonly split: string;
@@ -29,8 +31,29 @@ export interface ExtractSplitOptions {
   readonly runner?: ShardRunner;
 }
 
-/** A split's cached trunk outputs with its targets, ready for core's methods. */
-export interface ExtractedSplit extends LabelledSplit {
+/**
+ * A program of the images (INPUT → OUTPUT) whose outputs a split's cache holds, and what identifies
+ * it in the cache's key.
+ */
+export interface TrunkProgram {
+  readonly program: Program;
+  /** The shape of one sample of its output. */
+  readonly sampleShape: readonly number[];
+  /** Identifies the program's weights, e.g. its graph's fingerprint. */
+  readonly modelHash: string;
+  /** The value it computes, e.g. the node where the network is cut. */
+  readonly cut: string;
+}
+
+/** A split's cached trunk outputs with its targets, ready for core's methods (a LabelledSplit). */
+export interface ExtractedSplit {
+  /** The trunk's outputs: `crops` consecutive rows per image. */
+  readonly cut: SampleSource;
+  readonly crops: number;
+  /** Shape [N, K]: one-hot or multi-hot. */
+  readonly targets: HostTensor;
+  /** Multi-label: 0 where a target is difficult (ignored). */
+  readonly mask?: HostTensor;
   readonly classNames: readonly string[];
   readonly labelKind: LabelKind;
   readonly cache: FeatureCache;
@@ -41,11 +64,16 @@ export interface ExtractedSplit extends LabelledSplit {
 }
 
 /** What identifies a split's cached trunk outputs: the trunk, the cut, the preprocessing and the data. */
-export function featureCacheKey(model: LinearisedModel, dataset: string, split: string, transform: TransformSpec): FeatureCacheKey {
-  return { modelHash: graphFingerprint(model.trunk), cut: model.cut, preprocessing: transform, dataset: `${dataset} ${split}` };
+export function featureCacheKey(
+  trunk: Pick<TrunkProgram, 'modelHash' | 'cut'>,
+  dataset: string,
+  split: string,
+  transform: TransformSpec,
+): FeatureCacheKey {
+  return { modelHash: trunk.modelHash, cut: trunk.cut, preprocessing: transform, dataset: `${dataset} ${split}` };
 }
 
-/** The trunk θ1 over a dataset split as a cache to fill: images decoded on worker threads, the trunk compiled once. */
+/** The trunk over a dataset split as a cache to fill: images decoded on worker threads, the trunk compiled once. */
 export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' | 'runner'>): CacheFill {
   let dataset: Promise<ImageDataset> | undefined;
   const openSplit = () => {
@@ -55,8 +83,8 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
   const batchSize = options.batchSize ?? 128;
   return {
     directory: options.cacheDir,
-    key: featureCacheKey(options.model, options.dataset, options.split, options.transform),
-    sampleShape: options.model.cutShape,
+    key: featureCacheKey(options.trunk, options.dataset, options.split, options.transform),
+    sampleShape: options.trunk.sampleShape,
     batchSize,
     dtype: options.dtype ?? 'float32',
     shardBytes: options.shardBytes,
@@ -70,8 +98,8 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
         workers: options.workers,
         skipBadImages: options.skipBadImages,
       });
-      return programShardWriter(options.backend, forwardProgram(options.model.trunk), pipeline, batchSize, {
-        name: `trunk to ${options.model.cut}`,
+      return programShardWriter(options.backend, options.trunk.program, pipeline, batchSize, {
+        name: `trunk to ${options.trunk.cut}`,
         sharesCores: true,
         closeSource: () => pipeline.close(),
       });
@@ -80,7 +108,7 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
 }
 
 /**
- * Runs the frozen trunk θ1 once over a dataset split into a feature cache (resuming an interrupted
+ * Runs the trunk once over a dataset split into a feature cache (resuming an interrupted
  * extraction, reusing a complete one with the same key), and opens it as a LabelledSplit: one-hot or
  * multi-hot targets, with VOC's difficult entries masked out.
  */

@@ -1,21 +1,25 @@
 import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type Program } from '@gradfeat/core';
+import { checkCacheMatches } from './cache-key.js';
 import {
   type CacheSourceInfo,
-  checkCacheMatches,
-  type FeatureCache,
+  type FeatureCacheKey,
   type FeatureCacheManifest,
-  type FeatureCachePlanOptions,
   type FeatureCacheProgress,
-  openFeatureCache,
   progressOf,
   readFeatureCacheManifest,
-  recordShard,
   type ShardEntry,
+} from './cache-manifest.js';
+import { type FeatureCache, openFeatureCache } from './cache-reader.js';
+import {
+  type FeatureCachePlanOptions,
+  recordShard,
   type ShardWriter,
   startFeatureCache,
   writeCacheShard,
   writeFeatureCache,
-} from './cache.js';
+} from './cache-writer.js';
+import type { BatchSource } from './pipeline.js';
+import { selectTargets } from './targets.js';
 
 /**
  * One feature cache to fill, described so that any machine can write any of its shards: the plan's
@@ -123,4 +127,76 @@ export async function writeShardOf(fill: CacheFill, writer: ShardWriter, index: 
     throw new Error(`this worker cannot write shard ${index}: ${(error as Error).message}`);
   }
   return writeCacheShard(fill.directory, manifest, index, writer);
+}
+
+/** What `derivedCacheFill` computes from a cache's rows, and where it caches it. */
+export interface DerivedCacheOptions {
+  readonly backend: Backend;
+  /** The cache whose rows the program reads, e.g. a split's cached trunk outputs. */
+  readonly cut: FeatureCache;
+  /** Where the derived cache lives (its own directory). */
+  readonly cacheDir: string;
+  /** Images per batch. Default 256. */
+  readonly batchSize?: number;
+  /** Approximate shard size. Default 64 MiB. */
+  readonly shardBytes?: number;
+}
+
+/** The program a derived cache holds the outputs of, and what identifies them. */
+export interface DerivedProgram {
+  readonly key: FeatureCacheKey;
+  /** INPUT (rows of the cache it reads) → OUTPUT. */
+  readonly program: Program;
+  /** The shape of one sample of its output. */
+  readonly sampleShape: readonly number[];
+  /** Shown in errors and profiles. */
+  readonly name: string;
+}
+
+/**
+ * A cache of a program of another cache's rows (e.g. a network's head on cached trunk outputs): read
+ * in order, whole images at a time, run through `derived.program`.
+ */
+export function derivedCacheFill(options: DerivedCacheOptions, derived: DerivedProgram): CacheFill {
+  const { manifest } = options.cut;
+  const batchSize = options.batchSize ?? 256;
+  return {
+    directory: options.cacheDir,
+    key: derived.key,
+    sampleShape: derived.sampleShape,
+    batchSize,
+    shardBytes: options.shardBytes,
+    async sourceInfo() {
+      const { classNames, labelKind, cropsPerImage } = manifest;
+      return { count: manifest.counts.images, classNames, labelKind, cropsPerImage };
+    },
+    open: () => programShardWriter(options.backend, derived.program, cachedRows(options.cut), batchSize, { name: derived.name }),
+  };
+}
+
+/** A cache's rows, in order and whole images at a time, as the batches the cache writer reads. */
+function cachedRows(cache: FeatureCache): BatchSource & { readonly sampleShape: readonly number[] } {
+  const { manifest } = cache;
+  const crops = manifest.cropsPerImage;
+  return {
+    count: manifest.counts.images,
+    classNames: manifest.classNames,
+    labelKind: manifest.labelKind,
+    cropsPerImage: crops,
+    sampleShape: cache.source.sampleShape,
+    async *batches({ batchSize, start = 0, end = manifest.counts.images }) {
+      const stop = Math.min(end, manifest.counts.images);
+      for (let first = start; first < stop; first += batchSize) {
+        const indices = Array.from({ length: Math.min(batchSize, stop - first) }, (_, i) => first + i);
+        const rows = indices.flatMap((image) => Array.from({ length: crops }, (_, crop) => image * crops + crop));
+        yield {
+          indices,
+          images: await cache.source.read(rows),
+          targets: selectTargets(cache.targets, indices),
+          skipped: [],
+          nextStart: first + indices.length,
+        };
+      }
+    },
+  };
 }

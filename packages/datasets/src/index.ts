@@ -1,4 +1,17 @@
-export * from './cache.js';
+export { checkCacheMatches } from './cache-key.js';
+export {
+  type CacheSourceInfo,
+  type FeatureCacheKey,
+  type FeatureCacheManifest,
+  type FeatureCacheProgress,
+  type FeatureDtype,
+  progressOf,
+  readFeatureCacheManifest,
+  type ShardEntry,
+  shardSpan,
+} from './cache-manifest.js';
+export * from './cache-reader.js';
+export * from './cache-writer.js';
 export * from './cifar.js';
 export * from './dataset-format.js';
 export * from './decode.js';
@@ -14,7 +27,6 @@ export * from './image-header.js';
 export * from './imagenet.js';
 export * from './pipeline.js';
 export * from './plugin.js';
-export * from './point.js';
 export * from './pool.js';
 export * from './random.js';
 export * from './shard-verify.js';

@@ -1,7 +1,8 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openFeatureCache, writeFeatureCache } from '../src/cache.js';
+import { openFeatureCache } from '../src/cache-reader.js';
+import { writeFeatureCache } from '../src/cache-writer.js';
 import { CACHE_KEY, smallCacheOptions as options, temporaryDirectory } from './helpers.js';
 
 describe('the feature cache writes only into directories that are its own', () => {

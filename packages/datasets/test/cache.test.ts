@@ -4,15 +4,9 @@ import { join } from 'node:path';
 import { type HostTensor, relativeError } from '@gradfeat/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import {
-  type FeatureCacheKey,
-  openFeatureCache,
-  recordShard,
-  startFeatureCache,
-  type WriteFeatureCacheOptions,
-  writeCacheShard,
-  writeFeatureCache,
-} from '../src/cache.js';
+import type { FeatureCacheKey } from '../src/cache-manifest.js';
+import { openFeatureCache } from '../src/cache-reader.js';
+import { recordShard, startFeatureCache, type WriteFeatureCacheOptions, writeCacheShard, writeFeatureCache } from '../src/cache-writer.js';
 import { openCifar } from '../src/cifar.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
 import { type BatchSource, ImagePipeline } from '../src/pipeline.js';

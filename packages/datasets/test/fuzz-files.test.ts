@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as fuzz from '../../../test-support/fuzz.js';
 import { Isolated } from '../../../test-support/isolated.js';
-import { writeFeatureCache } from '../src/cache.js';
+import { writeFeatureCache } from '../src/cache-writer.js';
 import { CACHE_KEY, cifarRecords, labels, memorySource, smallCacheOptions, temporaryDirectory } from './helpers.js';
 
 const targets = fileURLToPath(new URL('./isolated-targets.ts', import.meta.url));

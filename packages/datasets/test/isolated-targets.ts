@@ -4,7 +4,7 @@
  * returns a small JSON summary of what it read.
  */
 import { readFile } from 'node:fs/promises';
-import { openFeatureCache } from '../src/cache.js';
+import { openFeatureCache } from '../src/cache-reader.js';
 import { openCifar } from '../src/cifar.js';
 import { type DecoderChoice, decodeImage } from '../src/decode.js';
 import { parseVocAnnotation } from '../src/voc.js';

@@ -1,10 +1,17 @@
 import { availableParallelism } from 'node:os';
-import { BATCH, type Backend, type CompiledProgram, checkOutputBuffer, type HostTensor, type RunOptions, type Shape } from '@gradfeat/core';
+import {
+  type Backend,
+  type CompiledProgram,
+  checkFeeds,
+  checkOutputBuffer,
+  type HostTensor,
+  type InputSignature,
+  type RunOptions,
+} from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxGraph } from './onnx-graph.js';
-import { describeShape } from './symbolic-shape.js';
 import { traceProgram } from './trace.js';
 
 type OnnxRuntime = typeof Ort;
@@ -124,9 +131,9 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     executionProvider: provider,
     fallbackReason,
     nchwcBlockSize,
-    async compile(program, inputShapes, compileOptions) {
+    async compile(program, signature, compileOptions) {
       const name = compileOptions?.name ?? (program.name || 'anonymous');
-      const traced = traceProgram(program, inputShapes, { name, nchwcBlockSize });
+      const traced = traceProgram(program, signature, { name, nchwcBlockSize });
       let session: Ort.InferenceSession;
       try {
         // Spinning workers would take the cores from the process's own other threads.
@@ -138,7 +145,7 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
           { cause: error },
         );
       }
-      return new OnnxCompiledProgram(ort, session, name, inputShapes, traced.outputNames);
+      return new OnnxCompiledProgram(ort, session, name, signature, traced.outputNames);
     },
   };
 }
@@ -162,7 +169,7 @@ class OnnxCompiledProgram implements CompiledProgram {
     private readonly ort: OnnxRuntime,
     private readonly session: Ort.InferenceSession,
     private readonly name: string,
-    private readonly inputShapes: Readonly<Record<string, Shape>>,
+    private readonly signature: InputSignature,
     private readonly outputNames: Readonly<Record<string, string>>,
   ) {}
 
@@ -200,32 +207,11 @@ class OnnxCompiledProgram implements CompiledProgram {
     void this.session.release();
   }
 
-  /** Wraps each input's Float32Array (no copy), after checking it against the compiled shapes. */
+  /** Wraps each input's Float32Array (no copy), after checking it against the compiled signature. */
   private feeds(inputs: Readonly<Record<string, HostTensor>>): Record<string, Ort.Tensor> {
-    const expectedNames = Object.keys(this.inputShapes);
-    const unknown = Object.keys(inputs).filter((key) => !(key in this.inputShapes));
-    if (unknown.length > 0) {
-      throw new Error(
-        `program '${this.name}' has no input ${unknown.map((k) => `'${k}'`).join(', ')} (inputs: ${expectedNames.join(', ')})`,
-      );
-    }
+    checkFeeds(this.name, this.signature, inputs);
     const feeds: Record<string, Ort.Tensor> = {};
-    let batch: { size: number; input: string } | undefined;
-    for (const [key, expected] of Object.entries(this.inputShapes)) {
-      const value = inputs[key];
-      if (!value) throw new Error(`program '${this.name}' needs input '${key}' of shape ${describeShape(expected)}`);
-      const fits = value.shape.length === expected.length && expected.every((d, axis) => d === value.shape[axis] || d === BATCH);
-      if (!fits) {
-        throw new Error(
-          `program '${this.name}': input '${key}' has shape [${value.shape.join(', ')}], expected ${describeShape(expected)}`,
-        );
-      }
-      if (expected[0] === BATCH) {
-        if (batch && batch.size !== value.shape[0]) {
-          throw new Error(`program '${this.name}': input '${key}' has batch size ${value.shape[0]} but '${batch.input}' has ${batch.size}`);
-        }
-        batch = { size: value.shape[0], input: key };
-      }
+    for (const [key, value] of Object.entries(inputs)) {
       feeds[key] = new this.ort.Tensor('float32', this.readable(key, value.data), value.shape);
     }
     return feeds;

@@ -1,12 +1,10 @@
-import { BATCH, sizeOf } from '@gradfeat/core';
+import { BATCH, formatSignatureShape, sizeOf } from '@gradfeat/core';
 
 /**
  * Static shapes of traced values. The one unknown is the batch size: -1 (core's BATCH) marks the
  * axis that holds it, wherever transposes move it, and it is shown as N.
  */
-export function describeShape(shape: readonly number[]): string {
-  return `[${shape.map((d) => (d === BATCH ? 'N' : String(d))).join(', ')}]`;
-}
+export const describeShape = formatSignatureShape;
 
 /** NumPy broadcasting; N only meets N or 1, since any other size would pin the batch size. */
 export function broadcastShapes(a: readonly number[], b: readonly number[]): number[] {

@@ -1,4 +1,4 @@
-import type { Shape } from '../ir/graph.js';
+import { BATCH, type Shape } from '../ir/graph.js';
 import { type HostTensor, sizeOf } from '../tensor.js';
 import { completeKernels, type Kernels } from './kernels.js';
 
@@ -13,6 +13,52 @@ export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) =>
 export const INPUT = 'inputs';
 /** The output key of single-output programs. */
 export const OUTPUT = 'outputs';
+
+/**
+ * A program's named inputs and the shape each must have, BATCH (-1) marking the batch axis (any
+ * size, the same in every batched input of a run). What `Backend.compile` is given and what every
+ * backend checks each run's feeds against (`checkFeeds`), eager or traced, as ONNX Runtime does.
+ */
+export type InputSignature = Readonly<Record<string, Shape>>;
+
+/** A signature's shape as text, the batch axis shown as N, e.g. '[N, 3, 32, 32]'. */
+export function formatSignatureShape(shape: readonly number[]): string {
+  return `[${shape.map((d) => (d === BATCH ? 'N' : String(d))).join(', ')}]`;
+}
+
+/**
+ * Refuses feeds that do not fit a compiled program's signature: an input it does not have, one it
+ * needs and did not get, a shape other than the compiled one, batched inputs of different batch
+ * sizes. Errors name the program, the input, the expected and the received shape.
+ */
+export function checkFeeds(program: string, signature: InputSignature, feeds: Readonly<Record<string, HostTensor>>): void {
+  const unknown = Object.keys(feeds).filter((name) => !(name in signature));
+  if (unknown.length > 0) {
+    throw new Error(
+      `program '${program}' has no input ${unknown.map((name) => `'${name}'`).join(', ')} (inputs: ${Object.keys(signature).join(', ')})`,
+    );
+  }
+  let batch: { size: number; input: string } | undefined;
+  for (const [name, expected] of Object.entries(signature)) {
+    const value = feeds[name];
+    if (!value) throw new Error(`program '${program}' needs input '${name}' of shape ${formatSignatureShape(expected)}`);
+    const fits = value.shape.length === expected.length && expected.every((d, axis) => d === value.shape[axis] || d === BATCH);
+    if (!fits) {
+      throw new Error(
+        `program '${program}': input '${name}' has shape [${value.shape.join(', ')}], expected ${formatSignatureShape(expected)}`,
+      );
+    }
+    if (value.data.length !== sizeOf(value.shape)) {
+      throw new Error(`program '${program}': input '${name}' has ${value.data.length} values for its shape [${value.shape.join(', ')}]`);
+    }
+    if (expected[0] === BATCH) {
+      if (batch && batch.size !== value.shape[0]) {
+        throw new Error(`program '${program}': input '${name}' has batch size ${value.shape[0]} but '${batch.input}' has ${batch.size}`);
+      }
+      batch = { size: value.shape[0], input: name };
+    }
+  }
+}
 
 /** Options of `CompiledProgram.run`. */
 export interface RunOptions {
@@ -77,8 +123,11 @@ export interface CompileOptions {
 export interface Backend {
   /** Specific runtime, e.g. 'tfjs-wasm' or 'onnxruntime-cpu'. */
   readonly name: string;
-  /** Compiles (or, eagerly, wraps) a program for inputs of these shapes; -1 marks the batch axis. */
-  compile(program: Program, inputShapes: Readonly<Record<string, Shape>>, options?: CompileOptions): Promise<CompiledProgram>;
+  /**
+   * Compiles (or, eagerly, wraps) a program for inputs of this signature; every run's feeds are
+   * checked against it (checkFeeds).
+   */
+  compile(program: Program, signature: InputSignature, options?: CompileOptions): Promise<CompiledProgram>;
   /** Frees the backend's runtime resources. */
   dispose?(): void | Promise<void>;
 }
@@ -102,9 +151,11 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
   const kernels = completeKernels(runtime.name, runtime.kernels);
   return {
     name: runtime.name,
-    async compile(program, _inputShapes, options) {
+    async compile(program, signature, options) {
+      const name = options?.name ?? 'anonymous';
       return {
         async run(inputs, runOptions) {
+          checkFeeds(name, signature, inputs);
           const outputs = runtime.tidy(() => {
             const handles: Record<string, T> = {};
             for (const [key, value] of Object.entries(inputs)) handles[key] = runtime.upload(value);
@@ -114,11 +165,11 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
           try {
             for (const [key, handle] of Object.entries(outputs)) result[key] = await runtime.download(handle);
           } catch (error) {
-            throw new Error(`program '${options?.name ?? 'anonymous'}' on ${runtime.name}: ${(error as Error).message}`, { cause: error });
+            throw new Error(`program '${name}' on ${runtime.name}: ${(error as Error).message}`, { cause: error });
           } finally {
             for (const handle of Object.values(outputs)) runtime.dispose(handle);
           }
-          return deliverOutputs(options?.name ?? 'anonymous', result, runOptions);
+          return deliverOutputs(name, result, runOptions);
         },
         dispose() {},
       };
@@ -126,10 +177,10 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
   };
 }
 
-/** The shapes to compile for: batch-indexed inputs get a free (-1) leading dimension. */
+/** The signature of these inputs: batch-indexed ones get a free (BATCH) leading dimension. */
 export function inputShapesOf(inputs: Readonly<Record<string, HostTensor>>, batchInputs: readonly string[]): Record<string, Shape> {
   return Object.fromEntries(
-    Object.entries(inputs).map(([name, value]) => [name, batchInputs.includes(name) ? [-1, ...value.shape.slice(1)] : value.shape]),
+    Object.entries(inputs).map(([name, value]) => [name, batchInputs.includes(name) ? [BATCH, ...value.shape.slice(1)] : value.shape]),
   );
 }
 

@@ -3,15 +3,15 @@ import { compileBatchProgram, shapesOf } from '../backend/batch-program.js';
 import type { Graph } from '../ir/graph.js';
 import { linearise } from '../methods/linearised-model.js';
 import {
-  BATCH_SCALE,
-  FEATURES,
   forwardProgram,
-  gradName,
   initialParams,
   isLinearised,
   linearisationPointProgram,
   type Method,
-  TARGETS,
+  pointOfOutputs,
+  stepBatchInputs,
+  stepFixedInputs,
+  stepOutputBuffers,
   trainStepProgram,
 } from '../methods/programs.js';
 import { mobileNetV1, separableBlockNetwork } from '../networks/mobilenet.js';
@@ -150,21 +150,17 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
   // The linearised models train at a cached point, as trainMethod runs them: computed once here.
   const cachedPoint = isLinearised(spec.method);
   const point = cachedPoint
-    ? await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], `${name}: point`)
-    : {};
-  if (spec.method === 'gradient') delete point[FEATURES];
-  const batch: Record<string, HostTensor> = {
-    [INPUT]: cut,
-    [TARGETS]: oneHot(
+    ? pointOfOutputs(model, await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], `${name}: point`))
+    : undefined;
+  const batch = stepBatchInputs<HostTensor>(spec.method, {
+    samples: cut,
+    targets: oneHot(
       Array.from({ length: spec.batch }, () => rng.int(classes)),
       classes,
     ),
-    ...point,
-  };
-  const fixed: Record<string, HostTensor> = {
-    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / spec.batch) },
-    ...Object.fromEntries(params),
-  };
+    point,
+  });
+  const fixed = stepFixedInputs(hostTensor([1], [1 / spec.batch]), params);
   const compiled = await compileBatchProgram(
     backend,
     trainStepProgram(model, spec.method, omegaBar, 'softmax-ce', { cachedPoint }),
@@ -175,11 +171,7 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
     { name },
   );
   const feed = { ...batch, ...fixed };
-  const into: Record<string, HostTensor> = {
-    loss: hostTensor([1]),
-    ...Object.fromEntries([...params].map(([key, value]) => [gradName(key), hostTensor(value.shape)])),
-  };
-  const grads = new Map([...params.keys()].map((key) => [key, into[gradName(key)].data]));
+  const { into, gradients: grads } = stepOutputBuffers(params);
   const state: OptimiserState = {};
   let step = 0;
   return {

@@ -13,7 +13,7 @@ import {
 import { multiplyAddsPerSample } from '../ir/cost.js';
 import type { Graph, Shape } from '../ir/graph.js';
 import { isZero, type Tangent } from '../ops/rule.js';
-import type { HostTensor } from '../tensor.js';
+import { type HostTensor, hostTensor } from '../tensor.js';
 import { type LossKind, lossAndGradient } from '../train/losses.js';
 import { effectiveParams, type ParamScales } from '../transforms/reparametrise.js';
 import type { Classifier, LinearisedModel } from './linearised-model.js';
@@ -51,6 +51,56 @@ export const BATCH_SCALE = 'batchScale';
 export const FEATURES = 'features';
 /** The program input that feeds a residual of the cached point. */
 export const residualInput = (name: string): string => `residual:${name}`;
+
+/**
+ * What a training step reads per sample, by role; `stepBatchInputs` names them as the step program's
+ * inputs, so that no caller assembles the names.
+ */
+export interface StepSamples<T> {
+  /** The cut values (the features f(x) for the linear probe). */
+  readonly samples: T;
+  readonly targets: T;
+  /** sigmoid-bce: 0 where a target is ignored. */
+  readonly mask?: T;
+  /** The linearised models' cached point: f(x) and each residual (pointResiduals). */
+  readonly point?: { readonly features: T; readonly residuals: Readonly<Record<string, T>> };
+}
+
+/** The per-sample inputs of `method`'s step program by name (f(x) of the point is read by 'full' alone). */
+export function stepBatchInputs<T>(method: Method, inputs: StepSamples<T>): Record<string, T> {
+  const named: Record<string, T> = { [INPUT]: inputs.samples, [TARGETS]: inputs.targets };
+  if (inputs.mask !== undefined) named[MASK] = inputs.mask;
+  if (inputs.point && method === 'full') named[FEATURES] = inputs.point.features;
+  for (const [name, value] of Object.entries(inputs.point?.residuals ?? {})) named[residualInput(name)] = value;
+  return named;
+}
+
+/** The step program's inputs that stay the same over a batch's rows: the 1/batch-size scale and the trainables. */
+export function stepFixedInputs<T>(batchScale: T, trainables: Iterable<readonly [string, T]>): Record<string, T> {
+  return { [BATCH_SCALE]: batchScale, ...Object.fromEntries(trainables) };
+}
+
+/** Buffers a training step writes its loss and gradients into (RunOptions.into), the same every run. */
+export interface StepOutputs {
+  /** `loss` and each trainable's gradient, under the step program's output names. */
+  readonly into: Record<string, HostTensor>;
+  readonly loss: HostTensor;
+  /** Each trainable's gradient buffer, by trainable name. */
+  readonly gradients: Map<string, Float32Array>;
+}
+
+/** Fresh output buffers for a step training `trainables`. */
+export function stepOutputBuffers(trainables: ReadonlyMap<string, HostTensor>): StepOutputs {
+  const loss = hostTensor([1]);
+  const into: Record<string, HostTensor> = { loss };
+  const gradients = new Map<string, Float32Array>();
+  for (const [name, value] of trainables) {
+    const gradient = hostTensor(value.shape);
+    into[gradName(name)] = gradient;
+    gradients.set(name, gradient.data);
+  }
+  return { into, loss, gradients };
+}
 
 function copy(t: HostTensor): HostTensor {
   return { shape: [...t.shape], data: Float32Array.from(t.data) };
@@ -285,6 +335,15 @@ export function linearisationPointProgram(model: LinearisedModel): Program {
       ...Object.fromEntries(Object.entries(residuals).map(([name, value]) => [residualInput(name), value])),
     };
   };
+}
+
+/** The outputs of linearisationPointProgram by role: f(x) and each residual by name (pointResiduals). */
+export function pointOfOutputs<T>(
+  model: LinearisedModel,
+  outputs: Readonly<Record<string, T>>,
+): { readonly features: T; readonly residuals: Record<string, T> } {
+  const residuals = Object.fromEntries([...pointResiduals(model).keys()].map((name) => [name, outputs[residualInput(name)]]));
+  return { features: outputs[FEATURES], residuals };
 }
 
 /** cut value (`inputs`) → `outputs`: the point as one flat row per sample (see pointRowParts). */

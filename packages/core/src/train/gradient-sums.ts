@@ -1,7 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
-import { gradName, type Method } from '../methods/programs.js';
-import { type HostTensor, hostTensor } from '../tensor.js';
+import { type Method, stepOutputBuffers } from '../methods/programs.js';
+import type { HostTensor } from '../tensor.js';
 import type { LossKind } from './losses.js';
 import { compileStep, type TrainingData } from './trainer.js';
 
@@ -71,15 +71,12 @@ export async function localGradientEvaluator(request: EvaluatorRequest): Promise
     async sums(params, rows, chunk) {
       compiled ??= await compileStep(request.backend, request.model, request.method, request.omegaBar, request.loss, request.data, params);
       // Buffers per call, so that concurrent calls (a worker running several jobs) do not share them.
-      const into: Record<string, HostTensor> = {
-        loss: hostTensor([1]),
-        ...Object.fromEntries([...params].map(([name, value]) => [gradName(name), hostTensor(value.shape)])),
-      };
+      const { into, gradients } = stepOutputBuffers(params);
       const grads = zeroSums(params);
       let loss = 0;
       for (const part of chunkRows(rows, chunk)) {
         loss += await compiled.run(part, params, 1, into);
-        addSums(grads, new Map([...params.keys()].map((name) => [name, into[gradName(name)].data])));
+        addSums(grads, gradients);
       }
       return { loss, grads };
     },

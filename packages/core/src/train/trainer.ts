@@ -1,19 +1,17 @@
-import { type Backend, INPUT, type Program } from '../backend/backend.js';
-import { compileBatchProgram, readRows, sampleShapesOf, shapesOf } from '../backend/batch-program.js';
+import type { Backend, Program } from '../backend/backend.js';
+import { compileBatchProgram, readRows, sampleShapesOf } from '../backend/batch-program.js';
 import { memorySource, type SampleSource } from '../data/source.js';
+import type { Shape } from '../ir/graph.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
 import {
-  BATCH_SCALE,
-  FEATURES,
-  gradName,
   initialParams,
   isLinearised,
-  MASK,
   type Method,
   methodInputShape,
   pointResiduals,
-  residualInput,
-  TARGETS,
+  stepBatchInputs,
+  stepFixedInputs,
+  stepOutputBuffers,
   trainStepProgram,
 } from '../methods/programs.js';
 import { Rng } from '../random.js';
@@ -156,11 +154,9 @@ export async function trainMethod(
   const evaluator = hooks.evaluator || parts > 1 ? await (hooks.evaluator ?? localGradientEvaluator)(request) : undefined;
   const step = evaluator ? undefined : await compileStep(backend, model, state.method, omegaBar, loss, data, state.params);
   // The step writes its loss and gradients into the same buffers every time.
-  const gradients = Object.fromEntries([...state.params].map(([name, value]) => [gradName(name), hostTensor(value.shape)]));
-  const into: Record<string, HostTensor> = { loss: hostTensor([1]), ...gradients };
+  const { into, gradients: grads } = stepOutputBuffers(state.params);
   const batchesPerEpoch = Math.ceil(count / config.batchSize);
   const totalSteps = batchesPerEpoch * config.epochs;
-  const grads = new Map([...state.params.keys()].map((name) => [name, gradients[gradName(name)].data]));
   let clock = performance.now();
   const tick = () => {
     const now = performance.now();
@@ -250,27 +246,31 @@ export async function compileStep(
     );
   }
   const point = isLinearised(method) ? data.point : undefined;
-  const pointSources: [string, SampleSource][] = point
-    ? [
-        ...(method === 'full' ? [[FEATURES, point.features] as [string, SampleSource]] : []),
-        ...[...pointResiduals(model).keys()].map((name): [string, SampleSource] => {
-          const source = point.residuals[name];
-          if (!source) throw new Error(`the cached point has no residual '${name}'; extract it again for this network and cut`);
-          return [residualInput(name), source];
-        }),
-      ]
-    : [];
+  const residuals = (cached: PointData) =>
+    Object.fromEntries(
+      [...pointResiduals(model).keys()].map((name) => {
+        const source = cached.residuals[name];
+        if (!source) throw new Error(`the cached point has no residual '${name}'; extract it again for this network and cut`);
+        return [name, source];
+      }),
+    );
   const program: Program = trainStepProgram(model, method, omegaBar, loss, { cachedPoint: point !== undefined });
-  const sources: Record<string, SampleSource> = {
-    [INPUT]: data.inputs,
-    [TARGETS]: memorySource(data.targets),
-    ...(data.mask && { [MASK]: memorySource(data.mask) }),
-    ...Object.fromEntries(pointSources),
-  };
+  const sources = stepBatchInputs<SampleSource>(method, {
+    samples: data.inputs,
+    targets: memorySource(data.targets),
+    mask: data.mask && memorySource(data.mask),
+    point: point && { features: point.features, residuals: residuals(point) },
+  });
   const compiled = await compileBatchProgram(
     backend,
     program,
-    { batched: sampleShapesOf(sources), fixed: { [BATCH_SCALE]: [1], ...shapesOf(params) } },
+    {
+      batched: sampleShapesOf(sources),
+      fixed: stepFixedInputs<Shape>(
+        [1],
+        [...params].map(([name, value]) => [name, value.shape]),
+      ),
+    },
     { name: `${method} training step` },
   );
   // One input buffer per source and batch size, refilled every step (the run has finished with it).
@@ -279,8 +279,7 @@ export async function compileStep(
     async run(rows, values, batchScale, into) {
       const feed: Record<string, HostTensor> = {
         ...(await readRows(sources, rows, buffers)),
-        [BATCH_SCALE]: { shape: [1], data: Float32Array.of(batchScale) },
-        ...Object.fromEntries(values),
+        ...stepFixedInputs(hostTensor([1], [batchScale]), values),
       };
       const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
       return outputs.loss.data[0];

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   type Backend,
   createReferenceBackend,
@@ -10,13 +13,19 @@ import {
   runProgramOnce,
   separableBlockNetwork,
 } from '@gradfeat/core';
+import {
+  type BatchOptions,
+  type BatchSource,
+  type FeatureCache,
+  type FeatureCacheKey,
+  type ImageBatch,
+  openFeatureCache,
+  selectTargets,
+  type Targets,
+  writeFeatureCache,
+} from '@gradfeat/datasets';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FeatureCache, type FeatureCacheKey, openFeatureCache, writeFeatureCache } from '../src/cache.js';
-import type { BatchOptions, BatchSource, ImageBatch } from '../src/pipeline.js';
-import { extractPoint, pointCacheName } from '../src/point.js';
-import { selectTargets } from '../src/targets.js';
-import type { Targets } from '../src/types.js';
-import { temporaryDirectory } from './helpers.js';
+import { extractPoint, pointCacheName } from '../src/model-caches.js';
 
 const model = linearise(separableBlockNetwork({ channels: 4, size: 3, classes: 3, seed: 5 }), { cut: 'input' });
 const CUT_SHAPE = [4, 3, 3];
@@ -53,10 +62,11 @@ function cutValues(): BatchSource {
 
 describe('the linearisation-point cache', () => {
   const backend = createReferenceBackend();
-  let dir: Awaited<ReturnType<typeof temporaryDirectory>>;
+  let dir: { path: string; remove: () => Promise<void> };
   let cut: FeatureCache;
   beforeAll(async () => {
-    dir = await temporaryDirectory();
+    const path = await mkdtemp(join(tmpdir(), 'gradfeat-point-'));
+    dir = { path, remove: () => rm(path, { recursive: true, force: true }) };
     await writeFeatureCache(`${dir.path}/train`, {
       key: KEY,
       source: cutValues(),
