@@ -1,9 +1,14 @@
 import { registerTfjsBackend } from './backend.js';
-import { registerKerasModelFormat } from './model-format.js';
+import { registerKerasModelFormat } from './keras/index.js';
 
 export { createTfjsBackend, registerTfjsBackend, type TfjsBackend, type TfjsBackendOptions, tfjsBackendPlugin } from './backend.js';
-export { importKerasModel, type KerasGraph, type KerasModelMetadata } from './keras/index.js';
-export { kerasModelFormat, registerKerasModelFormat } from './model-format.js';
+export {
+  importKerasModel,
+  type KerasGraph,
+  type KerasModelMetadata,
+  kerasModelFormat,
+  registerKerasModelFormat,
+} from './keras/index.js';
 export { RUNTIME_ENV_VAR, type SkippedRuntime, TFJS_RUNTIMES, type TfjsRuntime } from './runtime.js';
 
 // Importing the package makes TensorFlow.js a backend `resolveBackend()` can pick and TF.js layers

@@ -1,5 +1,6 @@
 import {
   type Backend,
+  fileSystemFiles,
   type Graph,
   loadNetwork,
   referenceBackendPlugin,
@@ -38,8 +39,8 @@ export async function openBackend(name: string | undefined): Promise<Backend> {
   return resolveBackend(name);
 }
 
-/** A network from any model file the installed packages can read. */
+/** A network from any model file the installed packages can read, on the local file system. */
 export async function loadModel(path: string): Promise<Graph> {
   await loadPlugins();
-  return loadNetwork(path);
+  return loadNetwork(path, fileSystemFiles);
 }

@@ -1,6 +1,13 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { formatShape, type HostTensor, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
+import {
+  FileNotFoundError,
+  type FileSource,
+  formatShape,
+  type HostTensor,
+  siblingPath,
+  sizeOf,
+  stridedOffsets,
+  stridesOf,
+} from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -17,7 +24,7 @@ const FLOAT32_BYTES = 4;
  * group's shards are one little-endian byte stream, cut into the group's weights in order.
  * Returns the weights by manifest name, in Keras layout.
  */
-export async function readWeights(manifest: unknown, directory: string, modelFile: string): Promise<Map<string, HostTensor>> {
+export async function readWeights(manifest: unknown, modelFile: string, files: FileSource): Promise<Map<string, HostTensor>> {
   if (!Array.isArray(manifest)) throw new Error(`${modelFile}: no "weightsManifest" list`);
   const weights = new Map<string, HostTensor>();
   for (const [index, group] of manifest.entries()) {
@@ -29,8 +36,12 @@ export async function readWeights(manifest: unknown, directory: string, modelFil
     }
     const checked = specs.map((spec) => checkSpec(spec, where));
     const expectedBytes = checked.reduce((total, spec) => total + sizeOf(spec.shape) * FLOAT32_BYTES, 0);
-    const files = paths.map((p) => join(directory, p));
-    const bytes = await readShards(files, expectedBytes, checked);
+    const bytes = await readShards(
+      files,
+      paths.map((p) => siblingPath(modelFile, p)),
+      expectedBytes,
+      checked,
+    );
     let offset = 0;
     for (const spec of checked) {
       const count = sizeOf(spec.shape);
@@ -63,24 +74,39 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
   return candidate as WeightSpec;
 }
 
-async function readShards(files: readonly string[], expectedBytes: number, specs: readonly WeightSpec[]): Promise<Buffer> {
+async function readShards(
+  source: FileSource,
+  files: readonly string[],
+  expectedBytes: number,
+  specs: readonly WeightSpec[],
+): Promise<Uint8Array> {
   const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes`;
   const shards = await Promise.all(
     files.map(async (file) => {
       try {
-        return await readFile(file);
+        return await source.read(file);
       } catch (error) {
-        const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `cannot be read (${(error as Error).message})`;
+        const reason = error instanceof FileNotFoundError ? 'is missing' : `cannot be read (${(error as Error).message})`;
         throw new Error(`weight file '${file}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
           cause: error,
         });
       }
     }),
   );
-  const bytes = shards.length === 1 ? shards[0] : Buffer.concat(shards);
+  const bytes = shards.length === 1 ? shards[0] : concatenate(shards);
   if (bytes.byteLength !== expectedBytes) {
     const holder = files.length === 1 ? `weight file '${files[0]}' holds` : `weight files ${files.map((f) => `'${f}'`).join(', ')} hold`;
     throw new Error(`${holder} ${bytes.byteLength} bytes, but ${needs}`);
+  }
+  return bytes;
+}
+
+function concatenate(parts: readonly Uint8Array[]): Uint8Array {
+  const bytes = new Uint8Array(parts.reduce((total, part) => total + part.byteLength, 0));
+  let offset = 0;
+  for (const part of parts) {
+    bytes.set(part, offset);
+    offset += part.byteLength;
   }
   return bytes;
 }

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
 import type { Graph } from '../ir/graph.js';
+import type { FileSource } from './file-source.js';
 
 /**
  * A model file format plugin (ONNX, TF.js layers, …): backend packages register the importers they
@@ -10,10 +11,10 @@ export interface ModelFormat {
   readonly name: string;
   /** What paths look like, for error messages, e.g. "a .onnx file". */
   readonly describes: string;
-  /** Whether this format reads `path` (by its name or what is there). */
-  canLoad(path: string): boolean;
-  /** Imports the file as gradfeat's network IR. */
-  load(path: string): Promise<Graph>;
+  /** Whether this format reads `path`, e.g. by its extension or because it is a folder holding the format's files. */
+  canLoad(path: string, files: FileSource): boolean | Promise<boolean>;
+  /** Imports the model at `path` as gradfeat's network IR, its files read through `files`. */
+  load(path: string, files: FileSource): Promise<Graph>;
 }
 
 /** The tsyringe token model formats are registered under. */
@@ -30,13 +31,14 @@ export function registeredModelFormats(container: DependencyContainer = rootCont
   return container.isRegistered(MODEL_FORMAT, true) ? [...container.resolveAll(MODEL_FORMAT)] : [];
 }
 
-/** Imports a model file with the first registered format that recognises its path; the error lists the formats when none does. */
-export async function loadNetwork(path: string, container: DependencyContainer = rootContainer): Promise<Graph> {
+/**
+ * Imports the model at `path` with the first registered format that recognises it, its files read
+ * through `files` (fileSystemFiles in Node, fetchFiles or droppedFiles in a browser); the error lists
+ * the formats when none does.
+ */
+export async function loadNetwork(path: string, files: FileSource, container: DependencyContainer = rootContainer): Promise<Graph> {
   const formats = registeredModelFormats(container);
-  const format = formats.find((f) => f.canLoad(path));
-  if (!format) {
-    const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
-    throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
-  }
-  return format.load(path);
+  for (const format of formats) if (await format.canLoad(path, files)) return format.load(path, files);
+  const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
+  throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
 }

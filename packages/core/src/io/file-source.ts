@@ -1,0 +1,99 @@
+/**
+ * Where a model's files come from: the file system (Node), a web server (fetch) or files a user
+ * dropped into a page. Importers read through one of these, so the same code loads a model in Node
+ * and in a browser. Paths are what the source understands (file paths, URLs, file names); an
+ * importer finds a model's other files with `siblingPath`/`childPath`.
+ */
+export interface FileSource {
+  /** The file's bytes; rejects with a FileNotFoundError when there is no such file. */
+  read(path: string): Promise<Uint8Array>;
+  /** Whether `path` is a folder (a model may be named by its folder); sources without folders answer false. */
+  isDirectory(path: string): Promise<boolean>;
+}
+
+/** What a FileSource rejects with when a file does not exist, so that importers can say which one is missing. */
+export class FileNotFoundError extends Error {
+  constructor(
+    readonly path: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${path} does not exist`, options);
+    this.name = 'FileNotFoundError';
+  }
+}
+
+/** Index just past the last '/' (or '\\', for Windows paths) of `path`; 0 when it has none. */
+function afterLastSeparator(path: string): number {
+  return Math.max(path.lastIndexOf('/'), path.lastIndexOf('\\')) + 1;
+}
+
+/** The file `name` in the same folder as `path` (a file path or URL), e.g. a weight shard beside model.json. */
+export function siblingPath(path: string, name: string): string {
+  return path.slice(0, afterLastSeparator(path)) + name;
+}
+
+/** The file `name` inside the folder `folder`. */
+export function childPath(folder: string, name: string): string {
+  return afterLastSeparator(folder) === folder.length ? folder + name : `${folder}/${name}`;
+}
+
+/** The file name of a path or URL, without its folder. */
+export function baseName(path: string): string {
+  return path.slice(afterLastSeparator(path));
+}
+
+type Fetch = (url: URL) => Promise<{ ok: boolean; status: number; statusText: string; arrayBuffer(): Promise<ArrayBuffer> }>;
+
+/**
+ * Files served over HTTP: a path is a URL, or relative to `base` (default: the page's or worker's
+ * own address). HTTP 404 is a missing file; other failures name the status.
+ */
+export function fetchFiles(base?: string | URL, fetchFile: Fetch = (url) => fetch(url)): FileSource {
+  const resolve = (path: string) => {
+    const origin = base ?? (globalThis as { location?: { href: string } }).location?.href;
+    try {
+      return new URL(path, origin);
+    } catch (error) {
+      throw new Error(`'${path}' is not a URL${origin === undefined ? ' and there is no base address to resolve it against' : ''}`, {
+        cause: error,
+      });
+    }
+  };
+  return {
+    async read(path) {
+      const url = resolve(path);
+      const response = await fetchFile(url);
+      if (response.status === 404) throw new FileNotFoundError(url.href);
+      if (!response.ok) throw new Error(`${url.href}: HTTP ${response.status} ${response.statusText}`);
+      return new Uint8Array(await response.arrayBuffer());
+    },
+    isDirectory: async () => false,
+  };
+}
+
+/** A file a user picked or dropped: the browser's File (a Blob with a name and, from a folder, its relative path). */
+export interface NamedBlob {
+  readonly name: string;
+  readonly webkitRelativePath?: string;
+  arrayBuffer(): Promise<ArrayBuffer>;
+}
+
+/**
+ * Files a user dropped or picked (e.g. a model.json with its weight shards), found by their path
+ * within a picked folder or by their name.
+ */
+export function droppedFiles(files: Iterable<NamedBlob>): FileSource {
+  const byPath = new Map<string, NamedBlob>();
+  for (const file of files) {
+    if (file.webkitRelativePath) byPath.set(file.webkitRelativePath, file);
+    byPath.set(file.name, file);
+  }
+  return {
+    async read(path) {
+      const file = byPath.get(path) ?? byPath.get(baseName(path));
+      if (!file) throw new FileNotFoundError(path);
+      return new Uint8Array(await file.arrayBuffer());
+    },
+    isDirectory: async () => false,
+  };
+}
