@@ -1,6 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { METHODS, type Method, type Parametrisation, type TrainConfig } from '@gradfeat/core';
+import {
+  DEFAULT_TRAINING,
+  METHODS,
+  type Method,
+  OPTIMISER_DEFAULTS,
+  type OptimiserSettings,
+  type Parametrisation,
+  type TrainConfig,
+  trainConfigOf,
+} from '@gradfeat/core';
 import { parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -165,35 +174,13 @@ export type MethodTraining = RunConfig['training'][Method];
 export type RunConfigInput = z.input<typeof runConfigInputSchema>;
 export type RunConfigDefaults = Omit<RunConfig, 'model' | 'dataset' | 'cut'>;
 
-type OptimiserSettings = MethodTraining['optimiser'];
-
-/** The paper's optimisers: Adam (β1 = 0.5, β2 = 0.999) for the linearised models, SGD with momentum 0.9 for the linear probe. */
-const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
-  sgd: { kind: 'sgd', momentum: 0.9 },
-  adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
-};
-
-const linearisedTraining: MethodTraining = {
-  epochs: 10,
-  batchSize: 64,
-  learningRate: 1e-3,
-  weightDecay: 0,
-  optimiser: OPTIMISER_DEFAULTS.adam,
-};
-
 export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   splits: { train: 'train', test: 'test' },
   methods: [...METHODS],
   parametrisation: 'ntk',
   finetuneParametrisation: 'standard',
   pointCache: 'auto',
-  training: {
-    activation: { ...linearisedTraining, learningRate: 1e-2, optimiser: OPTIMISER_DEFAULTS.sgd },
-    gradient: linearisedTraining,
-    full: linearisedTraining,
-    // Fine-tuning trains like the linearised models, so the comparison differs only in the model.
-    finetune: linearisedTraining,
-  },
+  training: DEFAULT_TRAINING,
   seed: 0,
   out: 'gradfeat-run',
   float16Cache: false,
@@ -250,15 +237,7 @@ export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConf
 
 /** The core trainer's settings for one method of a resolved config. */
 export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
-  const { epochs, batchSize, learningRate, weightDecay, halveEvery, clipNorm, optimiser } = config.training[method];
-  return {
-    epochs,
-    batchSize,
-    seed: config.seed,
-    optimiser: { ...optimiser, learningRate, weightDecay },
-    schedule: halveEvery === undefined ? undefined : { halveEvery },
-    clipNorm,
-  };
+  return trainConfigOf(config.training[method], config.seed);
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

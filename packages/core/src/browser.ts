@@ -32,6 +32,7 @@ export * from './report/markdown.js';
 export * from './tensor.js';
 export * from './train/losses.js';
 export * from './train/optimisers.js';
+export * from './train/settings.js';
 export * from './train/trainer.js';
 export * from './transforms/classifier.js';
 export * from './transforms/cut.js';
