@@ -10,5 +10,6 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     reporters: ['default', './test-support/summary-reporter.ts'],
+    globalSetup: ['./test-support/global-setup.ts'],
   },
 });

@@ -1,22 +1,12 @@
 import { createOnnxBackend } from '@gradfeat/backend-onnx';
-import {
-  cutNetwork,
-  fileSystemFiles,
-  forwardProgram,
-  type HostTensor,
-  INPUT,
-  OUTPUT,
-  Rng,
-  relativeError,
-  runProgramOnce,
-} from '@gradfeat/core';
+import { cutNetwork, forwardProgram, type HostTensor, INPUT, OUTPUT, Rng, relativeError, runProgramOnce } from '@gradfeat/core';
 import { expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { createTfjsBackend, importKerasModel } from '../src/index.js';
 
 describeWithShared('MobileNet v1 0.25 from TF.js on both backends', () => {
   it('gives the same logits on TF.js wasm and ONNX Runtime (≤ 1e-4 relative), whole and cut at a block', async () => {
-    const network = await importKerasModel(sharedPath('models', 'mobilenet_v1_0.25_224', 'model.json'), fileSystemFiles);
+    const network = await importKerasModel(sharedPath('models', 'mobilenet_v1_0.25_224', 'model.json'));
     const rng = new Rng(5);
     const input: HostTensor = {
       shape: [2, 3, 224, 224],

@@ -5,7 +5,6 @@ import {
   constantParams,
   cutNetwork,
   evaluate,
-  fileSystemFiles,
   type Graph,
   type HostTensor,
   hostTensor,
@@ -82,7 +81,7 @@ describeWithShared('importKerasModel: MobileNet v1 0.25 (../shared)', () => {
   let reference: tfl.LayersModel;
 
   beforeAll(async () => {
-    graph = await importKerasModel(join(modelDir, 'model.json'), fileSystemFiles);
+    graph = await importKerasModel(join(modelDir, 'model.json'));
     // TF.js loads the same files through its own HTTP handler, reading them from disk.
     const fetchFunc = async (input: string | URL | Request) =>
       new Response(await readFile(new URL(input instanceof Request ? input.url : input)));
@@ -190,7 +189,7 @@ describeWithShared('importKerasModel: MobileNet v1 0.25 (../shared)', () => {
   });
 
   it('rejects the TF.js graph model beside it with a clear message', async () => {
-    await expect(importKerasModel(join(modelDir, 'imagenet', 'model.json'), fileSystemFiles)).rejects.toThrow(/is a TF\.js graph model/);
+    await expect(importKerasModel(join(modelDir, 'imagenet', 'model.json'))).rejects.toThrow(/is a TF\.js graph model/);
   });
 });
 
@@ -308,7 +307,7 @@ describe('importKerasModel: models built and saved by TF.js', () => {
   it('imports a functional model with branches, padding, pooling and a flattened Dense (weights in 3 shards)', async () => {
     const model = branchyModel();
     randomiseWeights(model, 100);
-    const graph = await importKerasModel(await saveModel(model, directory, 3), fileSystemFiles);
+    const graph = await importKerasModel(await saveModel(model, directory, 3));
     inferShapes(graph);
     expect(graph.outputs).toEqual(['predictions']);
     expect(graph.nodes.map((n) => `${n.name}:${n.op}`)).toEqual([
@@ -353,7 +352,7 @@ describe('importKerasModel: models built and saved by TF.js', () => {
   it('imports a Sequential model whose 1×1 conv head becomes the final Dense', async () => {
     const model = sequentialModel();
     randomiseWeights(model, 200);
-    const graph = await importKerasModel(await saveModel(model, directory), fileSystemFiles);
+    const graph = await importKerasModel(await saveModel(model, directory));
     expect(graph.inputs).toEqual([{ name: 'conv_input', shape: [-1, 2, 7, 7] }]);
     expect(graph.nodes.map((n) => `${n.name}:${n.op}`)).toEqual([
       'conv:Conv2D',
@@ -378,7 +377,7 @@ describe('importKerasModel: models built and saved by TF.js', () => {
   it('follows a flatten and reshape back to the same map without moving data', async () => {
     const model = reshapeModel([4, 4, 3]);
     randomiseWeights(model, 300);
-    const graph = await importKerasModel(await saveModel(model, await mkdtemp(join(directory, 'reshape-'))), fileSystemFiles);
+    const graph = await importKerasModel(await saveModel(model, await mkdtemp(join(directory, 'reshape-'))));
     expect(graph.nodes.map((n) => `${n.name}:${n.op}`)).toEqual(['c1:Conv2D', 'c2:Conv2D', 'flat2_flat:Flatten', 'out:Dense']);
     const shape = [3, 4, 4, 2];
     const inputs = uniformBatch(shape, 9);
@@ -421,7 +420,7 @@ describe('importKerasModel: errors a user can act on', () => {
     const file = await variant('unsupported-layer', (m) => {
       m.modelTopology.config.layers[3].class_name = 'Conv2DTranspose';
     });
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(file)).rejects.toThrow(
       /layer 'pool' \(Conv2DTranspose\): this layer class is not supported; gradfeat imports InputLayer, Conv2D,/,
     );
   });
@@ -430,31 +429,27 @@ describe('importKerasModel: errors a user can act on', () => {
     const channelsFirst = await variant('channels-first', (m) => {
       m.modelTopology.config.layers[0].config.data_format = 'channels_first';
     });
-    await expect(importKerasModel(channelsFirst, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(channelsFirst)).rejects.toThrow(
       /layer 'conv' \(Conv2D\): config field 'data_format' is "channels_first"; gradfeat supports 'channels_last'/,
     );
     const tanh = await variant('tanh', (m) => {
       m.modelTopology.config.layers[2].config.activation = 'tanh';
     });
-    await expect(importKerasModel(tanh, fileSystemFiles)).rejects.toThrow(
-      /layer 'conv_relu' \(Activation\): config field 'activation' is "tanh"/,
-    );
+    await expect(importKerasModel(tanh)).rejects.toThrow(/layer 'conv_relu' \(Activation\): config field 'activation' is "tanh"/);
   });
 
   it('refuses a softmax that is not the last op', async () => {
     const file = await variant('inner-softmax', (m) => {
       m.modelTopology.config.layers[2].config.activation = 'softmax';
     });
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(
-      /layer 'conv_relu' \(Activation\): softmax is supported only as the last op/,
-    );
+    await expect(importKerasModel(file)).rejects.toThrow(/layer 'conv_relu' \(Activation\): softmax is supported only as the last op/);
   });
 
   it('refuses inputs of unknown size', async () => {
     const file = await variant('dynamic-input', (m) => {
       m.modelTopology.config.layers[0].config.batch_input_shape = [null, null, null, 2];
     });
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(file)).rejects.toThrow(
       /layer 'conv_input' \(InputLayer\): input shape \[null,null,null,2\] has unknown sizes/,
     );
   });
@@ -464,9 +459,7 @@ describe('importKerasModel: errors a user can act on', () => {
     modelJson.weightsManifest[0].weights[0].name = 'renamed/kernel';
     const file = join(directory, 'renamed-weight.json');
     await writeFile(file, JSON.stringify(modelJson));
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(
-      /layer 'conv' \(Conv2D\): weight 'conv\/kernel' is not in the weightsManifest/,
-    );
+    await expect(importKerasModel(file)).rejects.toThrow(/layer 'conv' \(Conv2D\): weight 'conv\/kernel' is not in the weightsManifest/);
   });
 
   it('names a missing or short weight file and the bytes it must hold', async () => {
@@ -476,13 +469,13 @@ describe('importKerasModel: errors a user can act on', () => {
     const shard = join(directory, 'group1-shard1of1');
 
     await truncate(shard, expectedBytes - 4);
-    await expect(importKerasModel(modelFile, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(modelFile)).rejects.toThrow(
       `weight file '${shard}' holds ${expectedBytes - 4} bytes, but the weights conv/kernel [3, 3, 2, 4], conv_bn/gamma [4]`,
     );
-    await expect(importKerasModel(modelFile, fileSystemFiles)).rejects.toThrow(`need ${expectedBytes} bytes`);
+    await expect(importKerasModel(modelFile)).rejects.toThrow(`need ${expectedBytes} bytes`);
 
     await unlink(shard);
-    await expect(importKerasModel(modelFile, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(modelFile)).rejects.toThrow(
       new RegExp(`weight file '${shard}' is missing; .* need ${expectedBytes} bytes`),
     );
   });
@@ -493,16 +486,16 @@ describe('importKerasModel: errors a user can act on', () => {
     const file = await saveModel(model, own);
     model.dispose();
     await writeFile(join(own, 'metadata.json'), JSON.stringify({ labels: ['a', 'b', 'c'] }));
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(/metadata\.json has 3 labels, but the model outputs 5 classes/);
+    await expect(importKerasModel(file)).rejects.toThrow(/metadata\.json has 3 labels, but the model outputs 5 classes/);
     await writeFile(join(own, 'metadata.json'), JSON.stringify({ labels: ['a', 'b', 'c', 'd', 'e'] }));
-    expect((await importKerasModel(file, fileSystemFiles)).metadata.classNames).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect((await importKerasModel(file)).metadata.classNames).toEqual(['a', 'b', 'c', 'd', 'e']);
   });
 
   it('refuses a reshape that only a transpose could bring into NCHW', async () => {
     const model = reshapeModel([3, 4, 4]);
     const file = await saveModel(model, await mkdtemp(join(directory, 'transpose-')));
     model.dispose();
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(
+    await expect(importKerasModel(file)).rejects.toThrow(
       /layer 'c2' \(Conv2D\) reads 'unflat' \[3, 4, 4\], a reshape of data that is not laid out as this map in channels-first order/,
     );
   });
@@ -510,9 +503,7 @@ describe('importKerasModel: errors a user can act on', () => {
   it('names a file that is not a model', async () => {
     const file = join(directory, 'not-json.json');
     await writeFile(file, '{ "modelTopology": ');
-    await expect(importKerasModel(file, fileSystemFiles)).rejects.toThrow(`${file} is not valid JSON`);
-    await expect(importKerasModel(join(directory, 'absent.json'), fileSystemFiles)).rejects.toThrow(
-      /cannot read Keras model '.*absent\.json'/,
-    );
+    await expect(importKerasModel(file)).rejects.toThrow(`${file} is not valid JSON`);
+    await expect(importKerasModel(join(directory, 'absent.json'))).rejects.toThrow(/cannot read Keras model '.*absent\.json'/);
   });
 });

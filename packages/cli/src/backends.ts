@@ -1,6 +1,5 @@
 import {
   type Backend,
-  fileSystemFiles,
   type Graph,
   loadNetwork,
   referenceBackendPlugin,
@@ -39,8 +38,8 @@ export async function openBackend(name: string | undefined): Promise<Backend> {
   return resolveBackend(name);
 }
 
-/** A network from any model file the installed packages can read, on the local file system. */
+/** A network from any model file the installed packages can read. */
 export async function loadModel(path: string): Promise<Graph> {
   await loadPlugins();
-  return loadNetwork(path, fileSystemFiles);
+  return loadNetwork(path);
 }

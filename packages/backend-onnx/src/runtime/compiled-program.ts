@@ -20,7 +20,8 @@ export interface CompiledProgramOptions {
  * batches decoded by worker threads are: such data is copied, into `reuse` when that has its length.
  */
 export function readableByOrt(data: Float32Array, reuse?: Float32Array): Float32Array {
-  if (!(data.buffer instanceof SharedArrayBuffer)) return data;
+  // Pages that are not cross-origin isolated have no SharedArrayBuffer at all.
+  if (typeof SharedArrayBuffer === 'undefined' || !(data.buffer instanceof SharedArrayBuffer)) return data;
   const copy = reuse?.length === data.length ? reuse : new Float32Array(data.length);
   copy.set(data);
   return copy;

@@ -9,6 +9,7 @@ type OnnxRuntimeWeb = typeof OrtWeb;
 /** 'wasm': ONNX Runtime's CPU kernels compiled to WebAssembly. 'webgpu': its native WebGPU execution provider. */
 export type OnnxWebExecutionProvider = 'wasm' | 'webgpu';
 
+/** Settings of `createOnnxWebBackend`. */
 export interface OnnxWebBackendOptions {
   /**
    * Execution providers in order of preference; default ['wasm']. 'webgpu' starts only where
@@ -17,7 +18,7 @@ export interface OnnxWebBackendOptions {
   readonly executionProviders?: readonly OnnxWebExecutionProvider[];
   /**
    * WebAssembly threads. Default: 1 unless the page is cross-origin isolated (served with COOP/COEP
-   * headers), where threads can share memory; then ONNX Runtime's default (half the cores, at most 4).
+   * headers), where threads can share memory; then one per core, at most 4.
    */
   readonly threads?: number;
   /** Where onnxruntime-web's .wasm and .mjs files are served (its env.wasm.wasmPaths); default: beside the bundle. */
@@ -28,6 +29,7 @@ export interface OnnxWebBackendOptions {
   readonly sessionOptions?: OrtWeb.InferenceSession.SessionOptions;
 }
 
+/** The onnxruntime-web backend: which provider it runs on, with how many threads. */
 export interface OnnxWebBackend extends Backend {
   readonly executionProvider: OnnxWebExecutionProvider;
   /** The WebAssembly threads ONNX Runtime runs operators on. */
@@ -73,7 +75,10 @@ export function cpuOnlyNodes(model: Uint8Array, provider: OnnxWebExecutionProvid
 }
 
 function providerOption(provider: OnnxWebExecutionProvider, model: Uint8Array): OrtWeb.InferenceSession.ExecutionProviderConfig {
-  return provider === 'webgpu' ? { name: 'webgpu', forceCpuNodeNames: cpuOnlyNodes(model, provider) } : 'wasm';
+  if (provider === 'wasm') return 'wasm';
+  const forceCpuNodeNames = cpuOnlyNodes(model, provider);
+  // ONNX Runtime refuses an empty option value.
+  return forceCpuNodeNames.length > 0 ? { name: 'webgpu', forceCpuNodeNames } : 'webgpu';
 }
 
 /** Starts a session of a one-node graph on the provider, which fails where the provider cannot run. */
@@ -83,15 +88,22 @@ async function probeProvider(ort: OnnxRuntimeWeb, provider: OnnxWebExecutionProv
   await session.release();
 }
 
-async function startProvider(provider: OnnxWebExecutionProvider, options: OnnxWebBackendOptions): Promise<OnnxRuntimeWeb> {
+/** More threads than this rarely help the small graphs of a page and take the cores from the page itself. */
+const MAX_THREADS = 4;
+
+/** Threads share memory only on cross-origin isolated pages; elsewhere ONNX Runtime would warn and use one. */
+function defaultThreads(): number {
+  const scope = globalThis as { crossOriginIsolated?: boolean; navigator?: { hardwareConcurrency?: number } };
+  return scope.crossOriginIsolated === true ? Math.min(MAX_THREADS, scope.navigator?.hardwareConcurrency ?? 1) : 1;
+}
+
+async function startProvider(provider: OnnxWebExecutionProvider, options: OnnxWebBackendOptions, threads: number): Promise<OnnxRuntimeWeb> {
   if (provider === 'webgpu') {
     const reason = await webGpuUnavailable();
     if (reason) throw new Error(reason);
   }
   const ort = await importBinding(provider);
-  const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true;
-  // Threads share memory only on cross-origin isolated pages; elsewhere ONNX Runtime would warn and use one.
-  if (options.threads !== undefined || !isolated) ort.env.wasm.numThreads = options.threads ?? 1;
+  ort.env.wasm.numThreads = threads;
   if (options.wasmPaths !== undefined) ort.env.wasm.wasmPaths = options.wasmPaths;
   await probeProvider(ort, provider);
   return ort;
@@ -105,11 +117,12 @@ async function startProvider(provider: OnnxWebExecutionProvider, options: OnnxWe
 export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}): Promise<OnnxWebBackend> {
   const preferred = options.executionProviders ?? ['wasm'];
   if (preferred.length === 0) throw new Error('executionProviders is empty; list at least one of wasm, webgpu');
+  const threads = options.threads ?? defaultThreads();
   const skipped: string[] = [];
   let started: { provider: OnnxWebExecutionProvider; ort: OnnxRuntimeWeb } | undefined;
   for (const provider of preferred) {
     try {
-      started = { provider, ort: await startProvider(provider, options) };
+      started = { provider, ort: await startProvider(provider, options, threads) };
       break;
     } catch (error) {
       skipped.push(`${provider}: ${(error as Error).message}`);
@@ -119,7 +132,6 @@ export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}):
   const { provider, ort } = started;
   const fallbackReason = skipped.length > 0 ? `onnxruntime-web runs on ${provider}; skipped ${skipped.join('; ')}` : undefined;
   if (fallbackReason) (options.onFallback ?? console.warn)(fallbackReason);
-  const threads = ort.env.wasm.numThreads ?? 1;
   return {
     name: `onnxruntime-web-${provider}`,
     executionProvider: provider,

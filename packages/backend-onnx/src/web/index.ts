@@ -1,6 +1,8 @@
 // @gradfeat/backend-onnx/web: the ONNX Runtime backend for browsers, on onnxruntime-web, and the
 // tracer that turns a program into a standalone ONNX model (e.g. a trained model to download).
+import { registerOnnxWebBackend } from './backend.js';
 
+export { CLASS_NAMES_KEY, PREPROCESSING_KEY } from '../import/metadata.js';
 export { type TracedProgram, type TraceOptions, traceProgram } from '../runtime/trace.js';
 export {
   cpuOnlyNodes,
@@ -11,3 +13,7 @@ export {
   onnxWebBackendPlugin,
   registerOnnxWebBackend,
 } from './backend.js';
+
+// Importing the entry makes onnxruntime-web a backend `resolveBackend()` can pick, as importing
+// @gradfeat/backend-onnx does for onnxruntime-node (registration is idempotent; ONNX Runtime loads on first use).
+registerOnnxWebBackend();

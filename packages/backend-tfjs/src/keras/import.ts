@@ -1,4 +1,5 @@
 import {
+  defaultFiles,
   FileNotFoundError,
   type FileSource,
   formatShape,
@@ -33,8 +34,8 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
 
 /**
  * Imports a TF.js layers model (model.json, its weight shards and an optional metadata.json with
- * `labels` beside it) into gradfeat's NCHW IR, reading the files through `files`: the file system
- * (fileSystemFiles) in Node, fetchFiles or droppedFiles in a browser.
+ * `labels` beside it) into gradfeat's NCHW IR, reading the files through `files` (default: the file
+ * system in Node, fetch in a browser; or droppedFiles for files a user picked).
  *
  * Nodes keep the Keras layer names. A fused activation splits into `<layer>_linear` and `<layer>`;
  * Reshape, Flatten and Dropout add no node; a Flatten/Reshape node inserted where a consumer needs a
@@ -43,7 +44,7 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
  * takes as ω; `metadata.notes` lists every such change. Cut points are node names: in Keras's
  * MobileNet v1 each block ends at `conv_pw_<n>_relu` (the README lists them with their shapes).
  */
-export async function importKerasModel(modelJsonPath: string, files: FileSource): Promise<KerasGraph> {
+export async function importKerasModel(modelJsonPath: string, files: FileSource = defaultFiles()): Promise<KerasGraph> {
   const modelJson = await readJson(files, modelJsonPath, 'Keras model');
   const model = parseTopology(modelJson, modelJsonPath);
   const weights = await readWeights((modelJson as { weightsManifest?: unknown }).weightsManifest, modelJsonPath, files);

@@ -86,27 +86,19 @@ async function readShards(
       try {
         return await source.read(file);
       } catch (error) {
-        const reason = error instanceof FileNotFoundError ? 'is missing' : `cannot be read (${(error as Error).message})`;
-        throw new Error(`weight file '${file}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
+        // A missing file is named where the source looked (e.g. the URL a relative name resolved to).
+        const [where, reason] =
+          error instanceof FileNotFoundError ? [error.path, 'is missing'] : [file, `cannot be read (${(error as Error).message})`];
+        throw new Error(`weight file '${where}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
           cause: error,
         });
       }
     }),
   );
-  const bytes = shards.length === 1 ? shards[0] : concatenate(shards);
+  const bytes = shards.length === 1 ? shards[0] : new Uint8Array(await new Blob(shards as Uint8Array<ArrayBuffer>[]).arrayBuffer());
   if (bytes.byteLength !== expectedBytes) {
     const holder = files.length === 1 ? `weight file '${files[0]}' holds` : `weight files ${files.map((f) => `'${f}'`).join(', ')} hold`;
     throw new Error(`${holder} ${bytes.byteLength} bytes, but ${needs}`);
-  }
-  return bytes;
-}
-
-function concatenate(parts: readonly Uint8Array[]): Uint8Array {
-  const bytes = new Uint8Array(parts.reduce((total, part) => total + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.byteLength;
   }
   return bytes;
 }

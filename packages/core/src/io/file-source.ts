@@ -1,3 +1,6 @@
+import 'reflect-metadata';
+import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
+
 /**
  * Where a model's files come from: the file system (Node), a web server (fetch) or files a user
  * dropped into a page. Importers read through one of these, so the same code loads a model in Node
@@ -9,6 +12,23 @@ export interface FileSource {
   read(path: string): Promise<Uint8Array>;
   /** Whether `path` is a folder (a model may be named by its folder); sources without folders answer false. */
   isDirectory(path: string): Promise<boolean>;
+}
+
+/** The tsyringe token of the FileSource that importers read through when they are given none. */
+export const DEFAULT_FILES: InjectionToken<FileSource> = Symbol.for('gradfeat.DefaultFiles');
+
+/**
+ * Makes `files` what `loadNetwork` and the importers read through when they are given no FileSource.
+ * Importing @gradfeat/core registers the file system in Node and `fetchFiles()` in a browser.
+ */
+export function registerDefaultFiles(files: FileSource, container: DependencyContainer = rootContainer): void {
+  container.register(DEFAULT_FILES, { useValue: files });
+}
+
+/** The FileSource registered last with `registerDefaultFiles`. */
+export function defaultFiles(container: DependencyContainer = rootContainer): FileSource {
+  if (!container.isRegistered(DEFAULT_FILES, true)) throw new Error('no FileSource is registered: pass one, e.g. fetchFiles(baseUrl)');
+  return container.resolve(DEFAULT_FILES);
 }
 
 /** What a FileSource rejects with when a file does not exist, so that importers can say which one is missing. */
@@ -74,7 +94,9 @@ export function fetchFiles(base?: string | URL, fetchFile: Fetch = (url) => fetc
 /** A file a user picked or dropped: the browser's File (a Blob with a name and, from a folder, its relative path). */
 export interface NamedBlob {
   readonly name: string;
+  /** The path within a folder the user picked, when they picked a folder. */
   readonly webkitRelativePath?: string;
+  /** The file's contents. */
   arrayBuffer(): Promise<ArrayBuffer>;
 }
 

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
 import type { Graph } from '../ir/graph.js';
-import type { FileSource } from './file-source.js';
+import { defaultFiles, type FileSource } from './file-source.js';
 
 /**
  * A model file format plugin (ONNX, TF.js layers, …): backend packages register the importers they
@@ -33,12 +33,13 @@ export function registeredModelFormats(container: DependencyContainer = rootCont
 
 /**
  * Imports the model at `path` with the first registered format that recognises it, its files read
- * through `files` (fileSystemFiles in Node, fetchFiles or droppedFiles in a browser); the error lists
- * the formats when none does.
+ * through `files` (default: the file system in Node, fetch in a browser; or droppedFiles, …); the
+ * error lists the formats when none does.
  */
-export async function loadNetwork(path: string, files: FileSource, container: DependencyContainer = rootContainer): Promise<Graph> {
+export async function loadNetwork(path: string, files?: FileSource, container: DependencyContainer = rootContainer): Promise<Graph> {
+  const source = files ?? defaultFiles(container);
   const formats = registeredModelFormats(container);
-  for (const format of formats) if (await format.canLoad(path, files)) return format.load(path, files);
+  for (const format of formats) if (await format.canLoad(path, source)) return format.load(path, source);
   const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
   throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
 }

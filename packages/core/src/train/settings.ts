@@ -1,6 +1,7 @@
 import type { Method } from '../methods/programs.js';
 import type { TrainConfig } from './trainer.js';
 
+/** An optimiser and its own settings (its learning rate and weight decay are the method's). */
 export type OptimiserSettings =
   | { readonly kind: 'sgd'; readonly momentum: number }
   | { readonly kind: 'adam'; readonly beta1: number; readonly beta2: number; readonly epsilon: number };
