@@ -9,6 +9,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Tests that load onnxruntime-node directly: no telemetry files in /tmp or the user's cache (see backend-onnx's ort-telemetry.ts).
+    env: { ORT_DISABLE_TELEMETRY: '1' },
     reporters: ['default', './test-support/summary-reporter.ts'],
     globalSetup: ['./test-support/global-setup.ts'],
   },

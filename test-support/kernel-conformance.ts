@@ -351,6 +351,59 @@ export function kernelConformanceCases(seed = 20200426): KernelCase[] {
     }),
     // 18 × 17 output pixels: more than a graph backend may gather at once for a filter gradient.
     convCase(rng, 'conv2d depthwise on a larger image', [2, 4, 18, 17], [4, 1, 3, 3], convAttrs([1, 1], [1, 1, 1, 1], [1, 1], 4), true),
+    ...edgeGeometryCases(rng),
+  ];
+}
+
+/**
+ * Geometries off the common paths: stride and dilation both above 1 (TF.js refuses them in one conv,
+ * so its kernels subsample), pads wider than the kernel reaches (transposes crop instead of padding),
+ * grouped and depthwise convs with strides, pools whose stride skips input rows.
+ */
+function edgeGeometryCases(rng: Rng): KernelCase[] {
+  const pools = (name: string, input: [number, number, number, number], attrs: PoolAttrs) => [
+    avgPoolCase(rng, `avgPool ${name}`, input, attrs),
+    maxPoolCase(rng, `maxPool ${name}`, quantizedTensor(rng, input, [-1, -0.5, 0, 0.5, 1]), attrs),
+  ];
+  return [
+    convCase(
+      rng,
+      'conv2d stride 2 and dilation 2 on both axes',
+      [2, 3, 11, 10],
+      [4, 3, 3, 2],
+      convAttrs([2, 2], [2, 1, 0, 2], [2, 2]),
+      false,
+    ),
+    convCase(rng, 'conv2d with pads wider than its 2×2 kernel reaches', [1, 2, 5, 4], [3, 2, 2, 2], convAttrs([1, 2], [2, 1, 4, 3]), false),
+    convCase(
+      rng,
+      'conv2d groups 3, stride 2, dilation [1, 2]',
+      [2, 6, 9, 9],
+      [9, 2, 3, 3],
+      convAttrs([2, 2], [1, 2, 1, 2], [1, 2], 3),
+      false,
+    ),
+    convCase(
+      rng,
+      'conv2d depthwise, multiplier 3, stride 2 and dilation 2',
+      [2, 2, 10, 9],
+      [6, 1, 3, 3],
+      convAttrs([2, 2], [2, 2, 1, 2], [2, 2], 2),
+      false,
+    ),
+    ...pools('2×2 with stride 3 (skipped rows), pads, padding not counted', [2, 3, 8, 7], {
+      kernel: [2, 2],
+      strides: [3, 3],
+      pads: [1, 0, 0, 1],
+      countIncludePad: false,
+    }),
+    ...pools('3×1 with strides [1, 2] and padding counted', [1, 2, 6, 7], {
+      kernel: [3, 1],
+      strides: [1, 2],
+      pads: [1, 0, 1, 0],
+      countIncludePad: true,
+    }),
+    ...pools('1×1 with stride 2 (a single window offset)', [1, 2, 5, 5], { kernel: [1, 1], strides: [2, 2], pads: [0, 0, 0, 0] }),
   ];
 }
 

@@ -169,6 +169,7 @@ describeWithShared('the feature-cache example (guide/datasets.md) on the shared 
         batches++;
         return channelMeans(images);
       },
+      sampleShape: [3],
       workers: 0,
     };
     try {

@@ -8,20 +8,23 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { BENCH_WORKLOADS, type BenchWorkload, runBenchmark } from '@gradfeat/core';
 import { createOnnxBackend } from '../src/index.js';
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  return at > 0 ? Number(process.argv[at + 1]) : fallback;
-}
-const runs = flag('--runs', 10);
-const top = flag('--top', 12);
-const threadsAt = process.argv.indexOf('--threads');
-const threads = threadsAt > 0 ? Number(process.argv[threadsAt + 1]) : undefined;
-const workloads = process.argv.slice(2).filter((a) => (BENCH_WORKLOADS as readonly string[]).includes(a)) as BenchWorkload[];
-if (workloads.length === 0) {
-  console.error(`name one or more workloads: ${BENCH_WORKLOADS.join(', ')}`);
+const { values: options, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { runs: { type: 'string', default: '10' }, top: { type: 'string', default: '12' }, threads: { type: 'string' } },
+});
+const runs = Number(options.runs);
+const top = Number(options.top);
+const threads = options.threads === undefined ? undefined : Number(options.threads);
+const workloads = positionals as BenchWorkload[];
+const unknown = workloads.filter((name) => !(BENCH_WORKLOADS as readonly string[]).includes(name));
+if (workloads.length === 0 || unknown.length > 0) {
+  console.error(
+    `${unknown.length > 0 ? `unknown workload ${unknown.join(', ')}; ` : ''}name one or more of: ${BENCH_WORKLOADS.join(', ')}`,
+  );
   process.exit(2);
 }
 

@@ -28,7 +28,8 @@ describeWithShared('importKerasModel reads through any FileSource: MobileNet v1 
     server = createServer(async (request, response) => {
       const file = join(MODEL, (request.url ?? '/').replace(/^\/models\//, ''));
       const bytes = await readFile(file).catch(() => undefined);
-      response.writeHead(bytes ? 200 : 404).end(bytes);
+      // No keep-alive: a connection the server closes while a slow test runs would fail the next fetch.
+      response.writeHead(bytes ? 200 : 404, { Connection: 'close' }).end(bytes);
     });
     await new Promise<void>((ready) => server.listen(0, '127.0.0.1', ready));
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

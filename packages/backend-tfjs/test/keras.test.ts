@@ -22,6 +22,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { importKerasModel, type KerasGraph } from '../src/keras/index.js';
+import { branchyModel, saveModel, sequentialModel } from './keras-models.js';
 
 /** Max |ours − TF.js| / max |TF.js| for float64 IR evaluation against TF.js's float32 layers. */
 const TOLERANCE = 1e-4;
@@ -204,80 +205,6 @@ function randomiseWeights(model: tfl.LayersModel, seed: number): void {
         : tf.randomNormal(w.read().shape, 0, 0.5, 'float32', seed + i),
     ),
   );
-}
-
-/** Saves model.json and its weights split over `shards` files, as tfjs-converter lays them out. */
-async function saveModel(model: tfl.LayersModel, directory: string, shards = 1): Promise<string> {
-  let artifacts: tf.io.ModelArtifacts | undefined;
-  await model.save(
-    tf.io.withSaveHandler(async (saved) => {
-      artifacts = saved;
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-    }),
-  );
-  if (!artifacts?.weightData || !artifacts.weightSpecs) throw new Error('TF.js saved no weights');
-  const bytes = new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData));
-  const shardBytes = Math.ceil(bytes.length / shards);
-  const paths = Array.from({ length: shards }, (_, i) => `group1-shard${i + 1}of${shards}`);
-  await Promise.all(paths.map((p, i) => writeFile(join(directory, p), bytes.subarray(i * shardBytes, (i + 1) * shardBytes))));
-  const modelJson = { modelTopology: artifacts.modelTopology, weightsManifest: [{ paths, weights: artifacts.weightSpecs }] };
-  await writeFile(join(directory, 'model.json'), JSON.stringify(modelJson));
-  return join(directory, 'model.json');
-}
-
-/** Every Keras layer gradfeat imports except GlobalAveragePooling2D, on odd sizes for TF's asymmetric padding. */
-function branchyModel(): tfl.LayersModel {
-  const input = tfl.input({ shape: [10, 9, 3], name: 'image' });
-  const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => layer.apply(x) as tfl.SymbolicTensor;
-  const stem = apply(
-    tfl.layers.conv2d({ name: 'stem', filters: 6, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }),
-    input,
-  );
-  const normalised = apply(tfl.layers.batchNormalization({ name: 'stem_bn' }), stem);
-  const depthwise = apply(tfl.layers.depthwiseConv2d({ name: 'dw', kernelSize: 3, depthMultiplier: 2, padding: 'same' }), normalised);
-  const clipped = apply(tfl.layers.reLU({ name: 'dw_relu6', maxValue: 6 }), depthwise);
-  const padded = apply(
-    tfl.layers.zeroPadding2d({
-      name: 'pad',
-      padding: [
-        [1, 2],
-        [0, 1],
-      ],
-    }),
-    clipped,
-  );
-  const maxPooled = apply(tfl.layers.maxPooling2d({ name: 'max_pool', poolSize: 3, strides: 2, padding: 'same' }), padded);
-  const avgPooled = apply(tfl.layers.averagePooling2d({ name: 'avg_pool', poolSize: 3, strides: 2, padding: 'same' }), padded);
-  const sum = apply(tfl.layers.add({ name: 'sum' }), [maxPooled, avgPooled]);
-  const side = apply(tfl.layers.conv2d({ name: 'side', filters: 4, kernelSize: 1, useBias: false }), sum);
-  const joined = apply(tfl.layers.concatenate({ name: 'joined', axis: -1 }), [sum, side]);
-  const leaky = apply(tfl.layers.leakyReLU({ name: 'leaky', alpha: 0.2 }), joined);
-  const dilated = apply(tfl.layers.conv2d({ name: 'dilated', filters: 5, kernelSize: 2, dilationRate: 2 }), leaky);
-  // [2, 1, 5] flattened channels-last: the Dense after it must absorb the NHWC → NCHW order.
-  const flat = apply(tfl.layers.flatten({ name: 'flat' }), dilated);
-  const hidden = apply(tfl.layers.dense({ name: 'hidden', units: 8, activation: 'relu' }), flat);
-  const dropped = apply(tfl.layers.dropout({ name: 'drop', rate: 0.5 }), hidden);
-  const output = apply(tfl.layers.dense({ name: 'predictions', units: 7, activation: 'softmax' }), dropped);
-  return tfl.model({ inputs: input, outputs: output, name: 'branchy' });
-}
-
-/** MobileNet's head in miniature: global pooling, reshape to a pixel, 1×1 conv, reshape, softmax. */
-function sequentialModel(): tfl.Sequential {
-  return tfl.sequential({
-    name: 'small_sequential',
-    layers: [
-      tfl.layers.conv2d({ name: 'conv', inputShape: [7, 7, 2], filters: 4, kernelSize: 3, strides: 2, padding: 'same', useBias: false }),
-      tfl.layers.batchNormalization({ name: 'conv_bn', center: false }),
-      tfl.layers.activation({ name: 'conv_relu', activation: 'relu6' }),
-      tfl.layers.averagePooling2d({ name: 'pool', poolSize: 2 }),
-      tfl.layers.globalAveragePooling2d({ name: 'gap' }),
-      tfl.layers.reshape({ name: 'to_pixel', targetShape: [1, 1, 4] }),
-      tfl.layers.dropout({ name: 'drop', rate: 0.1 }),
-      tfl.layers.conv2d({ name: 'preds', filters: 5, kernelSize: 1 }),
-      tfl.layers.reshape({ name: 'to_vector', targetShape: [5] }),
-      tfl.layers.activation({ name: 'probabilities', activation: 'softmax' }),
-    ],
-  });
 }
 
 /** Conv, flatten, reshape to `target`, conv, flatten, Dense: a reshape the IR can or cannot follow. */

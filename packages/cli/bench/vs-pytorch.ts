@@ -12,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { BENCH_WORKLOADS, type BenchResult, median } from '@gradfeat/core';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -19,15 +20,20 @@ const torchScript = join(root, '../shared/bench/bench_torch.py');
 const cli = join(root, 'packages/cli/dist/bin.js');
 const python = '/usr/bin/python3';
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  return at > 0 ? Number(process.argv[at + 1]) : fallback;
-}
-const repeats = flag('--repeats', 3);
-const runs = flag('--runs', 5);
-const json = process.argv.includes('--json');
-const workloadAt = process.argv.indexOf('--workload');
-const workloads = workloadAt > 0 ? process.argv.slice(workloadAt + 1).filter((name) => !name.startsWith('--')) : [...BENCH_WORKLOADS];
+const { values: options, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    repeats: { type: 'string', default: '3' },
+    runs: { type: 'string', default: '5' },
+    json: { type: 'boolean', default: false },
+    workload: { type: 'boolean', default: false },
+  },
+});
+const repeats = Number(options.repeats);
+const runs = Number(options.runs);
+const json = options.json;
+// --workload a b c: the names after it (positionals), else every workload.
+const workloads = options.workload ? positionals : [...BENCH_WORKLOADS];
 
 for (const [path, what] of [
   [torchScript, '../shared/bench/bench_torch.py (the reference data folder beside the repository)'],

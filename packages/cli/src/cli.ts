@@ -10,6 +10,7 @@ import { registerExtract } from './commands/extract.js';
 import { registerInfo } from './commands/info.js';
 import { registerPredict } from './commands/predict.js';
 import { registerTrain } from './commands/train.js';
+import { registerWorker } from './commands/worker.js';
 import { GRADFEAT_VERSION } from './version.js';
 
 /** The gradfeat command line: each command registers itself from its own module. */
@@ -30,6 +31,7 @@ export function createCli(): Command {
     registerPredict,
     registerBench,
     registerCheckFixture,
+    registerWorker,
   ])
     register(program);
   return program;

@@ -1,16 +1,18 @@
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import {
   DEFAULT_TRAINING,
+  isPathInside,
   METHODS,
   type Method,
   OPTIMISER_DEFAULTS,
   type OptimiserSettings,
   type Parametrisation,
+  RUN_CONFIG_FILE,
   type TrainConfig,
   trainConfigOf,
 } from '@gradfeat/core';
-import { parseDatasetSpec } from '@gradfeat/datasets';
+import { MAX_DECODE_WORKERS, parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { BACKEND_NAMES } from './backends.js';
@@ -21,12 +23,29 @@ import { BACKEND_NAMES } from './backends.js';
  * stores, so a resumed run trains with exactly the same settings.
  */
 
+/** Numbers in a config are finite: YAML's .inf is as wrong a learning rate as a typo. */
+const finite = z.number().finite();
 const wholeNumber = (minimum: number) => z.number().int().min(minimum);
-const positive = z.number().positive();
-const decayRate = z.number().min(0).lt(1);
+const positive = finite.positive();
+const decayRate = finite.min(0).lt(1);
+/** A split names a dataset sub-folder and the cache folder beside the others: one plain folder name. */
+const splitName = z
+  .string()
+  .min(1)
+  .superRefine((name, context) => {
+    if (name === '.' || name === '..' || /[/\\]/.test(name)) {
+      context.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: `expected a single folder name (no '/' or '\\', not '.' or '..'), got ${show(name)}`,
+      });
+    }
+  });
+const splitsSchema = z.object({ train: splitName, test: splitName }).strict();
 
 const sgdSchema = z.object({ kind: z.literal('sgd'), momentum: decayRate }).strict();
 const adamSchema = z.object({ kind: z.literal('adam'), beta1: decayRate, beta2: decayRate, epsilon: positive }).strict();
+/** Full-batch L-BFGS, for the convex models (activation, gradient, full): history pairs and gradient tolerance. */
+const lbfgsSchema = z.object({ kind: z.literal('lbfgs'), history: wholeNumber(1), tolerance: positive }).strict();
 
 const methodTrainingSchema = z
   .object({
@@ -34,12 +53,12 @@ const methodTrainingSchema = z
     batchSize: wholeNumber(1),
     learningRate: positive,
     /** L2 penalty added to the gradient. */
-    weightDecay: z.number().min(0),
+    weightDecay: finite.min(0),
     /** Halve the learning rate every this many steps (the paper's step schedule); none when absent. */
     halveEvery: wholeNumber(1).optional(),
     /** Clip the global gradient norm to this value; none when absent. */
     clipNorm: positive.optional(),
-    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema]),
+    optimiser: z.discriminatedUnion('kind', [sgdSchema, adamSchema, lbfgsSchema]),
   })
   .strict();
 
@@ -52,13 +71,13 @@ const datasetSpecSchema = z.string().superRefine((text, context) => {
 });
 
 const methodSchema = z.enum(METHODS as Readonly<[Method, ...Method[]]>);
-const rgb = z.array(z.number()).length(3);
+const rgb = z.array(finite).length(3);
 const preprocessingSchema = z
   .object({
     mean: rgb.optional(),
     std: rgb.optional(),
-    scale: z.number().optional(),
-    offset: z.number().optional(),
+    scale: finite.optional(),
+    offset: finite.optional(),
     size: z.tuple([wholeNumber(1), wholeNumber(1)]).optional(),
     resizeShorter: wholeNumber(1).optional(),
   })
@@ -71,7 +90,7 @@ const runConfigSchema = z
     model: z.string().min(1),
     /** KIND:PATH, e.g. cifar10:/data/cifar-10-batches-bin. */
     dataset: datasetSpecSchema,
-    splits: z.object({ train: z.string().min(1), test: z.string().min(1) }).strict(),
+    splits: splitsSchema,
     /**
      * Accept a test split that reads the training images (a single CIFAR .bin, one folder): reports then
      * show training accuracy. Absent means false, so runs from before this option still resume.
@@ -111,14 +130,21 @@ const runConfigSchema = z
     out: z.string().min(1),
     /** Store cached cut values as float16, halving memory and disk. */
     float16Cache: z.boolean(),
+    /** Leave out images that cannot be read or decoded (each is logged and counted) instead of stopping. */
+    skipBadImages: z.boolean(),
     /** Image-decoding worker threads; absent: one per core, 0: decode on the main thread. */
-    workers: wholeNumber(0).optional(),
+    workers: wholeNumber(0).max(MAX_DECODE_WORKERS).optional(),
+    /**
+     * Each training step's gradient as the sum of this many parts of its batch (one job each with
+     * --redis); the same number gives the same numbers bit for bit, on workers or here.
+     */
+    gradientParts: wholeNumber(1),
     /** Save each method's training state every this many steps, for --resume. */
     checkpointEvery: wholeNumber(1),
     /** Pick the weight decay of these methods from `values` on a held-out part of the training split. */
     weightDecaySweep: z
       .object({
-        values: z.array(z.number().min(0)).min(1),
+        values: z.array(finite.min(0)).min(1),
         heldOutFraction: z.number().gt(0).lt(1).default(0.1),
         methods: z.array(methodSchema).min(1).default(['activation']),
       })
@@ -132,8 +158,14 @@ const runConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     /** Images per trunk batch during extraction. */
     extractBatchSize: wholeNumber(1),
+    /** Approximate size of a feature-cache shard in bytes (a worker's unit of extraction work); absent: 64 MiB. */
+    shardBytes: wholeNumber(1).optional(),
     /** Replace pre-trained parts by a random initialisation, for the paper's ablation. */
     randomise: z.array(z.enum(['theta1', 'theta2', 'omega'])),
+    /** Learning rates changed with --lr on --resume, as gradfeat recorded them (not a setting). */
+    learningRateChanges: z
+      .array(z.object({ method: methodSchema, fromStep: wholeNumber(0), from: positive, to: positive, at: z.string() }).strict())
+      .optional(),
   })
   .strict();
 
@@ -141,7 +173,15 @@ const runConfigSchema = z
 const methodTrainingInputSchema = methodTrainingSchema
   .extend({
     optimiser: z
-      .object({ kind: z.enum(['sgd', 'adam']), momentum: decayRate, beta1: decayRate, beta2: decayRate, epsilon: positive })
+      .object({
+        kind: z.enum(['sgd', 'adam', 'lbfgs']),
+        momentum: decayRate,
+        beta1: decayRate,
+        beta2: decayRate,
+        epsilon: positive,
+        history: wholeNumber(1),
+        tolerance: positive,
+      })
       .partial()
       .strict(),
   })
@@ -150,10 +190,7 @@ const methodTrainingInputSchema = methodTrainingSchema
 
 const runConfigInputSchema = runConfigSchema
   .extend({
-    splits: z
-      .object({ train: z.string().min(1), test: z.string().min(1) })
-      .partial()
-      .strict(),
+    splits: splitsSchema.partial(),
     training: z
       .object({
         all: methodTrainingInputSchema,
@@ -169,6 +206,7 @@ const runConfigInputSchema = runConfigSchema
   .strict();
 
 export type RunConfig = z.output<typeof runConfigSchema>;
+export type LearningRateChange = NonNullable<RunConfig['learningRateChanges']>[number];
 export type MethodTraining = RunConfig['training'][Method];
 /** A config file's contents or the flags: any subset of the fields, checked but not yet merged. */
 export type RunConfigInput = z.input<typeof runConfigInputSchema>;
@@ -184,7 +222,9 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   seed: 0,
   out: 'gradfeat-run',
   float16Cache: false,
+  skipBadImages: false,
   checkpointEvery: 500,
+  gradientParts: 1,
   testCrop: 'center',
   extractBatchSize: 128,
   randomise: [],
@@ -206,7 +246,11 @@ export async function loadRunConfig(path: string): Promise<RunConfigInput> {
     // YAML 1.2 is a superset of JSON, so one parser reads both.
     parsed = parseYaml(text);
   } catch (error) {
-    throw new Error(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(error as Error).message}`);
+    // The parser recurses into nested collections: hundreds of levels exhaust the stack, which it
+    // reports as V8's RangeError message inside its own error.
+    const tooDeep = /Maximum call stack/.test((error as Error).message);
+    const problem = tooDeep ? 'nested too deeply to read (a run config is a few levels deep)' : (error as Error).message;
+    throw new Error(`${path}: not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${problem}`);
   }
   if (!isRecord(parsed)) {
     throw new Error(`${path}: expected a mapping of settings at the top level, got ${parsed == null ? 'an empty file' : show(parsed)}`);
@@ -218,9 +262,10 @@ export async function loadRunConfig(path: string): Promise<RunConfigInput> {
  * Merges defaults ← file ← flags (flags win). Within each source, `training.all` applies before
  * `training.<method>`, so a flag for all methods still overrides a file's per-method value.
  * Setting an optimiser `kind` other than the current one starts from that kind's defaults.
- * Relative paths from flags are taken relative to the working directory.
+ * Relative paths from flags are taken relative to the working directory. `origin` names where the
+ * merged config came from in errors, e.g. the config file.
  */
-export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConfigInput = {}): RunConfig {
+export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConfigInput = {}, origin = 'run config'): RunConfig {
   const { training: defaultTraining, ...defaultRest } = DEFAULT_RUN_CONFIG;
   let merged: Record<string, unknown> = defaultRest;
   const training: Record<string, Record<string, unknown>> = { ...defaultTraining };
@@ -231,13 +276,32 @@ export function resolveRunConfig(fileConfig: RunConfigInput = {}, flags: RunConf
       for (const layer of [layers?.all, layers?.[method]]) if (layer) training[method] = overlayTraining(training[method], layer);
     }
   }
-  const config = check(runConfigSchema, { ...merged, training }, 'run config');
+  const config = check(runConfigSchema, { ...merged, training }, origin);
   return withAbsolutePaths(config, process.cwd());
+}
+
+/**
+ * The config as its run directory stores it: `out` as '.', and a cache directory inside the run as a
+ * path relative to it, so that the directory can be moved or renamed and still be resumed or evaluated.
+ */
+export function storedRunConfig(config: RunConfig): RunConfigInput {
+  const { out, cacheDir } = config;
+  return {
+    ...config,
+    out: '.',
+    ...(cacheDir !== undefined && { cacheDir: isPathInside(out, cacheDir) ? relative(out, cacheDir) : cacheDir }),
+  };
+}
+
+/** A run directory's stored config read back: `out` is where the directory is now, relative paths are taken from there. */
+export function runConfigFromStored(stored: unknown, directory: string): RunConfig {
+  const input = check(runConfigInputSchema, stored, join(directory, RUN_CONFIG_FILE));
+  return resolveRunConfig(withAbsolutePaths({ ...input, out: directory }, directory));
 }
 
 /** The core trainer's settings for one method of a resolved config. */
 export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
-  return trainConfigOf(config.training[method], config.seed);
+  return { ...trainConfigOf(config.training[method], config.seed), gradientParts: config.gradientParts };
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -299,6 +363,8 @@ function expectation(issue: z.ZodIssue, value: unknown): string {
       if (issue.type === 'array') return `expected at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;
       if (issue.type === 'string') return 'must not be empty';
       return `expected a number ${issue.inclusive ? '≥' : '>'} ${issue.minimum}, got ${show(value)}`;
+    case z.ZodIssueCode.not_finite:
+      return `expected a finite number, got ${show(value)}`;
     case z.ZodIssueCode.too_big:
       return `expected a number ${issue.inclusive ? '≤' : '<'} ${issue.maximum}, got ${show(value)}`;
     default:
@@ -316,6 +382,7 @@ const TYPE_NAMES: Readonly<Record<string, string>> = {
 };
 
 function show(value: unknown): string {
-  const text = typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value));
+  const text =
+    typeof value === 'string' ? `'${value}'` : typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value));
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

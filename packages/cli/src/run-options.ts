@@ -22,13 +22,15 @@ export interface RunFlags {
   readonly batchSize?: number;
   readonly lr?: number;
   readonly weightDecay?: number;
-  readonly optimiser?: 'sgd' | 'adam';
+  readonly optimiser?: 'sgd' | 'adam' | 'lbfgs';
   readonly halveEvery?: number;
   readonly clipNorm?: number;
   readonly seed?: number;
   readonly out?: string;
   readonly cacheDir?: string;
   readonly float16Cache?: boolean;
+  readonly skipBadImages?: boolean;
+  readonly shardMib?: number;
   readonly workers?: number;
   readonly testCrop?: 'center' | 'ten-crop';
   readonly mean?: number[];
@@ -36,6 +38,9 @@ export interface RunFlags {
   readonly imageSize?: number;
   readonly randomise?: ('theta1' | 'theta2' | 'omega')[];
   readonly sweepWeightDecay?: number[];
+  readonly gradientParts?: number;
+  /** Not a run setting: where the work runs (see `gradfeat worker`). */
+  readonly redis?: string;
 }
 
 export function addRunOptions(command: Command): Command {
@@ -66,10 +71,10 @@ export function addRunOptions(command: Command): Command {
     .option('--lr <x>', 'learning rate for every method', numberOption('--lr'))
     .option('--weight-decay <x>', 'L2 weight decay for every method', numberOption('--weight-decay'))
     .addOption(
-      new Option('--optimiser <kind>', 'optimiser for every method (default: sgd for the probe, adam β1=0.5 otherwise)').choices([
-        'sgd',
-        'adam',
-      ]),
+      new Option(
+        '--optimiser <kind>',
+        'optimiser for every method (default: sgd for the probe, adam β1=0.5 otherwise; lbfgs: full-batch, for activation, gradient and full)',
+      ).choices(['sgd', 'adam', 'lbfgs']),
     )
     .option('--halve-every <steps>', 'halve the learning rate every this many steps', integerOption('--halve-every', 1))
     .option('--clip-norm <x>', 'clip the global gradient norm', numberOption('--clip-norm'))
@@ -77,6 +82,8 @@ export function addRunOptions(command: Command): Command {
     .option('--out <dir>', 'run directory (default gradfeat-run)')
     .option('--cache-dir <dir>', 'feature cache directory (default <out>/cache)')
     .option('--float16-cache', 'store cached trunk outputs as float16')
+    .option('--skip-bad-images', 'leave out images that cannot be read or decoded (each is logged and counted in the report)')
+    .option('--shard-mib <x>', "feature-cache shard size in MiB, a worker's unit of extraction (default 64)", numberOption('--shard-mib'))
     .option('--workers <n>', 'image-decoding threads (default: one per core)', integerOption('--workers'))
     .addOption(new Option('--test-crop <mode>', 'test-time crops (default center)').choices(['center', 'ten-crop']))
     .option('--mean <r,g,b>', "input mean after x/255, when the model file doesn't say", numberList('--mean'))
@@ -92,6 +99,15 @@ export function addRunOptions(command: Command): Command {
         '--randomise <parts...>',
         'ablation: a random θ1 (trunk), or a random θ2 or ω where the gradient term ω̄ᵀJw2 is evaluated',
       ).choices(['theta1', 'theta2', 'omega']),
+    )
+    .option(
+      '--redis <url>',
+      'coordinate `gradfeat worker`s on other machines through this Redis (e.g. redis://10.0.0.5:6379); data and run directory on shared storage',
+    )
+    .option(
+      '--gradient-parts <n>',
+      "each step's gradient as the sum of this many parts: with --redis one job each, so set it to the workers' number (default 1)",
+      integerOption('--gradient-parts', 1),
     );
 }
 
@@ -132,6 +148,9 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
     out: flags.out,
     cacheDir: flags.cacheDir,
     float16Cache: flags.float16Cache,
+    skipBadImages: flags.skipBadImages,
+    gradientParts: flags.gradientParts,
+    shardBytes: flags.shardMib === undefined ? undefined : Math.max(1, Math.round(flags.shardMib * 2 ** 20)),
     workers: flags.workers,
     testCrop: flags.testCrop,
     preprocessing: defined(preprocessing),
@@ -143,5 +162,5 @@ function flagsToConfig(flags: RunFlags): RunConfigInput {
 /** Defaults ← --config file ← flags. */
 export async function resolveRunFlags(flags: RunFlags): Promise<RunConfig> {
   const file = flags.config ? await loadRunConfig(flags.config) : {};
-  return resolveRunConfig(file, flagsToConfig(flags));
+  return resolveRunConfig(file, flagsToConfig(flags), flags.config ? `run config (${flags.config} and the command line)` : 'run config');
 }

@@ -87,7 +87,7 @@ describe('loadRunConfig', () => {
         `${path}: seed: expected a whole number, got 1.5`,
         `${path}: float16Cache: expected true or false, got 'yes'`,
         `${path}: training.gradient.learningRate: expected a number > 0, got -1`,
-        `${path}: training.gradient.optimiser.kind: expected one of sgd, adam, got 'rmsprop'`,
+        `${path}: training.gradient.optimiser.kind: expected one of sgd, adam, lbfgs, got 'rmsprop'`,
         `${path}: training.gradient: unknown field 'lr'`,
         `${path}: training.activation.epochs: expected a number ≥ 1, got 0`,
         `${path}: weightDecaySweep.values: expected at least 1 entry`,
@@ -188,6 +188,7 @@ describe('trainConfigFor', () => {
       optimiser: { kind: 'adam', learningRate: 1e-3, weightDecay: 1e-5, beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
       schedule: { halveEvery: 200 },
       clipNorm: 1,
+      gradientParts: 1,
     });
     expect(trainConfigFor(config, 'activation')).toEqual({
       epochs: 10,
@@ -196,6 +197,50 @@ describe('trainConfigFor', () => {
       optimiser: { kind: 'sgd', learningRate: 1e-2, weightDecay: 0, momentum: 0.9 },
       schedule: undefined,
       clipNorm: undefined,
+      gradientParts: 1,
     });
+  });
+
+  it('L-BFGS starts from its defaults (10 history pairs, tolerance 1e-6), and gradientParts applies to every method', () => {
+    const config = resolveRunConfig({ ...required, gradientParts: 4, training: { all: { optimiser: { kind: 'lbfgs' } } } });
+    expect(trainConfigFor(config, 'full')).toMatchObject({
+      optimiser: { kind: 'lbfgs', history: 10, tolerance: 1e-6 },
+      gradientParts: 4,
+    });
+    expect(() => resolveRunConfig({ ...required, gradientParts: 0 })).toThrow('gradientParts: expected a number ≥ 1, got 0');
+  });
+});
+
+describe('hostile configs', () => {
+  it('refuses infinite numbers (YAML .inf), naming the field, whatever the setting', async () => {
+    const path = await configFile('run.yaml', 'training:\n  all: { learningRate: .inf }\n  full: { weightDecay: .inf, clipNorm: .inf }\n');
+    const message = await loadRunConfig(path).then(
+      () => '',
+      (error: Error) => error.message,
+    );
+    expect(message.split('\n').sort()).toEqual([
+      `${path}: training.all.learningRate: expected a finite number, got Infinity`,
+      `${path}: training.full.clipNorm: expected a finite number, got Infinity`,
+      `${path}: training.full.weightDecay: expected a finite number, got Infinity`,
+    ]);
+  });
+
+  it('refuses YAML nested hundreds of levels deep as such, not as a stack overflow', async () => {
+    const path = await configFile('deep.yaml', `methods: ${'['.repeat(2000)}${']'.repeat(2000)}\n`);
+    await expect(loadRunConfig(path)).rejects.toThrow(`${path}: not valid YAML: nested too deeply to read`);
+  });
+
+  it('bounds the image-decoding workers: more threads than 64 only take memory', () => {
+    expect(() => resolveRunConfig(required, { workers: 3000 })).toThrow('command-line flags: workers: expected a number ≤ 64, got 3000');
+    expect(resolveRunConfig(required, { workers: 64 }).workers).toBe(64);
+  });
+
+  it('refuses a split name that is not a single folder name, as it names cache and dataset folders', () => {
+    for (const name of ['../../elsewhere', 'a/b', '..', '.', 'a\\b']) {
+      expect(() => resolveRunConfig(required, { splits: { train: name } })).toThrow(
+        `command-line flags: splits.train: expected a single folder name (no '/' or '\\', not '.' or '..'), got '${name}'`,
+      );
+    }
+    expect(resolveRunConfig(required, { splits: { train: 'trainval' } }).splits.train).toBe('trainval');
   });
 });

@@ -8,14 +8,19 @@ import { runCli } from './run-cli.js';
 
 describe('gradfeat demo', () => {
   it('--json reports all four methods, the backend, and the paper pattern (full ≥ activation)', async () => {
+    const started = performance.now();
     const run = await runCli(['demo', '--json']);
+    const wallSeconds = (performance.now() - started) / 1000;
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(run.stdout);
     expect(Object.keys(result.methods)).toEqual(['activation', 'gradient', 'full', 'finetune']);
-    for (const method of Object.values(result.methods) as { accuracy: number; trainSeconds: number }[]) {
+    const methods = Object.values(result.methods) as { accuracy: number; trainSeconds: number }[];
+    for (const method of methods) {
       expect(method.accuracy).toBeGreaterThan(0.5);
       expect(method.trainSeconds).toBeGreaterThan(0);
     }
+    // The training times are the methods' own: together they fit inside the command's run.
+    expect(methods.reduce((total, method) => total + method.trainSeconds, 0)).toBeLessThan(wallSeconds);
     expect(result.backend).toMatch(/onnxruntime|tfjs|js/);
     expect(result.methods.full.accuracy).toBeGreaterThanOrEqual(result.methods.activation.accuracy);
     // Progress goes to stderr as JSON lines when it is not a terminal.

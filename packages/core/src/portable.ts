@@ -1,7 +1,8 @@
 // Everything in @gradfeat/core that runs without Node. browser.ts (the package's `browser` export
 // condition, and `@gradfeat/core/browser`) is this; index.ts adds the modules that use the file
-// system and Node's crypto: atomic writes, checkpoints, run directories, the PyTorch fixture check,
-// graph fingerprints and the file-system FileSource.
+// system and Node's crypto: atomic writes, checkpoints, run directories and their locks, feature
+// cache files, contained-file reads, the PyTorch fixture check, graph fingerprints and the
+// file-system FileSource.
 export * from './backend/backend.js';
 export * from './backend/kernels.js';
 export * from './backend/reference.js';
@@ -30,6 +31,9 @@ export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';
 export * from './tensor.js';
+export * from './train/divergence.js';
+export * from './train/gradient-sums.js';
+export * from './train/lbfgs.js';
 export * from './train/losses.js';
 export * from './train/optimisers.js';
 export * from './train/settings.js';

@@ -275,8 +275,21 @@ describe('RunDirectory', () => {
 
   it('takes a directory that holds only a feature cache (from gradfeat extract) as the start of a run', async () => {
     await mkdir(join(dir, 'cache', 'train'), { recursive: true });
+    await mkdir(join(dir, 'cache', 'test'), { recursive: true });
+    await writeFile(join(dir, 'cache', 'test', 'manifest.json'), JSON.stringify({ format: 'gradfeat-feature-cache', version: 1 }));
     const created = await RunDirectory.create(dir, config);
     expect((await readdir(created.path)).sort()).toEqual(['cache', 'config.json']);
+  });
+
+  it("refuses a directory whose only entry is the user's own folder named cache/, holding no feature cache", async () => {
+    await mkdir(join(dir, 'cache', 'summer'), { recursive: true });
+    await writeFile(join(dir, 'cache', 'summer', 'holiday.jpg'), 'pixels');
+    await expect(RunDirectory.create(dir, config)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
+    await writeFile(join(dir, 'cache', 'notes.txt'), 'a file beside the folders');
+    await expect(RunDirectory.create(dir, config)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
+    // What `gradfeat extract --out` checks before writing its cache there.
+    await expect(RunDirectory.holdsRun(dir)).rejects.toThrow(`${dir}: the directory is not empty and holds no config.json`);
+    expect(await readdir(dir)).toEqual(['cache']);
   });
 
   it('opens a run to resume it, with its config and checkpoints, and says when there is none', async () => {

@@ -118,6 +118,7 @@ async function cacheReadRates(directory: string): Promise<Result[]> {
       key,
       source: syntheticSource(count, shape),
       extract: async (batch) => batch,
+      sampleShape: shape,
       batchSize: BATCH,
       dtype,
       shardBytes: 32 * 2 ** 20,

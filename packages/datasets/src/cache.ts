@@ -2,11 +2,24 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { formatShape, type HostTensor, type SampleSource, sameShape, sizeOf } from '@gradfeat/core';
+import {
+  atomicTempTarget,
+  FEATURE_CACHE_FORMAT,
+  FEATURE_CACHE_MANIFEST,
+  foreignEntries,
+  formatShape,
+  type HostTensor,
+  lockDirectory,
+  type SampleSource,
+  sameShape,
+  sizeOf,
+} from '@gradfeat/core';
+import { checkManifest } from './cache-manifest.js';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import { isFile, writeFileAtomic } from './files.js';
 import { float16ToFloat32, float32ToFloat16 } from './float16.js';
 import type { BatchSource, SkippedImage } from './pipeline.js';
+import { type ShardVerification, verifyShards } from './shard-verify.js';
 import { concatTargets, targetCount } from './targets.js';
 import type { LabelKind, Targets } from './types.js';
 
@@ -45,7 +58,7 @@ export interface ShardEntry {
 
 /** A feature cache's manifest.json. */
 export interface FeatureCacheManifest {
-  readonly format: 'gradfeat-feature-cache';
+  readonly format: typeof FEATURE_CACHE_FORMAT;
   readonly version: 1;
   readonly key: FeatureCacheKey;
   readonly dtype: FeatureDtype;
@@ -56,8 +69,15 @@ export interface FeatureCacheManifest {
   readonly labelKind: LabelKind;
   /** Images in the source, bad ones included. */
   readonly sourceCount: number;
-  /** A shard is closed at the first batch boundary once it holds this many rows. */
+  /** The shard size aimed at, in rows (`shardBytes` over the row size). */
   readonly rowsPerShard: number;
+  /**
+   * The shard plan: shard i covers the source positions [i·imagesPerShard, (i+1)·imagesPerShard), a
+   * whole number of batches, so any machine can write any shard and get the same bytes.
+   */
+  readonly imagesPerShard: number;
+  /** Indices of the planned shards not written yet: what an interrupted extraction still has to do. */
+  readonly missingShards: readonly number[];
   readonly shards: readonly ShardEntry[];
   readonly complete: boolean;
   readonly counts: { readonly images: number; readonly rows: number; readonly skipped: number };
@@ -71,125 +91,251 @@ export interface FeatureCacheProgress {
   readonly shards: number;
 }
 
-/** What `writeFeatureCache` extracts and how. */
-export interface WriteFeatureCacheOptions {
+/** What a cache's plan needs to know about its source before reading any image. */
+export type CacheSourceInfo = Pick<BatchSource, 'count' | 'classNames' | 'labelKind' | 'cropsPerImage'>;
+
+export interface FeatureCachePlanOptions {
   readonly key: FeatureCacheKey;
-  readonly source: BatchSource;
-  /** Runs the trunk on a batch of preprocessed images: [rows, ...] → [rows, ...feature shape]. */
-  readonly extract: (batch: HostTensor) => Promise<HostTensor>;
+  readonly source: CacheSourceInfo;
+  /** Shape of one output row, without the batch dimension (e.g. the trunk's output shape). */
+  readonly sampleShape: readonly number[];
+  /** Images per batch; a shard holds a whole number of batches. */
   readonly batchSize: number;
   /** Storage type; float16 halves the size (values are rounded to nearest even). Default float32. */
   readonly dtype?: FeatureDtype;
   /** Approximate shard size. Default 64 MiB. */
   readonly shardBytes?: number;
+}
+
+/** Writes shards: runs `extract` over batches of `source`. */
+export interface ShardWriter {
+  readonly source: BatchSource;
+  /** Runs the trunk on a batch of preprocessed images: [rows, ...] → [rows, ...sampleShape]. */
+  readonly extract: (batch: HostTensor) => Promise<HostTensor>;
+  readonly batchSize: number;
+}
+
+export interface WriteFeatureCacheOptions extends Omit<FeatureCachePlanOptions, 'source'>, ShardWriter {
   /** Called as shards are written. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 
-const MANIFEST = 'manifest.json';
+const MANIFEST = FEATURE_CACHE_MANIFEST;
 const DEFAULT_SHARD_BYTES = 64 * 2 ** 20;
 /** A read loads a whole shard when it wants at least 1/WHOLE_SHARD_FRACTION of its rows. */
 const WHOLE_SHARD_FRACTION = 8;
 
 /**
- * Runs `extract` over every batch of `source` and stores the outputs in shards beside a JSON manifest.
- * Each shard is written atomically and the manifest updated after it, so a killed run resumes from its
- * last complete shard when called again with the same options. A directory holding a cache for another
- * key is refused, never overwritten.
+ * Runs `extract` over every batch of `source` and stores the outputs in planned shards beside a JSON
+ * manifest. Each shard is written atomically and recorded in the manifest after it, so a killed run
+ * resumes with the shards still missing when called again with the same options. A directory holding
+ * a cache for another key, or anything but a cache, is refused, never overwritten; so is a second
+ * extraction into the same directory while one runs (the error names it).
  */
 export async function writeFeatureCache(directory: string, options: WriteFeatureCacheOptions): Promise<FeatureCacheManifest> {
-  requireLittleEndian();
-  const { source, key } = options;
-  const dtype = options.dtype ?? 'float32';
+  await makeDirectory(directory);
+  const lock = await lockDirectory(directory, 'gradfeat feature-cache extraction');
+  try {
+    let manifest = await startFeatureCache(directory, options);
+    for (const index of manifest.missingShards) {
+      const entry = await writeCacheShard(directory, manifest, index, options);
+      manifest = await recordShard(directory, manifest, entry);
+      options.onProgress?.(progressOf(manifest));
+    }
+    if (manifest.counts.rows === 0) {
+      throw new Error(`no image of ${manifest.sourceCount} could be read, so there is nothing to cache in ${directory}`);
+    }
+    return manifest;
+  } finally {
+    await lock.release();
+  }
+}
+
+async function makeDirectory(directory: string): Promise<void> {
   await mkdir(directory, { recursive: true }).catch((error) => {
     throw fileSystemError(directory, error);
   });
-  let manifest = await readManifest(directory);
+}
+
+/**
+ * Opens the cache in `directory` to be filled: a new one gets its shard plan, an interrupted one must
+ * have been started with the same key and source, and a complete one is returned as it is. Removes
+ * what interrupted shard writes left behind. `missingShards` of the result is the work to do.
+ */
+export async function startFeatureCache(directory: string, options: FeatureCachePlanOptions): Promise<FeatureCacheManifest> {
+  requireLittleEndian();
+  await makeDirectory(directory);
+  const { source, key } = options;
+  const dtype = options.dtype ?? 'float32';
+  const manifest = await readManifest(directory);
   if (manifest) {
-    refuseMismatch(directory, manifest, key);
-    const started = {
-      dtype: manifest.dtype,
-      sourceCount: manifest.sourceCount,
-      cropsPerImage: manifest.cropsPerImage,
-      classNames: manifest.classNames,
-    };
-    const now = { dtype, sourceCount: source.count, cropsPerImage: source.cropsPerImage, classNames: source.classNames };
-    const difference = firstDifference(started, now);
-    if (difference) {
+    checkCacheMatches(directory, manifest, { key, source, dtype });
+    if (manifest.complete) return manifest;
+    if (manifest.imagesPerShard === undefined) {
       throw new Error(
-        `cannot resume the feature cache at ${directory}: ${difference.path} was ${show(difference.stored)} when it was started, now ${show(difference.wanted)}`,
+        `the feature cache at ${directory} was started by an earlier gradfeat without a shard plan; delete it to extract again`,
       );
     }
-    if (manifest.complete) return manifest;
+    await removeTemporaryFiles(directory);
+    return manifest;
   }
+  const foreign = await foreignEntries(directory);
+  if (foreign.length > 0) {
+    throw new Error(
+      `${directory}: holds files that are not a gradfeat feature cache (${foreign.slice(0, 5).join(', ')}${foreign.length > 5 ? `, ${foreign.length - 5} more` : ''}); choose an empty directory for the cache`,
+    );
+  }
+  const rowBytes = sizeOf(options.sampleShape) * (dtype === 'float16' ? 2 : 4);
+  const rowsPerShard = Math.max(source.cropsPerImage, Math.floor((options.shardBytes ?? DEFAULT_SHARD_BYTES) / rowBytes));
+  // Whole batches: a shard closes at the first batch boundary once it holds rowsPerShard rows.
+  const batchRows = options.batchSize * source.cropsPerImage;
+  const imagesPerShard = Math.ceil(rowsPerShard / batchRows) * options.batchSize;
+  const created = newManifest(key, dtype, options.sampleShape, source, rowsPerShard, imagesPerShard);
   await removeTemporaryFiles(directory);
+  await writeManifest(directory, created);
+  return created;
+}
 
-  let pending: { rows: Float32Array[]; targets: Targets[]; images: number; rowCount: number; skipped: SkippedImage[] } = emptyPending();
-  let sourceStart = manifest?.shards.at(-1)?.sourceEnd ?? 0;
-  let sampleShape = manifest?.sampleShape;
-
-  const flush = async (sourceEnd: number) => {
-    const rowSize = sizeOf(sampleShape!);
-    const features = new Float32Array(pending.rowCount * rowSize);
-    let offset = 0;
-    for (const rows of pending.rows) {
-      features.set(rows, offset);
-      offset += rows.length;
-    }
-    const stored = dtype === 'float16' ? float32ToFloat16(features) : features;
-    const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
-    const shardIndex = manifest!.shards.length;
-    const file = `shard-${String(shardIndex).padStart(5, '0')}.bin`;
-    await writeFileAtomic(join(directory, file), bytes);
-    const shard: ShardEntry = {
-      file,
-      rows: pending.rowCount,
-      images: pending.images,
-      sourceStart,
-      sourceEnd,
-      bytes: bytes.length,
-      sha256: sha256(bytes),
-      targets: targetsToJson(concatTargets(pending.targets, source.labelKind, source.classNames.length)),
-      skipped: pending.skipped,
-    };
-    manifest = withShard(manifest!, shard, sourceEnd === source.count);
-    await writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
-    sourceStart = sourceEnd;
-    pending = emptyPending();
+/** Refuses a cache started for another key, or from another source or storage type. */
+export function checkCacheMatches(
+  directory: string,
+  manifest: FeatureCacheManifest,
+  wanted: { readonly key: FeatureCacheKey; readonly source: CacheSourceInfo; readonly dtype: FeatureDtype },
+): void {
+  refuseMismatch(directory, manifest, wanted.key);
+  const started = {
+    dtype: manifest.dtype,
+    sourceCount: manifest.sourceCount,
+    cropsPerImage: manifest.cropsPerImage,
+    classNames: manifest.classNames,
   };
+  const { source } = wanted;
+  const now = { dtype: wanted.dtype, sourceCount: source.count, cropsPerImage: source.cropsPerImage, classNames: source.classNames };
+  const difference = firstDifference(started, now);
+  if (difference) {
+    throw new Error(
+      `cannot resume the feature cache at ${directory}: ${difference.path} was ${show(difference.stored)} when it was started, now ${show(difference.wanted)}`,
+    );
+  }
+}
 
-  for await (const batch of source.batches({ batchSize: options.batchSize, start: sourceStart })) {
+/** The source positions shard `index` covers. */
+export function shardSpan(manifest: FeatureCacheManifest, index: number): { readonly start: number; readonly end: number } {
+  const start = index * manifest.imagesPerShard;
+  if (!Number.isInteger(index) || index < 0 || start >= manifest.sourceCount) {
+    throw new RangeError(`shard ${index} is not in the plan of this cache (${plannedShards(manifest)} shards)`);
+  }
+  return { start, end: Math.min(start + manifest.imagesPerShard, manifest.sourceCount) };
+}
+
+function plannedShards(manifest: Pick<FeatureCacheManifest, 'sourceCount' | 'imagesPerShard'>): number {
+  return Math.ceil(manifest.sourceCount / manifest.imagesPerShard);
+}
+
+function shardFile(index: number): string {
+  return `shard-${String(index).padStart(5, '0')}.bin`;
+}
+
+/**
+ * Writes shard `index` of a planned cache: its file atomically, the same bytes on any machine and on
+ * every retry. Returns the shard's manifest entry; `recordShard` adds it to the manifest.
+ */
+export async function writeCacheShard(
+  directory: string,
+  manifest: FeatureCacheManifest,
+  index: number,
+  writer: ShardWriter,
+): Promise<ShardEntry> {
+  requireLittleEndian();
+  const { start, end } = shardSpan(manifest, index);
+  const { source } = writer;
+  const parts: Float32Array[] = [];
+  const targets: Targets[] = [];
+  const skipped: SkippedImage[] = [];
+  let images = 0;
+  let rows = 0;
+  for await (const batch of source.batches({ batchSize: writer.batchSize, start, end })) {
+    if (batch.nextStart > end) throw new Error(`the source yielded a batch past position ${end}, the end of shard ${index}`);
     if (batch.indices.length > 0) {
-      const output = await options.extract(batch.images);
+      const output = await writer.extract(batch.images);
       if (output.shape[0] !== batch.images.shape[0]) {
         throw new Error(`extract returned ${output.shape[0]} rows for a batch of ${batch.images.shape[0]}`);
       }
       const rowShape = output.shape.slice(1);
-      if (sampleShape && !sameShape(sampleShape, rowShape)) {
-        throw new Error(`extract returned rows of shape ${formatShape(rowShape)}, earlier batches ${formatShape(sampleShape)}`);
+      if (!sameShape(manifest.sampleShape, rowShape)) {
+        throw new Error(`extract returned rows of shape ${formatShape(rowShape)}, the cache holds ${formatShape(manifest.sampleShape)}`);
       }
-      if (!manifest) {
-        sampleShape = rowShape;
-        const rowBytes = sizeOf(rowShape) * (dtype === 'float16' ? 2 : 4);
-        const rowsPerShard = Math.max(source.cropsPerImage, Math.floor((options.shardBytes ?? DEFAULT_SHARD_BYTES) / rowBytes));
-        manifest = newManifest(key, dtype, rowShape, source, rowsPerShard);
-      }
-      pending.rows.push(output.data);
-      pending.rowCount += output.shape[0];
-      pending.images += batch.indices.length;
+      parts.push(output.data);
+      rows += output.shape[0];
+      images += batch.indices.length;
     }
-    pending.targets.push(batch.targets);
-    pending.skipped.push(...batch.skipped);
-    const done = batch.nextStart;
-    if (manifest && (pending.rowCount >= manifest.rowsPerShard || done === source.count) && pending.rowCount > 0) await flush(done);
-    options.onProgress?.({ done, total: source.count, shards: manifest?.shards.length ?? 0 });
+    targets.push(batch.targets);
+    skipped.push(...batch.skipped);
+    if (batch.nextStart === end) break;
   }
-  if (!manifest) throw new Error(`no image of ${source.count} could be read, so there is nothing to cache in ${directory}`);
-  if (!manifest.complete) {
-    // Only skipped images after the last stored row: close the cache with an empty shard that records them.
-    await flush(source.count);
+  const features = new Float32Array(rows * sizeOf(manifest.sampleShape));
+  let offset = 0;
+  for (const part of parts) {
+    features.set(part, offset);
+    offset += part.length;
   }
-  return manifest;
+  const stored = manifest.dtype === 'float16' ? float32ToFloat16(features) : features;
+  const bytes = new Uint8Array(stored.buffer, stored.byteOffset, stored.byteLength);
+  const file = shardFile(index);
+  await writeFileAtomic(join(directory, file), bytes);
+  return {
+    file,
+    rows,
+    images,
+    sourceStart: start,
+    sourceEnd: end,
+    bytes: bytes.length,
+    sha256: sha256(bytes),
+    targets: targetsToJson(concatTargets(targets, manifest.labelKind, manifest.classNames.length)),
+    skipped,
+  };
+}
+
+/** Adds a written shard to the manifest (atomically replaced); the cache is complete once none is missing. */
+export async function recordShard(directory: string, manifest: FeatureCacheManifest, shard: ShardEntry): Promise<FeatureCacheManifest> {
+  const index = shard.sourceStart / manifest.imagesPerShard;
+  if (shard.file !== shardFile(index) || shard.sourceEnd !== shardSpan(manifest, index).end) {
+    throw new Error(`${shard.file} (source positions ${shard.sourceStart}–${shard.sourceEnd}) is not a shard of the plan of ${directory}`);
+  }
+  if (!manifest.missingShards.includes(index)) return manifest;
+  const shards = [...manifest.shards, shard].sort((a, b) => a.sourceStart - b.sourceStart);
+  const missingShards = manifest.missingShards.filter((missing) => missing !== index);
+  const updated: FeatureCacheManifest = {
+    ...manifest,
+    shards,
+    missingShards,
+    complete: missingShards.length === 0,
+    counts: {
+      images: manifest.counts.images + shard.images,
+      rows: manifest.counts.rows + shard.rows,
+      skipped: manifest.counts.skipped + shard.skipped.length,
+    },
+  };
+  await writeManifest(directory, updated);
+  return updated;
+}
+
+/** Source images covered by the shards written so far. */
+export function progressOf(manifest: FeatureCacheManifest): FeatureCacheProgress {
+  const missing = manifest.missingShards.reduce((total, index) => {
+    const { start, end } = shardSpan(manifest, index);
+    return total + end - start;
+  }, 0);
+  return { done: manifest.sourceCount - missing, total: manifest.sourceCount, shards: manifest.shards.length };
+}
+
+/** The manifest in `directory`, or undefined when there is none. */
+export async function readFeatureCacheManifest(directory: string): Promise<FeatureCacheManifest | undefined> {
+  return readManifest(directory);
+}
+
+async function writeManifest(directory: string, manifest: FeatureCacheManifest): Promise<void> {
+  await writeFileAtomic(join(directory, MANIFEST), `${JSON.stringify(manifest, null, 1)}\n`);
 }
 
 /** An opened, complete feature cache. */
@@ -199,12 +345,15 @@ export interface FeatureCache {
   readonly source: SampleSource;
   /** One entry per image. */
   readonly targets: Targets;
+  /** Every shard was checked against its checksum when the cache was opened; what that read and cost. */
+  readonly verification: ShardVerification;
 }
 
 /**
  * Opens a complete cache made for exactly `expectedKey`; a different key is refused with the field
- * that differs. Reads taking a good part of a shard load it whole, verified against its checksum, and
- * keep it in an LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
+ * that differs. Every shard's checksum is verified first, so damage is found before any row is used.
+ * Reads taking a good part of a shard load it whole, verified against its checksum, and keep it in an
+ * LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
  */
 export async function openFeatureCache(
   directory: string,
@@ -220,6 +369,7 @@ export async function openFeatureCache(
       `the feature cache at ${directory} is incomplete (${manifest.counts.images} of ${manifest.sourceCount} images): extraction was interrupted; run it again to resume`,
     );
   }
+  const verification = await verifyShards(directory, manifest.shards);
   const rowSize = sizeOf(manifest.sampleShape);
   const shardStarts: number[] = [];
   let rows = 0;
@@ -257,6 +407,7 @@ export async function openFeatureCache(
   return {
     manifest,
     targets,
+    verification,
     source: {
       count: rows,
       sampleShape: manifest.sampleShape,
@@ -337,19 +488,13 @@ async function loadShard(directory: string, manifest: FeatureCacheManifest, shar
 async function readManifest(directory: string): Promise<FeatureCacheManifest | undefined> {
   const path = join(directory, MANIFEST);
   if (!(await isFile(path))) return undefined;
-  let manifest: FeatureCacheManifest;
+  let manifest: unknown;
   try {
     manifest = JSON.parse(await readFile(path, 'utf8'));
   } catch (error) {
     throw new DatasetFileError(path, `is not valid JSON (${(error as Error).message})`);
   }
-  if (manifest.format !== 'gradfeat-feature-cache' || manifest.version !== 1) {
-    throw new DatasetFileError(
-      path,
-      `is not a version 1 gradfeat feature cache manifest (format ${manifest.format}, version ${manifest.version})`,
-    );
-  }
-  return manifest;
+  return checkManifest(path, manifest);
 }
 
 function refuseMismatch(directory: string, manifest: FeatureCacheManifest, key: FeatureCacheKey): void {
@@ -409,11 +554,13 @@ function newManifest(
   key: FeatureCacheKey,
   dtype: FeatureDtype,
   sampleShape: readonly number[],
-  source: BatchSource,
+  source: CacheSourceInfo,
   rowsPerShard: number,
+  imagesPerShard: number,
 ): FeatureCacheManifest {
+  const shardCount = plannedShards({ sourceCount: source.count, imagesPerShard });
   return {
-    format: 'gradfeat-feature-cache',
+    format: FEATURE_CACHE_FORMAT,
     version: 1,
     key,
     dtype,
@@ -423,27 +570,12 @@ function newManifest(
     labelKind: source.labelKind,
     sourceCount: source.count,
     rowsPerShard,
+    imagesPerShard,
+    missingShards: Array.from({ length: shardCount }, (_, index) => index),
     shards: [],
-    complete: false,
+    complete: shardCount === 0,
     counts: { images: 0, rows: 0, skipped: 0 },
   };
-}
-
-function withShard(manifest: FeatureCacheManifest, shard: ShardEntry, complete: boolean): FeatureCacheManifest {
-  return {
-    ...manifest,
-    shards: [...manifest.shards, shard],
-    complete,
-    counts: {
-      images: manifest.counts.images + shard.images,
-      rows: manifest.counts.rows + shard.rows,
-      skipped: manifest.counts.skipped + shard.skipped.length,
-    },
-  };
-}
-
-function emptyPending() {
-  return { rows: [] as Float32Array[], targets: [] as Targets[], images: 0, rowCount: 0, skipped: [] as SkippedImage[] };
 }
 
 function targetsToJson(targets: Targets): ShardTargets {
@@ -470,9 +602,10 @@ function targetsFromJson(json: ShardTargets, kind: LabelKind, classCount: number
   throw new Error(`feature cache shard targets do not match the manifest's label kind '${kind}'`);
 }
 
+/** Leftovers of interrupted atomic writes; never another file, whatever its name. */
 async function removeTemporaryFiles(directory: string): Promise<void> {
   for (const name of await readdir(directory)) {
-    if (name.endsWith('.tmp')) await rm(join(directory, name), { force: true });
+    if (atomicTempTarget(name) !== undefined) await rm(join(directory, name), { force: true });
   }
 }
 

@@ -15,6 +15,8 @@ export interface DecodeJob {
    * of the cost of large outputs (a 224×224 image is 600 KB of floats).
    */
   readonly into?: { readonly buffer: SharedArrayBuffer; readonly offset: number };
+  /** Largest image (in pixels) this job may decode; see decodePixelLimit. */
+  readonly maxPixels: number;
 }
 
 /** A file that could not be read or decoded: its rows in the output are left zero. */
@@ -40,7 +42,7 @@ export async function runDecodeJob(job: DecodeJob): Promise<DecodeResult> {
   const failures: DecodeFailure[] = [];
   for (const [position, { ref, seed }] of job.items.entries()) {
     try {
-      const image = await loadImage(ref, job.decoder);
+      const image = await loadImage(ref, job.decoder, job.maxPixels);
       transformImage(image, job.transform, seededRandom(seed), output, position * itemSize);
     } catch (error) {
       if (!(error instanceof DatasetFileError)) throw error;

@@ -1,5 +1,6 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { type FileContents, writeFileAtomic as writeCoreFileAtomic } from '@gradfeat/core';
+import { readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { type FileContents, isPathInside, writeFileAtomic as writeCoreFileAtomic } from '@gradfeat/core';
 import { DatasetFileError, fileSystemError } from './errors.js';
 
 /** Whether `path` is a directory (false when it does not exist). */
@@ -23,15 +24,48 @@ export async function readTextLines(path: string): Promise<string[]> {
     .filter((line) => line.length > 0);
 }
 
-/** Names of the visible entries of `directory` of one kind, in plain string order (Python's `sorted` for ASCII names). */
-export async function listEntries(directory: string, kind: 'directories' | 'files'): Promise<string[]> {
+type EntryKind = 'directories' | 'files';
+
+/**
+ * Names of the visible entries of `directory` of one kind, in plain string order (Python's `sorted`
+ * for ASCII names). Symbolic links count as what they lead to when that stays inside `root`, the
+ * dataset's folder; a link leading out of it, or nowhere, is an error naming it, never skipped.
+ */
+export async function listEntries(directory: string, kind: EntryKind, root: string = directory): Promise<string[]> {
   const entries = await readdir(directory, { withFileTypes: true }).catch((error) => {
     throw fileSystemError(directory, error);
   });
-  return entries
-    .filter((entry) => !entry.name.startsWith('.') && (kind === 'directories' ? entry.isDirectory() : entry.isFile()))
-    .map((entry) => entry.name)
-    .sort();
+  const names: string[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) continue;
+    const found = entry.isSymbolicLink()
+      ? await linkedKind(join(directory, entry.name), root)
+      : entry.isDirectory()
+        ? 'directories'
+        : entry.isFile()
+          ? 'files'
+          : undefined;
+    if (found === kind) names.push(entry.name);
+  }
+  return names.sort();
+}
+
+async function linkedKind(link: string, root: string): Promise<EntryKind | undefined> {
+  let target: string;
+  try {
+    target = await realpath(link);
+  } catch {
+    throw new DatasetFileError(link, `is a symbolic link to ${resolve(link, '..', await readlink(link))}, which does not exist`);
+  }
+  const folder = await realpath(root);
+  if (!isPathInside(folder, target)) {
+    throw new DatasetFileError(
+      link,
+      `is a symbolic link to ${target}, outside the dataset folder ${root}; copy what it points to into the dataset, or link the whole dataset folder instead`,
+    );
+  }
+  const status = await stat(target);
+  return status.isDirectory() ? 'directories' : status.isFile() ? 'files' : undefined;
 }
 
 /** Whether `name` ends in one of `extensions` (lower case, with the dot), ignoring case. */

@@ -25,18 +25,22 @@ export async function openImageFolder(root: string, options: ImageFolderOptions 
   return fileDataset(`image folder ${root}`, classNames, paths, { kind: 'single-label', classCount: classNames.length, labels });
 }
 
-/** The image files under `root/<class>/` for each of `classNames` (missing folders count as empty), labelled by position. */
+/**
+ * The image files under `root/<class>/` for each of `classNames` (missing folders count as empty), labelled by position.
+ * Symbolic links must stay inside `datasetRoot` (default `root`).
+ */
 export async function listClassFolders(
   root: string,
   classNames: readonly string[],
   extensions: readonly string[],
+  datasetRoot: string = root,
 ): Promise<{ paths: string[]; labels: Int32Array }> {
   const paths: string[] = [];
   const labels: number[] = [];
   for (const [label, name] of classNames.entries()) {
     const folder = join(root, name);
     if (!(await isDirectory(folder))) continue;
-    for (const file of await listEntries(folder, 'files')) {
+    for (const file of await listEntries(folder, 'files', datasetRoot)) {
       if (!hasExtension(file, extensions)) continue;
       paths.push(join(folder, file));
       labels.push(label);
@@ -59,7 +63,7 @@ export async function imageFilesUnder(folder: string, extensions: readonly strin
 export async function folderForSplit(root: string, split: string): Promise<string> {
   const candidate = join(root, split);
   if (!(await isDirectory(candidate))) return root;
-  const holdsImages = (await listEntries(candidate, 'files')).some((file) => hasExtension(file, IMAGE_EXTENSIONS));
-  const holdsFolders = (await listEntries(candidate, 'directories')).length > 0;
+  const holdsImages = (await listEntries(candidate, 'files', root)).some((file) => hasExtension(file, IMAGE_EXTENSIONS));
+  const holdsFolders = (await listEntries(candidate, 'directories', root)).length > 0;
   return holdsFolders && !holdsImages ? candidate : root;
 }

@@ -32,7 +32,7 @@ export async function openImageNet(root: string, options: { readonly split?: Ima
   if (!(await isDirectory(folder))) throw new DatasetFileError(folder, `not found (expected the ImageNet ${split} folder)`);
   const classNames = await imageNetClasses(root);
   const description = `ImageNet ${split} (${root})`;
-  const classFolders = await listEntries(folder, 'directories');
+  const classFolders = await listEntries(folder, 'directories', root);
   if (classFolders.length > 0) {
     const unknown = classFolders.filter((name) => !classNames.includes(name));
     if (unknown.length > 0) {
@@ -41,10 +41,10 @@ export async function openImageNet(root: string, options: { readonly split?: Ima
         `class folder(s) ${unknown.slice(0, 5).join(', ')} are not among the ${classNames.length} classes`,
       );
     }
-    const { paths, labels } = await listClassFolders(folder, classNames, IMAGE_EXTENSIONS);
+    const { paths, labels } = await listClassFolders(folder, classNames, IMAGE_EXTENSIONS, root);
     return fileDataset(description, classNames, paths, { kind: 'single-label', classCount: classNames.length, labels });
   }
-  const files = (await listEntries(folder, 'files')).filter((name) => hasExtension(name, IMAGE_EXTENSIONS));
+  const files = (await listEntries(folder, 'files', root)).filter((name) => hasExtension(name, IMAGE_EXTENSIONS));
   const wnidOf = await validationLabels(root);
   const classIndex = new Map(classNames.map((name, i) => [name, i]));
   const labels = Int32Array.from(files, (file) => {
@@ -72,7 +72,7 @@ async function imageNetClasses(root: string): Promise<string[]> {
   for (const split of ['train', 'val']) {
     const folder = join(root, split);
     if (!(await isDirectory(folder))) continue;
-    const wnids = await listEntries(folder, 'directories');
+    const wnids = await listEntries(folder, 'directories', root);
     if (wnids.length > 0) return wnids;
   }
   throw new DatasetFileError(root, `cannot tell the classes: no ${SYNSET_LISTS.join(' / ')} and no class folders in train/ or val/`);

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { type HostTensor, type SampleSource, sizeOf } from '@gradfeat/core';
-import type { DecoderChoice } from './decode.js';
+import { type DecoderChoice, decodePixelLimit } from './decode.js';
 import type { DecodeResult } from './decode-job.js';
 import { DatasetFileError } from './errors.js';
 import { DecodePool } from './pool.js';
@@ -19,6 +19,8 @@ export interface PipelineOptions {
   readonly skipBadImages?: boolean;
   /** Batches decoded ahead of the one being consumed. Default 2. */
   readonly prefetch?: number;
+  /** Largest image decoded, in pixels (default 2²⁶); lowered so that every worker can hold one image at once. */
+  readonly maxImagePixels?: number;
 }
 
 /** An image dropped because it could not be read. */
@@ -46,6 +48,8 @@ export interface BatchOptions {
   readonly batchSize: number;
   /** Position in `order` to begin at. Default 0. */
   readonly start?: number;
+  /** Position in `order` to stop before (a shard's end). Default: the end of `order`. */
+  readonly end?: number;
   /** Dataset indices in the order to visit them (e.g. shuffled). Default 0 … length−1. */
   readonly order?: readonly number[];
   /** Varies the random crops and flips between epochs. Default 0. */
@@ -72,6 +76,7 @@ export class ImagePipeline implements BatchSource {
   readonly sampleShape: readonly number[];
   readonly cropsPerImage: number;
   private readonly skippedImages: SkippedImage[] = [];
+  private readonly maxPixels: number;
 
   private constructor(
     private readonly dataset: ImageDataset,
@@ -81,6 +86,7 @@ export class ImagePipeline implements BatchSource {
   ) {
     this.sampleShape = transformedShape(options.transform);
     this.cropsPerImage = cropsPerImage(options.transform);
+    this.maxPixels = decodePixelLimit({ workers: pool.size, maxImagePixels: options.maxImagePixels });
   }
 
   /** Starts the decoding workers for a dataset. */
@@ -121,6 +127,7 @@ export class ImagePipeline implements BatchSource {
     const { batchSize, start = 0, epoch = 0 } = options;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`batch size must be a positive integer, got ${batchSize}`);
     const order = options.order ?? Array.from({ length: this.count }, (_, i) => i);
+    const stop = Math.min(options.end ?? order.length, order.length);
     const ahead = 1 + (this.options.prefetch ?? 2);
     // One buffer per batch in flight and one for the batch the caller holds.
     const rowSize = this.cropsPerImage * sizeOf(this.sampleShape);
@@ -129,7 +136,7 @@ export class ImagePipeline implements BatchSource {
     let next = start;
     let launched = 0;
     const launch = () => {
-      const end = Math.min(next + batchSize, order.length);
+      const end = Math.min(next + batchSize, stop);
       const buffer = buffers[launched++ % buffers.length];
       const batch = this.readBatch(order.slice(next, end), epoch, end, this.options.skipBadImages === true, buffer);
       // Rejections surface when the batch is awaited; this keeps them from counting as unhandled before that.
@@ -138,10 +145,10 @@ export class ImagePipeline implements BatchSource {
       next = end;
     };
     try {
-      while (pending.length < ahead && next < order.length) launch();
+      while (pending.length < ahead && next < stop) launch();
       while (pending.length > 0) {
         const batch = await pending.shift()!;
-        if (next < order.length) launch();
+        if (next < stop) launch();
         yield this.counted(batch);
       }
     } finally {
@@ -192,6 +199,7 @@ export class ImagePipeline implements BatchSource {
           transform: this.options.transform,
           decoder: this.options.decoder ?? 'auto',
           into: { buffer: target, offset: first * rowSize },
+          maxPixels: this.maxPixels,
         }),
       );
     }
@@ -207,7 +215,7 @@ export class ImagePipeline implements BatchSource {
       const [first] = failed.values();
       throw new DatasetFileError(
         first.path,
-        `${first.problem} (set skipBadImages to skip such files${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
+        `${first.problem} (skip such files with --skip-bad-images, or skipBadImages: true through the API${failed.size > 1 ? `; ${failed.size - 1} more in this batch` : ''})`,
       );
     }
     const kept = indices.flatMap((_, position) => (failed.has(position) ? [] : [position]));

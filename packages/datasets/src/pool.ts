@@ -14,6 +14,9 @@ interface PoolWorker {
   busy?: { readonly id: number } & Pending;
 }
 
+/** More decoding threads than this only add memory (each holds one image at its peak), never speed. */
+export const MAX_DECODE_WORKERS = 64;
+
 /**
  * Worker threads that decode and transform images, one job each at a time. Size 0 runs jobs on the
  * calling thread. Idle workers are unref'd, so a pool left open does not keep the process alive.
@@ -34,7 +37,9 @@ export class DecodePool {
 
   /** A pool of `size` workers (default: one per core). */
   static async create(size: number = availableParallelism(), decoder: DecoderChoice = 'auto'): Promise<DecodePool> {
-    if (!Number.isInteger(size) || size < 0) throw new Error(`decode pool size must be a whole number ≥ 0, got ${size}`);
+    if (!Number.isInteger(size) || size < 0 || size > MAX_DECODE_WORKERS) {
+      throw new Error(`decode pool size must be a whole number from 0 to ${MAX_DECODE_WORKERS}, got ${size}`);
+    }
     // Native addons must stay loaded in the main thread while workers use them, or glibc unloads
     // libvips when the first worker exits and later workers fail to load it ("did not self-register").
     if (decoder !== 'js') await loadSharp();

@@ -3,7 +3,7 @@ import { openCifar } from './cifar.js';
 import { isFile } from './files.js';
 import { folderForSplit, openImageFolder } from './folder.js';
 import { openImageNet } from './imagenet.js';
-import { perClassCounts } from './targets.js';
+import { emptyClassWarnings, perClassCounts } from './targets.js';
 import type { ImageDataset, LabelKind } from './types.js';
 import { openVoc2007, VOC_SPLITS, type VocSplit } from './voc.js';
 
@@ -76,16 +76,20 @@ export interface DatasetInfo {
   readonly labelKind: LabelKind;
   /** Images per class; for multi-label datasets, the images where the class is positive. */
   readonly perClassCounts: readonly number[];
+  /** One per class without images: such a class silently gets no training signal. */
+  readonly warnings: readonly string[];
 }
 
 /** Counts a split's images per class by streaming its labels (no image is decoded). */
 export async function datasetInfo(spec: DatasetSpec | string, split: string): Promise<DatasetInfo> {
   const dataset = await openDataset(spec, split);
+  const counts = perClassCounts(await dataset.targets());
   return {
     description: dataset.description,
     count: dataset.length,
     classNames: dataset.classNames,
     labelKind: dataset.labelKind,
-    perClassCounts: perClassCounts(await dataset.targets()),
+    perClassCounts: counts,
+    warnings: emptyClassWarnings(dataset.classNames, counts, dataset.description),
   };
 }

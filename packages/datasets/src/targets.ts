@@ -83,6 +83,11 @@ export function perClassCounts(targets: Targets): number[] {
   return counts;
 }
 
+/** One warning per class without a single image (a single-label class) or positive image (multi-label), naming where. */
+export function emptyClassWarnings(classNames: readonly string[], counts: readonly number[], where: string): string[] {
+  return classNames.flatMap((name, c) => (counts[c] === 0 ? [`class '${name}' has no images in ${where}`] : []));
+}
+
 /** Targets as a float tensor [count, classCount]: one-hot rows, or the multi-hot positives. */
 export function targetsTensor(targets: Targets): HostTensor {
   const count = targetCount(targets);

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { DatasetFileError, fileSystemError } from './errors.js';
 import { fileDataset } from './file-dataset.js';
 import { isDirectory, isFile, lineError, readTextLines } from './files.js';
@@ -138,22 +139,47 @@ async function presenceFromAnnotations(directory: string, ids: readonly string[]
   return presence;
 }
 
-/** Parses one VOC annotation file: size and the objects with their class, difficult/truncated flags and box. */
+/** Reads VOC XML: element text as trimmed strings, attributes and DOCTYPE entities left alone (no expansion). */
+const XML = new XMLParser({
+  ignoreAttributes: true,
+  parseTagValue: false,
+  processEntities: false,
+  isArray: (name) => name === 'object',
+});
+
+type XmlElement = { readonly [tag: string]: XmlValue };
+type XmlValue = string | XmlElement | readonly XmlValue[];
+
+/**
+ * Parses one VOC annotation file: size and the objects with their class, difficult/truncated flags
+ * and box. The XML must be well-formed (an unclosed <object> is an error naming the line, never an
+ * object dropped); parsing takes time linear in the file's size.
+ */
 export function parseVocAnnotation(xml: string, path: string): VocAnnotation {
-  if (!/<annotation[\s>]/.test(xml)) throw new DatasetFileError(path, 'no <annotation> element: not a VOC annotation file');
-  // A person's <part> elements carry their own <name>; drop them so the object's name is the one read.
-  const objectBlocks = [...xml.matchAll(/<object>([\s\S]*?)<\/object>/g)].map((match) => match[1].replace(/<part>[\s\S]*?<\/part>/g, ''));
-  const objects = objectBlocks.map((block, i): VocObject => {
-    const name = element(block, 'name');
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true) throw new DatasetFileError(path, `not well-formed XML (line ${valid.err.line}: ${valid.err.msg})`);
+  let document: XmlElement;
+  try {
+    document = XML.parse(xml) as XmlElement;
+  } catch (error) {
+    throw new DatasetFileError(path, `not readable XML (${(error as Error).message})`, { cause: error });
+  }
+  const annotation = document.annotation;
+  if (annotation === undefined) throw new DatasetFileError(path, 'no <annotation> element: not a VOC annotation file');
+  const root = asElement(annotation);
+  const objects = ((root.object ?? []) as readonly XmlValue[]).map((value, i): VocObject => {
+    // A person's <part> elements carry their own <name>s; only the object's own children count.
+    const object = asElement(value);
+    const name = text(object.name);
     if (name === undefined) throw new DatasetFileError(path, `object ${i + 1} has no <name>`);
     if (!VOC_CLASSES.includes(name)) {
       throw new DatasetFileError(path, `object ${i + 1} has class '${name}', which is not one of the 20 VOC classes`);
     }
-    const box = element(block, 'bndbox');
+    const box = object.bndbox === undefined ? undefined : asElement(object.bndbox);
     return {
       name,
-      difficult: element(block, 'difficult') === '1',
-      truncated: element(block, 'truncated') === '1',
+      difficult: text(object.difficult) === '1',
+      truncated: text(object.truncated) === '1',
       box:
         box === undefined
           ? undefined
@@ -165,21 +191,29 @@ export function parseVocAnnotation(xml: string, path: string): VocAnnotation {
             },
     };
   });
-  const size = element(xml, 'size');
+  const size = root.size === undefined ? undefined : asElement(root.size);
   return {
-    filename: element(xml, 'filename'),
+    filename: text(root.filename),
     width: size === undefined ? undefined : number(size, 'width', path),
     height: size === undefined ? undefined : number(size, 'height', path),
     objects,
   };
 }
 
-function element(xml: string, tag: string): string | undefined {
-  return new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`).exec(xml)?.[1].trim();
+/** An element's children; an empty or text-only element has none. */
+function asElement(value: XmlValue): XmlElement {
+  return typeof value === 'object' && !Array.isArray(value) ? (value as XmlElement) : {};
 }
 
-function number(xml: string, tag: string, path: string): number {
-  const value = Number(element(xml, tag));
+/** The text of a leaf element (the first, if repeated). */
+function text(value: XmlValue | undefined): string | undefined {
+  const first = Array.isArray(value) ? value[0] : value;
+  return typeof first === 'string' ? first : undefined;
+}
+
+function number(element: XmlElement, tag: string, path: string): number {
+  const raw = text(element[tag]);
+  const value = raw === undefined || raw === '' ? Number.NaN : Number(raw);
   if (!Number.isFinite(value)) throw new DatasetFileError(path, `<${tag}> is missing or not a number`);
   return value;
 }

@@ -4,69 +4,21 @@ import { join } from 'node:path';
 import { type HostTensor, relativeError } from '@gradfeat/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import { type FeatureCacheKey, openFeatureCache, type WriteFeatureCacheOptions, writeFeatureCache } from '../src/cache.js';
+import {
+  type FeatureCacheKey,
+  openFeatureCache,
+  recordShard,
+  startFeatureCache,
+  type WriteFeatureCacheOptions,
+  writeCacheShard,
+  writeFeatureCache,
+} from '../src/cache.js';
 import { openCifar } from '../src/cifar.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
-import { type BatchOptions, type BatchSource, type ImageBatch, ImagePipeline } from '../src/pipeline.js';
+import { type BatchSource, ImagePipeline } from '../src/pipeline.js';
 import { selectTargets } from '../src/targets.js';
 import type { Targets } from '../src/types.js';
-import { temporaryDirectory } from './helpers.js';
-
-const KEY: FeatureCacheKey = {
-  modelHash: 'sha256:0123abcd',
-  cut: 'layer3.2.relu',
-  preprocessing: { size: [32, 32], crop: 'center', normalize: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } },
-  dataset: 'generated:test',
-};
-const IMAGE_SHAPE = [3, 2, 2];
-
-/** Image i is filled from a hash of i, so every row is distinct; `bad` images are reported as skipped. */
-function memorySource(count: number, targets: Targets, bad: ReadonlySet<number> = new Set()): BatchSource {
-  const image = (index: number) => Float32Array.from({ length: 12 }, (_, j) => Math.sin(index * 12.9898 + j * 78.233) * 1000);
-  return {
-    count,
-    classNames: Array.from({ length: targets.classCount }, (_, c) => `class${c}`),
-    labelKind: targets.kind,
-    cropsPerImage: 1,
-    async *batches({ batchSize, start = 0 }: BatchOptions): AsyncGenerator<ImageBatch> {
-      for (let first = start; first < count; first += batchSize) {
-        const positions = Array.from({ length: Math.min(batchSize, count - first) }, (_, i) => first + i);
-        const kept = positions.filter((index) => !bad.has(index));
-        const data = new Float32Array(kept.length * 12);
-        for (const [row, index] of kept.entries()) data.set(image(index), row * 12);
-        yield {
-          indices: kept,
-          images: { shape: [kept.length, ...IMAGE_SHAPE], data },
-          targets: selectTargets(targets, kept),
-          skipped: positions
-            .filter((index) => bad.has(index))
-            .map((index) => ({ index, path: `image-${index}.jpg`, problem: 'cannot decode image' })),
-          nextStart: first + positions.length,
-        };
-      }
-    },
-  };
-}
-
-/** A stand-in trunk: features [2, 3] per image, a fixed linear map of the pixels, so results are checkable. */
-async function trunk(batch: HostTensor): Promise<HostTensor> {
-  const rows = batch.shape[0];
-  const data = new Float32Array(rows * 6);
-  for (let r = 0; r < rows; r++) {
-    for (let f = 0; f < 6; f++) {
-      let sum = 0;
-      for (let j = 0; j < 12; j++) sum += batch.data[r * 12 + j] * ((f + 1) * (j % 5) - 2);
-      data[r * 6 + f] = sum / 7;
-    }
-  }
-  return { shape: [rows, 2, 3], data };
-}
-
-const labels = (count: number): Targets => ({
-  kind: 'single-label',
-  classCount: 5,
-  labels: Int32Array.from({ length: count }, (_, i) => (i * 3) % 5),
-});
+import { CACHE_KEY as KEY, labels, memorySource, smallCacheOptions as options, temporaryDirectory, trunk } from './helpers.js';
 
 describe('feature cache', () => {
   let root: string;
@@ -84,15 +36,6 @@ describe('feature cache', () => {
     directory = join(root, `cache-${run}`);
     return directory;
   };
-  /** 30 images in batches of 4; 12 float32 rows of 6 values (288 bytes) per shard, closing at batch boundaries. */
-  const options = (overrides: Partial<WriteFeatureCacheOptions> = {}): WriteFeatureCacheOptions => ({
-    key: KEY,
-    source: memorySource(30, labels(30)),
-    extract: trunk,
-    batchSize: 4,
-    shardBytes: 10 * 6 * 4,
-    ...overrides,
-  });
   async function expectedRows(source: BatchSource): Promise<{ indices: number[]; rows: Float32Array }> {
     const indices: number[] = [];
     const parts: Float32Array[] = [];
@@ -159,7 +102,7 @@ describe('feature cache', () => {
       },
     });
     await expect(writeFeatureCache(killed, killAfterTwoShards)).rejects.toThrow('killed');
-    await writeFile(join(killed, 'shard-00002.bin.123.dead.tmp'), 'left by the killed run');
+    await writeFile(join(killed, '.shard-00002.bin.0123456789ab.tmp'), 'left by the killed run');
     await expect(openFeatureCache(killed, KEY)).rejects.toThrow(
       `the feature cache at ${killed} is incomplete (24 of 30 images): extraction was interrupted`,
     );
@@ -179,6 +122,25 @@ describe('feature cache', () => {
     expect((await openFeatureCache(killed, KEY)).targets).toEqual((await openFeatureCache(clean, KEY)).targets);
     // A complete cache is returned as it is, without extracting again.
     await writeFeatureCache(killed, options({ extract: () => Promise.reject(new Error('should not run')) }));
+  });
+
+  it('shards written one by one in any order (as workers do) give the files and manifest of writeFeatureCache', async () => {
+    const reference = await writeFeatureCache(join(root, `in-order-${run}`), options());
+    const directory = fresh();
+    const planned = await startFeatureCache(directory, { ...options(), source: options().source });
+    expect(planned.missingShards).toEqual([0, 1, 2]);
+    const entries = [];
+    for (const index of [2, 0, 1]) entries.push(await writeCacheShard(directory, planned, index, options()));
+    let manifest = planned;
+    manifest = await recordShard(directory, manifest, entries[0]);
+    expect(manifest).toMatchObject({ missingShards: [0, 1], complete: false });
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow('is incomplete (6 of 30 images)');
+    manifest = await recordShard(directory, manifest, entries[1]);
+    manifest = await recordShard(directory, manifest, entries[1]);
+    manifest = await recordShard(directory, manifest, entries[2]);
+    expect(manifest).toEqual(reference);
+    expect(JSON.parse(await readFile(join(directory, 'manifest.json'), 'utf8'))).toEqual(reference);
+    await expect(writeCacheShard(directory, planned, 3, options())).rejects.toThrow('shard 3 is not in the plan of this cache (3 shards)');
   });
 
   it('refuses a cache made for another key, naming the field that differs', async () => {
@@ -203,19 +165,31 @@ describe('feature cache', () => {
     );
   });
 
-  it('detects a corrupted or truncated shard', async () => {
+  it('verifies every shard when the cache is opened, naming a corrupt or truncated one and how to rebuild it', async () => {
     const manifest = await writeFeatureCache(fresh(), options());
     const shard = join(directory, manifest.shards[1].file);
     const bytes = await readFile(shard);
     bytes[5] ^= 0x40;
     await writeFile(shard, bytes);
-    const cache = await openFeatureCache(directory, KEY);
-    await expect(cache.source.read([0, 1])).resolves.toBeDefined();
-    await expect(cache.source.read([12, 13])).rejects.toThrow(`${shard}: checksum does not match the manifest`);
-    await writeFile(shard, bytes.subarray(0, 100));
-    await expect((await openFeatureCache(directory, KEY)).source.read([13])).rejects.toThrow(
-      `${shard}: has 100 bytes, the manifest says 288`,
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(
+      `${shard}: checksum does not match the manifest: the shard is corrupt; delete ${directory} and run the extraction again to rebuild the cache`,
     );
+    await writeFile(shard, bytes.subarray(0, 100));
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(`${shard}: has 100 bytes, the manifest says 288`);
+  });
+
+  it('catches rows zeroed in place (same size) before training reads any, and reports what verifying cost', async () => {
+    const manifest = await writeFeatureCache(fresh(), options());
+    const verified = await openFeatureCache(directory, KEY);
+    expect(verified.verification.shards).toBe(manifest.shards.length);
+    expect(verified.verification.bytes).toBe(manifest.shards.reduce((total, shard) => total + shard.bytes, 0));
+    expect(verified.verification.seconds).toBeGreaterThanOrEqual(0);
+    // 10 % of the rows: 3 of 30, in the last shard; shuffled training reads single rows, which never load a shard whole.
+    const shard = join(directory, manifest.shards[2].file);
+    const bytes = await readFile(shard);
+    bytes.fill(0, 0, 3 * 6 * 4);
+    await writeFile(shard, bytes);
+    await expect(openFeatureCache(directory, KEY)).rejects.toThrow(`${shard}: checksum does not match the manifest`);
   });
 
   it('loads shards whole for batches that take much of one, keeping at most maxCachedShards; scattered rows come from the files', async () => {
@@ -276,6 +250,7 @@ describeWithShared('feature cache over the real CIFAR-10 records', () => {
         key,
         source: pipeline,
         extract: channelMeans,
+        sampleShape: [3],
         batchSize: 256,
         shardBytes: 1000 * 12,
       });

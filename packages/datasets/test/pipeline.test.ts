@@ -153,7 +153,9 @@ describe('ImagePipeline (worker threads)', () => {
       const pipeline = await ImagePipeline.create(await openImageFolder(badRoot), { transform: eval8, workers: 2 });
       try {
         await expect(pipeline.read([0, 1, 2, 3])).rejects.toThrow(
-          new RegExp(`${join(badRoot, 'a', '1.png')}: cannot decode image: .*set skipBadImages to skip such files; 1 more in this batch`),
+          new RegExp(
+            `${join(badRoot, 'a', '1.png')}: cannot decode image: .*skip such files with --skip-bad-images, or skipBadImages: true through the API; 1 more in this batch`,
+          ),
         );
       } finally {
         await pipeline.close();

@@ -13,7 +13,7 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FeatureCache, type FeatureCacheKey, openFeatureCache, writeFeatureCache } from '../src/cache.js';
 import type { BatchOptions, BatchSource, ImageBatch } from '../src/pipeline.js';
-import { extractPoint } from '../src/point.js';
+import { extractPoint, pointCacheName } from '../src/point.js';
 import { selectTargets } from '../src/targets.js';
 import type { Targets } from '../src/types.js';
 import { temporaryDirectory } from './helpers.js';
@@ -57,7 +57,13 @@ describe('the linearisation-point cache', () => {
   let cut: FeatureCache;
   beforeAll(async () => {
     dir = await temporaryDirectory();
-    await writeFeatureCache(`${dir.path}/train`, { key: KEY, source: cutValues(), extract: async (batch) => batch, batchSize: 4 });
+    await writeFeatureCache(`${dir.path}/train`, {
+      key: KEY,
+      source: cutValues(),
+      extract: async (batch) => batch,
+      sampleShape: CUT_SHAPE,
+      batchSize: 4,
+    });
     cut = await openFeatureCache(`${dir.path}/train`, KEY);
   });
   afterAll(() => dir.remove());
@@ -93,5 +99,13 @@ describe('the linearisation-point cache', () => {
   it('refuses a directory holding the point of another head', async () => {
     const other = linearise(separableBlockNetwork({ channels: 4, size: 3, classes: 3, seed: 6 }), { cut: 'input' });
     await expect(extractPoint({ backend, model: other, cut, cacheDir: `${dir.path}/train.point` })).rejects.toThrow(/train\.point/);
+  });
+
+  it('names one folder per head, so heads that share the cut values (a random θ2 or ω) keep their points apart', () => {
+    const name = pointCacheName('train', model, cut);
+    expect(name).toMatch(/^train\.point-[0-9a-f]{12}$/);
+    expect(pointCacheName('train', model, cut)).toBe(name);
+    const other = linearise(separableBlockNetwork({ channels: 4, size: 3, classes: 3, seed: 6 }), { cut: 'input' });
+    expect(pointCacheName('train', other, cut)).not.toBe(name);
   });
 });

@@ -1,7 +1,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeOutcome, Isolated } from '../../../test-support/isolated.js';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { ImagePipeline } from '../src/pipeline.js';
 import { datasetInfo } from '../src/spec.js';
@@ -152,5 +154,41 @@ describe('VOC 2007 devkit layout (generated images and annotations)', () => {
     expect(() => parseVocAnnotation('<html></html>', 'h.xml')).toThrow('h.xml: no <annotation> element');
     await expect(openVoc2007(base, { split: 'val' })).rejects.toThrow(`${join(base, 'ImageSets', 'Main', 'val.txt')}: file not found`);
     await expect(openVoc2007(join(base, 'JPEGImages'))).rejects.toThrow('not a VOC 2007 devkit');
+  });
+});
+
+describe('VOC annotations that are not well-formed or very large (parsed in a child process)', () => {
+  let root: string;
+  let remove: () => Promise<void>;
+  const isolated = new Isolated(fileURLToPath(new URL('./isolated-targets.ts', import.meta.url)), 20_000);
+  const object =
+    '<object><name>dog</name><difficult>0</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>8</ymax></bndbox></object>';
+  beforeAll(async () => {
+    ({ path: root, remove } = await temporaryDirectory());
+  });
+  afterAll(async () => {
+    await isolated.close();
+    await remove();
+  });
+
+  async function parse(name: string, xml: string) {
+    await writeFile(join(root, name), xml);
+    return isolated.call('parseVocFile', join(root, name));
+  }
+
+  it('refuses an unclosed <object> instead of dropping it, naming the file and the line', async () => {
+    const outcome = await parse('unclosed.xml', `<annotation>\n${object}\n<object><name>cat</name>\n</annotation>\n`);
+    expect(outcome, describeOutcome(outcome)).toMatchObject({
+      kind: 'threw',
+      error: { name: 'DatasetFileError', path: join(root, 'unclosed.xml') },
+    });
+    if (outcome.kind === 'threw') expect(outcome.error.message).toMatch(/not well-formed XML \(line \d+: .*object/);
+  });
+
+  it('reads 2 MiB of objects, and refuses 2 MiB of unclosed ones, in linear time (no hang)', async () => {
+    const many = await parse('many.xml', `<annotation>${object.repeat(16_000)}</annotation>`);
+    expect(many, describeOutcome(many)).toMatchObject({ kind: 'returned', value: { objects: 16_000 } });
+    const unclosed = await parse('many-unclosed.xml', `<annotation>${'<object><name>dog</name>'.repeat(90_000)}</annotation>`);
+    expect(unclosed, describeOutcome(unclosed)).toMatchObject({ kind: 'threw', error: { name: 'DatasetFileError' } });
   });
 });

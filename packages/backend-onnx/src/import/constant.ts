@@ -106,6 +106,11 @@ export function sliceConst(x: ConstTensor, ranges: readonly SliceRange[]): Const
   );
 }
 
+/** The shape numpy.take gives: the indices' shape in place of `axis`. */
+export function gatheredShape(x: ConstTensor, indices: ConstTensor, axis: number): number[] {
+  return [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+}
+
 /** numpy.take: picks `indices` (negative ones count from the end) along `axis`. */
 export function gatherConst(x: ConstTensor, indices: ConstTensor, axis: number): ConstTensor {
   const size = x.shape[axis];
@@ -117,7 +122,7 @@ export function gatherConst(x: ConstTensor, indices: ConstTensor, axis: number):
   });
   const strides = stridesOf(x.shape);
   const indexRank = indices.shape.length;
-  const shape = [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)];
+  const shape = gatheredShape(x, indices, axis);
   const indexStrides = stridesOf(indices.shape);
   return gatherElements(x, shape, (index) => {
     let offset = 0;
@@ -130,7 +135,8 @@ export function gatherConst(x: ConstTensor, indices: ConstTensor, axis: number):
   });
 }
 
-export function concatConst(parts: readonly ConstTensor[], axis: number): ConstTensor {
+/** The shape of `parts` concatenated along `axis`, or an error when they do not fit together. */
+export function concatenatedShape(parts: readonly ConstTensor[], axis: number): number[] {
   const [first] = parts;
   for (const part of parts) {
     if (part.shape.length !== first.shape.length || part.shape.some((d, a) => a !== axis && d !== first.shape[a])) {
@@ -139,6 +145,12 @@ export function concatConst(parts: readonly ConstTensor[], axis: number): ConstT
   }
   const shape = [...first.shape];
   shape[axis] = parts.reduce((total, p) => total + p.shape[axis], 0);
+  return shape;
+}
+
+export function concatConst(parts: readonly ConstTensor[], axis: number): ConstTensor {
+  const [first] = parts;
+  const shape = concatenatedShape(parts, axis);
   const outer = sizeOf(first.shape.slice(0, axis));
   const data = new Float64Array(sizeOf(shape));
   let offset = 0;

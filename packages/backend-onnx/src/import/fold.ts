@@ -1,10 +1,13 @@
 import { formatShape, sizeOf } from '@gradfeat/core';
 import {
   binaryConst,
+  broadcastShapes,
   type ConstTensor,
   concatConst,
+  concatenatedShape,
   constTensor,
   gatherConst,
+  gatheredShape,
   integers,
   normalizeAxis,
   resolveSliceRange,
@@ -17,16 +20,49 @@ import { kindOfDataType, type OnnxNode } from './proto.js';
 /**
  * Constant folding of the shape computations exporters emit (PyTorch's F.pad and view(x.size(0), -1),
  * for instance): each rule evaluates one ONNX op over constant inputs. Inputs omitted in the file are
- * undefined. Errors need not name the node; the importer adds it.
+ * undefined. A rule claims its result's shape from the budget before computing it. Errors need not
+ * name the node; the importer adds it.
  */
 export interface FoldRule {
   /** Attributes the rule understands; any other one on the node is an error. */
   readonly attributes: readonly string[];
-  fold(node: OnnxNode, inputs: readonly (ConstTensor | undefined)[]): ConstTensor;
+  fold(node: OnnxNode, inputs: readonly (ConstTensor | undefined)[], budget: FoldBudget): ConstTensor;
 }
 
 /** Folding is for shape computations; a constant this large means a data path slipped in. */
 const MAX_FOLDED_ELEMENTS = 1 << 24;
+
+/**
+ * What folding may compute over one import: one constant of at most MAX_FOLDED_ELEMENTS values, and
+ * all of them together at most that plus two values per byte of the file (weights folded through a
+ * Transpose or Cast), so that time and memory stay bounded by the file's size whatever its graph.
+ */
+export class FoldBudget {
+  private used = 0;
+  private readonly total: number;
+
+  constructor(fileBytes: number) {
+    this.total = MAX_FOLDED_ELEMENTS + 2 * fileBytes;
+  }
+
+  /** Takes room for a constant of `shape`, or throws before anything of that size is computed. */
+  claim(shape: readonly number[]): void {
+    if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw new Error(`would fold a constant of invalid shape [${shape.join(', ')}]`);
+    const values = shape.reduce((product, d) => product * d, 1);
+    if (values > MAX_FOLDED_ELEMENTS) {
+      throw new Error(
+        `would fold a constant of shape [${shape.join(', ')}] (${values} values, more than ${MAX_FOLDED_ELEMENTS}); only shape computations are folded`,
+      );
+    }
+    if (this.used + values > this.total) {
+      throw new Error(
+        `folded constants would exceed ${this.total} values in all, more than a model of this size needs for its shape computations`,
+      );
+    }
+    this.used += values;
+  }
+}
 
 function required(inputs: readonly (ConstTensor | undefined)[], index: number, what: string): ConstTensor {
   const input = inputs[index];
@@ -35,7 +71,14 @@ function required(inputs: readonly (ConstTensor | undefined)[], index: number, w
 }
 
 function binary(op: (x: number, y: number) => number): FoldRule {
-  return { attributes: [], fold: (_node, inputs) => binaryConst(required(inputs, 0, 'A'), required(inputs, 1, 'B'), op) };
+  return {
+    attributes: [],
+    fold(_node, inputs, budget) {
+      const [a, b] = [required(inputs, 0, 'A'), required(inputs, 1, 'B')];
+      budget.claim(broadcastShapes(a.shape, b.shape));
+      return binaryConst(a, b, op);
+    },
+  };
 }
 
 /** The value of ONNX Shape: the dimensions from `start` to `end` (opset 15 attributes, Python-style). */
@@ -105,37 +148,41 @@ export const FOLD_RULES: Readonly<Record<string, FoldRule>> = {
   Div: binary((x, y) => x / y),
   Cast: {
     attributes: ['to', 'saturate'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const x = required(inputs, 0, 'input');
       const kind = kindOfDataType(node.attributes.int('to'), "attribute 'to'");
+      budget.claim(x.shape);
       return constTensor(kind, x.shape, kind === 'int' ? Array.from(x.data, Math.trunc) : x.data);
     },
   },
   Gather: {
     attributes: ['axis'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const data = required(inputs, 0, 'data');
+      const indices = required(inputs, 1, 'indices');
       const axis = normalizeAxis(node.attributes.int('axis', 0), data.shape.length, 'axis');
-      return gatherConst(data, required(inputs, 1, 'indices'), axis);
+      budget.claim(gatheredShape(data, indices, axis));
+      return gatherConst(data, indices, axis);
     },
   },
   ConstantOfShape: {
     attributes: ['value'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const shape = integers(required(inputs, 0, 'shape'), 'shape');
-      if (sizeOf(shape) > MAX_FOLDED_ELEMENTS)
-        throw new Error(`would create a constant of shape [${shape.join(', ')}]; only shape computations are folded`);
+      budget.claim(shape);
       const value = node.attributes.tensor('value');
       const fill = value ? scalarValue(value, "attribute 'value'") : 0;
-      return constTensor(value?.kind ?? 'float', shape, new Float64Array(sizeOf(shape)).fill(fill));
+      return { kind: value?.kind ?? 'float', shape, data: new Float64Array(sizeOf(shape)).fill(fill) };
     },
   },
   Concat: {
     attributes: ['axis'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const parts = inputs.filter((x): x is ConstTensor => x !== undefined);
       if (parts.length === 0) throw new Error('has no inputs');
-      return concatConst(parts, normalizeAxis(node.attributes.int('axis'), parts[0].shape.length, 'axis'));
+      const axis = normalizeAxis(node.attributes.int('axis'), parts[0].shape.length, 'axis');
+      budget.claim(concatenatedShape(parts, axis));
+      return concatConst(parts, axis);
     },
   },
   Reshape: {
@@ -148,8 +195,9 @@ export const FOLD_RULES: Readonly<Record<string, FoldRule>> = {
   },
   Transpose: {
     attributes: ['perm'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const data = required(inputs, 0, 'data');
+      budget.claim(data.shape);
       const perm = node.attributes.ints('perm') ?? data.shape.map((_, i) => data.shape.length - 1 - i);
       return transposeConst(data, perm);
     },
@@ -186,13 +234,14 @@ export const FOLD_RULES: Readonly<Record<string, FoldRule>> = {
   },
   Slice: {
     attributes: ['starts', 'ends', 'axes'],
-    fold(node, inputs) {
+    fold(node, inputs, budget) {
       const data = required(inputs, 0, 'data');
       const { starts, ends, axes, steps } = sliceParameters(node, inputs, data.shape.length);
       const ranges = data.shape.map((size) => resolveSliceRange(size, 0, size, 1));
       axes.forEach((axis, i) => {
         ranges[axis] = resolveSliceRange(data.shape[axis], starts[i], ends[i], steps[i]);
       });
+      budget.claim(ranges.map((range) => range.count));
       return sliceConst(data, ranges);
     },
   },

@@ -15,7 +15,7 @@ import {
 } from '@gradfeat/core';
 import { type ConstTensor, constTensor, sameConst } from './constant.js';
 import { type BiasFreeDense, CONVERSION_RULES, type ConversionContext, type NetworkValue } from './convert.js';
-import { FOLD_RULES, shapeValue } from './fold.js';
+import { FOLD_RULES, FoldBudget, shapeValue } from './fold.js';
 import { modelMetadata } from './metadata.js';
 import { readableNames } from './naming.js';
 import { decodeModel, decodeTensor, isFloatType, type OnnxModel, type OnnxNode } from './proto.js';
@@ -62,7 +62,7 @@ export function importOnnx(pathOrBytes: string | Uint8Array, options: OnnxImport
   try {
     const bytes = typeof pathOrBytes === 'string' ? readFileSync(pathOrBytes) : pathOrBytes;
     const model = decodeModel(bytes);
-    return new OnnxImporter(model, options).importGraph(modelMetadata(source, model.metadataProps));
+    return new OnnxImporter(model, options, new FoldBudget(bytes.length)).importGraph(modelMetadata(source, model.metadataProps));
   } catch (error) {
     throw new Error(`${source ?? 'ONNX model'}: ${(error as Error).message}`, { cause: error });
   }
@@ -111,6 +111,7 @@ class OnnxImporter {
   constructor(
     private readonly model: OnnxModel,
     private readonly options: OnnxImportOptions,
+    private readonly budget: FoldBudget,
   ) {
     for (const name of [...model.nodes.flatMap((n) => n.inputs), ...model.outputs]) {
       if (name !== '') this.readCounts.set(name, (this.readCounts.get(name) ?? 0) + 1);
@@ -250,6 +251,7 @@ class OnnxImporter {
           rule.fold(
             node,
             inputs.map((probes) => probes?.[0]),
+            this.budget,
           ),
         ),
       );
@@ -261,6 +263,7 @@ class OnnxImporter {
         rule.fold(
           node,
           inputs.map((probes) => probes?.[probe]),
+          this.budget,
         ),
       ),
     );

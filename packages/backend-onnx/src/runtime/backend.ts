@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { type Backend, type BackendPlugin, registerBackend } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
+import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxCompiledProgram } from './compiled-program.js';
 import { OnnxGraph } from './onnx-graph.js';
@@ -46,6 +47,7 @@ let runtime: Promise<OnnxRuntime> | undefined;
 
 /** Loads onnxruntime-node on first use, so registering the plugin never fails on a platform it lacks. */
 export function loadOnnxRuntime(): Promise<OnnxRuntime> {
+  disableOrtTelemetry();
   runtime ??= import('onnxruntime-node').catch((error: Error) => {
     runtime = undefined;
     throw new Error(`onnxruntime-node cannot be loaded on ${process.platform}-${process.arch}: ${error.message}`, { cause: error });

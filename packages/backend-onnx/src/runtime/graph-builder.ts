@@ -58,6 +58,10 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly blocked?: BlockedLayout;
   private readonly constants = new Map<HostTensor, SymbolicTensor>();
   private readonly scalars = new Map<number, SymbolicTensor>();
+  /** Constants whose values are all one number, with that number. */
+  private readonly uniformConstants = new Map<SymbolicTensor, number>();
+  /** Values not written out yet: `small` broadcast to the value's shape, which `write` produces. */
+  private readonly broadcasts = new Map<SymbolicTensor, { small: SymbolicTensor; write: () => SymbolicTensor }>();
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
@@ -92,6 +96,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (!handle) {
       handle = this.value(value.shape, { plain: this.graph.initializer(floatTensorProto(this.graph.freshName('const'), value)) });
       this.constants.set(value, handle);
+      if (value.data.length > 1 && value.data.every((v) => v === value.data[0])) this.uniformConstants.set(handle, value.data[0]);
     }
     return handle;
   }
@@ -496,6 +501,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       throw new Error(
         `a value of shape ${describeShape(x?.shape ?? [])} does not belong to this trace (was it created by another program or backend?)`,
       );
+    const pending = this.broadcasts.get(x);
+    if (pending) {
+      // Any use but an elementwise op's writes the broadcast out.
+      this.broadcasts.delete(x);
+      Object.assign(layouts, this.layoutsOf(pending.write()));
+    }
     return layouts;
   }
 
@@ -573,15 +584,54 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    * reshapes are free): ONNX Runtime's broadcasting loops over the innermost axis, and crawls when that
    * axis has size 1, as in a [O, C, 1, 1] filter times a scalar.
    */
-  private elementwise(opType: string, operands: readonly SymbolicTensor[]): SymbolicTensor {
-    const shape = operands.map((x) => x.shape).reduce((a, b) => broadcastShapes(a, b));
+  private elementwise(opType: string, given: readonly SymbolicTensor[]): SymbolicTensor {
+    const shape = given.map((x) => x.shape).reduce((a, b) => broadcastShapes(a, b));
+    if (opType === 'Mul' && given.length === 2) {
+      const uniform = given.findIndex((x) => this.uniformConstants.has(x));
+      if (uniform >= 0) return this.timesUniform(given[1 - uniform], given[uniform], shape);
+    }
+    // A pending broadcast enters as its small value wherever NumPy broadcasting gives the same result.
+    const operands = given.map((x, i) => {
+      const small = this.broadcasts.get(x)?.small;
+      if (!small) return x;
+      const others = given.filter((_, j) => j !== i).map((y) => y.shape);
+      return sameShape(
+        others.reduce((a, b) => broadcastShapes(a, b), small.shape),
+        shape,
+      )
+        ? small
+        : x;
+    });
+    return this.writeElementwise(opType, operands, shape);
+  }
+
+  /**
+   * x times a constant whose values are all u (the transpose of a mean, which spreads each value over
+   * the pixels): x·u, broadcast to the product's shape only when a consumer needs it written out. The
+   * usual consumer, a ReLU mask, multiplies it in with NumPy broadcasting instead, which saves a pass
+   * over the full-size tensor.
+   */
+  private timesUniform(x: SymbolicTensor, uniform: SymbolicTensor, shape: readonly number[]): SymbolicTensor {
+    const scaled = this.writeElementwise('Mul', [x, this.scalar(this.uniformConstants.get(uniform) as number)], x.shape);
+    if (sameShape(x.shape, shape)) return scaled;
+    const pending = this.value(shape, {});
+    this.broadcasts.set(pending, { small: scaled, write: () => this.writeElementwise('Mul', [x, uniform], shape) });
+    return pending;
+  }
+
+  private writeElementwise(opType: string, operands: readonly SymbolicTensor[], shape: readonly number[]): SymbolicTensor {
     const emit = (names: string[]) => {
       const result = this.graph.node(opType, names);
       return opType === 'Greater' || opType === 'Less'
         ? this.graph.node('Cast', [result], { attributes: [attribute.int('to', FLOAT_DATA_TYPE)] })
         : result;
     };
-    const inBlocks = this.blocked?.holds(shape) === true && operands.some((x) => this.awayFromPlain(x));
+    // Blocked when an operand lives only blocked, or when every full-size operand is blocked already.
+    const fullSize = operands.filter((x) => sameShape(x.shape, shape));
+    const inBlocks =
+      this.blocked?.holds(shape) === true &&
+      (operands.some((x) => this.awayFromPlain(x)) ||
+        (fullSize.length > 0 && fullSize.every((x) => this.layoutsOf(x).blocked !== undefined)));
     const flat = shape.at(-1) === 1 && operands.some((x) => x.shape.length === 0);
     if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape)) && (flat || inBlocks)) {
       const name = (x: SymbolicTensor) => (x.shape.length === 0 ? this.plain(x) : inBlocks ? this.blockedName(x) : this.plain(x));
@@ -659,6 +709,11 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const [h, w] = geometry.inputSize;
     const c = geometry.inChannels;
     const nhwc = this.channelsLast(x);
+    const { kernel, attrs } = geometry;
+    // A 1×1 conv with stride 1 reads every pixel once, in order: its im2col matrix is x in NHWC.
+    if (kernel[0] * kernel[1] === 1 && attrs.strides.every((s) => s === 1) && attrs.pads.every((p) => p === 0)) {
+      return this.graph.node('Reshape', [nhwc, this.int64s([-1, c])]);
+    }
     const padded = [top, left, bottom, right].every((p) => p === 0)
       ? nhwc
       : this.graph.node('Pad', [nhwc, this.int64s([0, top, left, 0, 0, bottom, right, 0])]);

@@ -32,7 +32,7 @@ export class LayerConfig {
   pair(key: string, fallback?: number | Pair): Pair {
     const value = this.value(key, fallback);
     const pair = typeof value === 'number' ? [value, value] : value;
-    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((v) => Number.isInteger(v) && v > 0)) {
+    if (!Array.isArray(pair) || pair.length !== 2 || !pair.every((v) => Number.isSafeInteger(v) && v > 0)) {
       this.fail(`config field '${key}' is ${JSON.stringify(value)}, expected a positive integer or a pair of them`);
     }
     return [pair[0], pair[1]];

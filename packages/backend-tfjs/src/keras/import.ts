@@ -45,6 +45,16 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
  * MobileNet v1 each block ends at `conv_pw_<n>_relu` (the README lists them with their shapes).
  */
 export async function importKerasModel(modelJsonPath: string, files: FileSource = defaultFiles()): Promise<KerasGraph> {
+  try {
+    return await importFrom(modelJsonPath, files);
+  } catch (error) {
+    // Errors found past the reading (shape inference, say) name the node; the file is named here.
+    if ((error as Error).message.includes(modelJsonPath)) throw error;
+    throw new Error(`${modelJsonPath}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+async function importFrom(modelJsonPath: string, files: FileSource): Promise<KerasGraph> {
   const modelJson = await readJson(files, modelJsonPath, 'Keras model');
   const model = parseTopology(modelJson, modelJsonPath);
   const weights = await readWeights((modelJson as { weightsManifest?: unknown }).weightsManifest, modelJsonPath, files);

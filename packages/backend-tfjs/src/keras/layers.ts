@@ -56,7 +56,7 @@ function inputLayer(ctx: LayerContext): KerasTensor {
   const batchShape = ctx.config.raw('batch_input_shape') ?? ctx.config.raw('batch_shape');
   if (!Array.isArray(batchShape)) return ctx.config.fail("config field 'batch_input_shape' is missing");
   const shape: unknown[] = batchShape.slice(1);
-  if (!shape.every((d) => Number.isInteger(d) && (d as number) > 0)) {
+  if (!shape.every((d) => Number.isSafeInteger(d) && (d as number) > 0)) {
     ctx.config.fail(
       `input shape ${JSON.stringify(batchShape)} has unknown sizes; gradfeat needs them fixed (TF "same" padding depends on them)`,
     );
@@ -354,7 +354,7 @@ function zeroPadding2d(ctx: LayerContext): KerasTensor {
 /** Keras accepts p, [p_h, p_w] or [[top, bottom], [left, right]]. */
 function zeroPaddingOf(config: LayerConfig): [Pair, Pair] {
   const padding = config.raw('padding') ?? 1;
-  const isCount = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0;
+  const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
   if (isCount(padding))
     return [
       [padding, padding],
@@ -379,7 +379,7 @@ function reshape(ctx: LayerContext): KerasTensor {
   const input = ctx.inputs[0];
   const target = ctx.config.raw('target_shape');
   const total = sizeOf(input.shape);
-  if (!Array.isArray(target) || !target.every((d) => Number.isInteger(d) && (d > 0 || d === -1))) {
+  if (!Array.isArray(target) || !target.every((d) => Number.isSafeInteger(d) && (d > 0 || d === -1))) {
     return ctx.config.fail(`config field 'target_shape' is ${JSON.stringify(target)}; expected positive sizes and at most one -1`);
   }
   const known = sizeOf(target.filter((d) => d !== -1));

@@ -143,7 +143,10 @@ function parseEnds(ends: unknown, field: string, fail: (message: string) => neve
   return parseCall(ends, `"${field}"`, fail);
 }
 
-/** Depth-first from the inputs, then the outputs, so every layer comes after the layers it reads. */
+/**
+ * Depth-first from the inputs, then the outputs, so every layer comes after the layers it reads. The
+ * walk keeps its own stack, so a model of any depth is ordered in linear time without recursion.
+ */
 function topologicalOrder(
   byName: ReadonlyMap<string, KerasLayer>,
   inputs: readonly string[],
@@ -152,17 +155,28 @@ function topologicalOrder(
 ): KerasLayer[] {
   const order: KerasLayer[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (name: string, reader: string): void => {
+  /** Layers being visited, each with the position of the next inbound layer to visit. */
+  const stack: { layer: KerasLayer; next: number }[] = [];
+  const enter = (name: string, reader: string): void => {
     const layer = byName.get(name);
     if (!layer) fail(`${reader} reads '${name}', which is not a layer of the model`);
     if (state.get(name) === 'done') return;
     if (state.get(name) === 'visiting') fail(`layer '${name}' depends on itself (a cycle in inbound_nodes)`);
     state.set(name, 'visiting');
-    for (const input of layer.inbound) visit(input, `layer '${name}' (${layer.className})`);
-    state.set(name, 'done');
-    order.push(layer);
+    stack.push({ layer, next: 0 });
   };
-  for (const input of inputs) visit(input, '"input_layers"');
-  for (const output of outputs) visit(output, '"output_layers"');
+  for (const [start, reader] of [...inputs.map((name) => [name, '"input_layers"']), ...outputs.map((name) => [name, '"output_layers"'])]) {
+    enter(start, reader);
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      if (top.next < top.layer.inbound.length) {
+        enter(top.layer.inbound[top.next++], `layer '${top.layer.name}' (${top.layer.className})`);
+        continue;
+      }
+      stack.pop();
+      state.set(top.layer.name, 'done');
+      order.push(top.layer);
+    }
+  }
   return order;
 }

@@ -1,13 +1,4 @@
-import {
-  FileNotFoundError,
-  type FileSource,
-  formatShape,
-  type HostTensor,
-  siblingPath,
-  sizeOf,
-  stridedOffsets,
-  stridesOf,
-} from '@gradfeat/core';
+import { type FileSource, formatShape, type HostTensor, type LocatedFile, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -21,8 +12,9 @@ const FLOAT32_BYTES = 4;
 
 /**
  * Reads every weight listed in a TF.js `weightsManifest` from the shard files beside model.json. Each
- * group's shards are one little-endian byte stream, cut into the group's weights in order.
- * Returns the weights by manifest name, in Keras layout.
+ * group's shards are one little-endian byte stream, cut into the group's weights in order. Shard
+ * paths must name regular files inside the model's folder, and their sizes must add up to what the
+ * weights need (checked before any is read where the FileSource knows sizes, as the file system does). Returns the weights by manifest name, in Keras layout.
  */
 export async function readWeights(manifest: unknown, modelFile: string, files: FileSource): Promise<Map<string, HostTensor>> {
   if (!Array.isArray(manifest)) throw new Error(`${modelFile}: no "weightsManifest" list`);
@@ -36,12 +28,9 @@ export async function readWeights(manifest: unknown, modelFile: string, files: F
     }
     const checked = specs.map((spec) => checkSpec(spec, where));
     const expectedBytes = checked.reduce((total, spec) => total + sizeOf(spec.shape) * FLOAT32_BYTES, 0);
-    const bytes = await readShards(
-      files,
-      paths.map((p) => siblingPath(modelFile, p)),
-      expectedBytes,
-      checked,
-    );
+    const bytes = await readShards(files, modelFile, paths, expectedBytes, checked).catch((error: Error) => {
+      throw new Error(`${where}: ${error.message}`, { cause: error });
+    });
     let offset = 0;
     for (const spec of checked) {
       const count = sizeOf(spec.shape);
@@ -59,7 +48,7 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
   if (
     typeof candidate?.name !== 'string' ||
     !Array.isArray(candidate.shape) ||
-    !candidate.shape.every((d) => Number.isInteger(d) && d >= 0)
+    !candidate.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
   ) {
     throw new Error(`${where}: weight entry ${JSON.stringify(spec)} needs a "name" and a "shape" of non-negative integers`);
   }
@@ -76,31 +65,40 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
 
 async function readShards(
   source: FileSource,
-  files: readonly string[],
+  modelFile: string,
+  paths: readonly string[],
   expectedBytes: number,
   specs: readonly WeightSpec[],
 ): Promise<Uint8Array> {
-  const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes`;
-  const shards = await Promise.all(
-    files.map(async (file) => {
-      try {
-        return await source.read(file);
-      } catch (error) {
-        // A missing file is named where the source looked (e.g. the URL a relative name resolved to).
-        const [where, reason] =
-          error instanceof FileNotFoundError ? [error.path, 'is missing'] : [file, `cannot be read (${(error as Error).message})`];
-        throw new Error(`weight file '${where}' ${reason}; ${needs}${files.length > 1 ? ` across ${files.length} files` : ''}`, {
-          cause: error,
-        });
-      }
-    }),
-  );
-  const bytes = shards.length === 1 ? shards[0] : new Uint8Array(await new Blob(shards as Uint8Array<ArrayBuffer>[]).arrayBuffer());
-  if (bytes.byteLength !== expectedBytes) {
-    const holder = files.length === 1 ? `weight file '${files[0]}' holds` : `weight files ${files.map((f) => `'${f}'`).join(', ')} hold`;
-    throw new Error(`${holder} ${bytes.byteLength} bytes, but ${needs}`);
+  const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes${paths.length > 1 ? ` across ${paths.length} files` : ''}`;
+  const withNeeds = (error: Error) => new Error(`${error.message}; ${needs}`, { cause: error });
+  const files: LocatedFile[] = [];
+  for (const path of paths) {
+    files.push(
+      await source.beside(modelFile, path, { what: 'weight file', folder: "the model's folder" }).catch((error: Error) => {
+        throw withNeeds(error);
+      }),
+    );
   }
-  return bytes;
+  // Sizes are compared before anything is read where the source knows them (files), after otherwise (fetch).
+  const checkHeld = (sizes: readonly (number | undefined)[]) => {
+    if (sizes.some((size) => size === undefined)) return;
+    const held = (sizes as number[]).reduce((total, size) => total + size, 0);
+    if (held === expectedBytes) return;
+    const holder =
+      files.length === 1 ? `weight file '${files[0].path}' holds` : `weight files ${files.map((f) => `'${f.path}'`).join(', ')} hold`;
+    throw new Error(`${holder} ${held} bytes, but ${needs}`);
+  };
+  checkHeld(files.map((file) => file.bytes));
+  const shards = await Promise.all(
+    files.map((file) =>
+      file.read().catch((error: Error) => {
+        throw withNeeds(error);
+      }),
+    ),
+  );
+  checkHeld(shards.map((shard) => shard.byteLength));
+  return shards.length === 1 ? shards[0] : new Uint8Array(await new Blob(shards as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
 
 function describeSpecs(specs: readonly WeightSpec[]): string {

@@ -27,6 +27,7 @@ export function registerDatasetInfo(program: Command): void {
             ['class', info.labelKind === 'multi-label' ? 'positives' : 'samples'],
             info.classNames.map((name, i) => [name, info.perClassCounts[i].toLocaleString('en-US')]),
           ),
+          ...info.warnings.map((warning) => `warning: ${warning}`),
         ].join('\n'),
       );
     });

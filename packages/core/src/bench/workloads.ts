@@ -86,9 +86,11 @@ type WorkloadSpec =
     };
 
 const resnet20 = (seed: number) => cifarResNet({ blocksPerStage: 3, classes: 10, seed });
-const resnet18Layer4 = (seed: number) => basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed });
+/** A ResNet-18 layer4 block with its classifier (512 channels, 7×7), random weights. */
+export const resnet18Layer4 = (seed: number) => basicBlockNetwork({ channels: 512, size: 7, classes: 20, seed });
 const mobileNet = (seed: number) => mobileNetV1({ alpha: 0.25, classes: 1000, seed });
-const mobileNetBlock13 = (seed: number) => separableBlockNetwork({ channels: 256, size: 7, classes: 10, seed });
+/** Experiment 1's θ2: MobileNet v1 0.25's block 13 (256 channels, 7×7) with a classifier, random weights. */
+export const mobileNetBlock13 = (seed: number) => separableBlockNetwork({ channels: 256, size: 7, classes: 10, seed });
 
 function stepSpec(
   network: (seed: number) => Graph,

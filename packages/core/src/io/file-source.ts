@@ -12,6 +12,30 @@ export interface FileSource {
   read(path: string): Promise<Uint8Array>;
   /** Whether `path` is a folder (a model may be named by its folder); sources without folders answer false. */
   isDirectory(path: string): Promise<boolean>;
+  /**
+   * The file that a model's manifest names `name`, relative to the model file `modelFile` (a weight
+   * shard beside model.json), found but not yet read. Names that would leave the model's folder are
+   * refused without being opened; a missing file is an error naming where the source looked.
+   */
+  beside(modelFile: string, name: string, names: FileInsideNames): Promise<LocatedFile>;
+}
+
+/** How errors about a file that must stay inside a model's folder name the file and the folder. */
+export interface FileInsideNames {
+  /** What the file is, for errors: 'weight file', 'fixture tensor file'. */
+  readonly what: string;
+  /** Whose folder it must stay in: "the model's folder". */
+  readonly folder: string;
+}
+
+/** A file `FileSource.beside` found. */
+export interface LocatedFile {
+  /** Where the source found it (file path, URL, a dropped file's name), for errors. */
+  readonly path: string;
+  /** Its size, when the source knows it without reading (so a manifest can be checked first). */
+  readonly bytes?: number;
+  /** Its bytes. */
+  read(): Promise<Uint8Array>;
 }
 
 /** The tsyringe token of the FileSource that importers read through when they are given none. */
@@ -79,15 +103,30 @@ export function fetchFiles(base?: string | URL, fetchFile: Fetch = (url) => fetc
       });
     }
   };
+  const read = async (url: URL) => {
+    const response = await fetchFile(url);
+    if (response.status === 404) throw new FileNotFoundError(url.href);
+    if (!response.ok) throw new Error(`${url.href}: HTTP ${response.status} ${response.statusText}`);
+    return new Uint8Array(await response.arrayBuffer());
+  };
   return {
-    async read(path) {
-      const url = resolve(path);
-      const response = await fetchFile(url);
-      if (response.status === 404) throw new FileNotFoundError(url.href);
-      if (!response.ok) throw new Error(`${url.href}: HTTP ${response.status} ${response.statusText}`);
-      return new Uint8Array(await response.arrayBuffer());
-    },
+    read: async (path) => read(resolve(path)),
     isDirectory: async () => false,
+    async beside(modelFile, name, names) {
+      const folder = resolve(siblingPath(modelFile, ''));
+      const url = new URL(name, folder);
+      if (url.origin !== folder.origin || !url.pathname.startsWith(folder.pathname)) {
+        throw new Error(`${names.what} '${name}' leaves ${names.folder} (${folder.href}); only files inside it are read`);
+      }
+      return {
+        path: url.href,
+        read: () =>
+          read(url).catch((error: Error) => {
+            if (error instanceof FileNotFoundError) throw new Error(`${names.what} '${url.href}' is missing`, { cause: error });
+            throw error;
+          }),
+      };
+    },
   };
 }
 
@@ -96,6 +135,8 @@ export interface NamedBlob {
   readonly name: string;
   /** The path within a folder the user picked, when they picked a folder. */
   readonly webkitRelativePath?: string;
+  /** Its size in bytes. */
+  readonly size: number;
   /** The file's contents. */
   arrayBuffer(): Promise<ArrayBuffer>;
 }
@@ -110,12 +151,19 @@ export function droppedFiles(files: Iterable<NamedBlob>): FileSource {
     if (file.webkitRelativePath) byPath.set(file.webkitRelativePath, file);
     byPath.set(file.name, file);
   }
+  const find = (path: string) => byPath.get(path) ?? byPath.get(baseName(path));
   return {
     async read(path) {
-      const file = byPath.get(path) ?? byPath.get(baseName(path));
+      const file = find(path);
       if (!file) throw new FileNotFoundError(path);
       return new Uint8Array(await file.arrayBuffer());
     },
     isDirectory: async () => false,
+    // Only what the user dropped can be read, so no name leaves the model's folder.
+    async beside(modelFile, name, names) {
+      const file = find(siblingPath(modelFile, name));
+      if (!file) throw new Error(`${names.what} '${name}' is missing (it was not among the dropped files)`);
+      return { path: file.webkitRelativePath || file.name, bytes: file.size, read: async () => new Uint8Array(await file.arrayBuffer()) };
+    },
   };
 }

@@ -9,6 +9,8 @@ import type { HostTensor } from '../tensor.js';
 import type { TrainState } from '../train/trainer.js';
 import { writeFileAtomic, writeJsonAtomic } from './atomic.js';
 import { hasCheckpoint, loadTrainState, saveTrainState } from './checkpoint.js';
+import { LOCK_FILE } from './directory-lock.js';
+import { isFeatureCacheRoot } from './feature-cache-files.js';
 
 /** The run directory's config file name. */
 export const RUN_CONFIG_FILE = 'config.json';
@@ -45,20 +47,21 @@ export class RunDirectory<Config = unknown> {
   /**
    * Starts a run in `path`: a new or empty directory, or one holding a run with the same config
    * (running it again replaces its results). A directory with other files, or with another config,
-   * is refused so that nothing of another run or of the user's is overwritten.
+   * is refused so that nothing of another run or of the user's is overwritten; `mayChange` names
+   * the config fields (dotted paths) that may differ from the stored ones, e.g. a resumed run's
+   * learning rate.
    */
-  static async create<Config>(path: string, config: Config): Promise<RunDirectory<Config>> {
+  static async create<Config>(
+    path: string,
+    config: Config,
+    options: { readonly mayChange?: (field: string) => boolean } = {},
+  ): Promise<RunDirectory<Config>> {
     const dir = resolve(path);
     const configPath = join(dir, RUN_CONFIG_FILE);
-    const entries = existsSync(dir) ? await readdir(dir) : [];
-    // A feature cache alone (left by `gradfeat extract --out DIR`) is part of the run to come.
-    if (entries.some((entry) => entry !== CACHE_DIR)) {
-      if (!entries.includes(RUN_CONFIG_FILE)) {
-        throw new Error(
-          `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
-        );
-      }
-      const differences = differingFields(await readConfig(configPath), JSON.parse(JSON.stringify(config)));
+    if (await RunDirectory.holdsRun(dir)) {
+      const differences = differingFields(await readConfig(configPath), JSON.parse(JSON.stringify(config)))
+        .filter(({ field }) => !options.mayChange?.(field))
+        .map(({ field, stored, wanted }) => `${field}: ${stored} there, ${wanted} now`);
       if (differences.length > 0) {
         const shown = differences.length > 5 ? [...differences.slice(0, 5), `${differences.length - 5} more`] : differences;
         throw new Error(`${dir}: holds a run with a different config (${shown.join('; ')}); resume that run or choose another directory`);
@@ -67,6 +70,23 @@ export class RunDirectory<Config = unknown> {
     await mkdir(dir, { recursive: true });
     await writeJsonAtomic(configPath, config);
     return new RunDirectory(dir, config);
+  }
+
+  /**
+   * Whether `path` holds a run (its config.json); false when it is missing, empty or holds only a
+   * feature cache (left by `gradfeat extract --out DIR`), so a run can start there. Anything else is
+   * refused: the user's files, a user's folder that happens to be called cache/.
+   */
+  static async holdsRun(path: string): Promise<boolean> {
+    const dir = resolve(path);
+    // The lock of the process creating the run (see lockDirectory) is not content.
+    const entries = existsSync(dir) ? (await readdir(dir)).filter((entry) => entry !== LOCK_FILE) : [];
+    if (entries.includes(RUN_CONFIG_FILE)) return true;
+    const holdsOnlyCache = entries.length === 1 && entries[0] === CACHE_DIR && (await isFeatureCacheRoot(join(dir, CACHE_DIR)));
+    if (entries.length === 0 || holdsOnlyCache) return false;
+    throw new Error(
+      `${dir}: the directory is not empty and holds no ${RUN_CONFIG_FILE}, so it is not a gradfeat run; choose a new or empty one`,
+    );
   }
 
   /** Opens an existing run to resume it; its config is read back as stored (validate it before use). */
@@ -131,12 +151,12 @@ async function readConfig(path: string): Promise<unknown> {
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** 'field.path: stored → wanted' for every leaf that differs (arrays compare whole). */
-function differingFields(stored: unknown, wanted: unknown, path = ''): string[] {
+/** Every leaf that differs (arrays compare whole), with both values shown as JSON. */
+function differingFields(stored: unknown, wanted: unknown, path = ''): { field: string; stored: string; wanted: string }[] {
   if (isRecord(stored) && isRecord(wanted)) {
     const keys = new Set([...Object.keys(stored), ...Object.keys(wanted)]);
     return [...keys].flatMap((key) => differingFields(stored[key], wanted[key], path ? `${path}.${key}` : key));
   }
   const show = (value: unknown) => JSON.stringify(value) ?? 'absent';
-  return show(stored) === show(wanted) ? [] : [`${path || 'config'}: ${show(stored)} there, ${show(wanted)} now`];
+  return show(stored) === show(wanted) ? [] : [{ field: path || 'config', stored: show(stored), wanted: show(wanted) }];
 }

@@ -29,6 +29,8 @@ export interface LabelledSplit {
   readonly mask?: HostTensor;
   /** The linearised models' cached point per sample (training split); without it they evaluate the head every step. */
   readonly point?: PointData;
+  /** The frozen features f(x) per sample when already computed (e.g. cached on shared storage); else computed here. */
+  readonly features?: SampleSource;
 }
 
 /** A method's test metrics. */
@@ -59,6 +61,12 @@ export interface ComparisonEvents {
   /** A training step of a method finished. */
   onStep?(method: Method, info: StepInfo): void;
 }
+
+/**
+ * Batch size of feature computation and evaluation by default. A features cache computed elsewhere in
+ * batches of this size (the same batches) holds bit for bit the values computed here.
+ */
+export const EVAL_BATCH_SIZE = 256;
 
 /** Features f(x) of every sample through the frozen head. */
 export async function computeFeatures(backend: Backend, model: LinearisedModel, cut: SampleSource, batchSize: number): Promise<HostTensor> {
@@ -173,11 +181,11 @@ export async function compareMethods(options: {
 }): Promise<MethodResult[]> {
   const { backend, model, loss, train, test, events } = options;
   if ((train.crops ?? 1) !== 1) throw new Error('training data must have one row per sample (crops are for evaluation)');
-  const evalBatch = options.evalBatchSize ?? 256;
+  const evalBatch = options.evalBatchSize ?? EVAL_BATCH_SIZE;
   events?.onPhase?.('features');
   const features = {
-    train: memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),
-    test: memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
+    train: train.features ?? memorySource(await computeFeatures(backend, model, train.cut, evalBatch)),
+    test: test.features ?? memorySource(await computeFeatures(backend, model, test.cut, evalBatch)),
   };
   const classes = train.targets.shape[1];
 

@@ -5,7 +5,8 @@ import type { HostTensor } from '../tensor.js';
  * the checkpointed source of truth, and the update is cheap next to the backend's passes.
  */
 export interface OptimiserConfig {
-  readonly kind: 'sgd' | 'adam';
+  /** lbfgs: full-batch L-BFGS for the convex models (see trainLbfgs; it uses no learning rate); the others step per minibatch. */
+  readonly kind: 'sgd' | 'adam' | 'lbfgs';
   readonly learningRate: number;
   /** SGD momentum (default 0.9). */
   readonly momentum?: number;
@@ -15,6 +16,9 @@ export interface OptimiserConfig {
   readonly epsilon?: number;
   /** L2 penalty added to the gradient, as PyTorch's weight_decay (default 0). */
   readonly weightDecay?: number;
+  /** L-BFGS: history pairs kept (default 10) and the largest gradient entry at which it stops (default 1e-6). */
+  readonly history?: number;
+  readonly tolerance?: number;
 }
 
 /** The step schedule: halve the learning rate every `halveEvery` steps. */
@@ -59,7 +63,9 @@ export function applyUpdate(
     if (!grad) throw new Error(`no gradient was computed for trainable parameter '${name}'`);
     const w = param.data;
     if (grad.length !== w.length) throw new Error(`gradient of '${name}' has ${grad.length} values, parameter has ${w.length}`);
-    if (config.kind === 'sgd') {
+    if (config.kind === 'lbfgs') {
+      throw new Error('L-BFGS takes full-batch steps with a line search (trainLbfgs), not minibatch updates');
+    } else if (config.kind === 'sgd') {
       const momentum = config.momentum ?? 0.9;
       state[name] ??= [new Float32Array(w.length)];
       const [velocity] = state[name];

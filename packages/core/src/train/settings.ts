@@ -1,10 +1,13 @@
 import type { Method } from '../methods/programs.js';
+import { LBFGS_HISTORY, LBFGS_TOLERANCE } from './lbfgs.js';
 import type { TrainConfig } from './trainer.js';
 
 /** An optimiser and its own settings (its learning rate and weight decay are the method's). */
 export type OptimiserSettings =
   | { readonly kind: 'sgd'; readonly momentum: number }
-  | { readonly kind: 'adam'; readonly beta1: number; readonly beta2: number; readonly epsilon: number };
+  | { readonly kind: 'adam'; readonly beta1: number; readonly beta2: number; readonly epsilon: number }
+  // Full-batch L-BFGS, for the convex models (activation, gradient, full): history pairs and gradient tolerance.
+  | { readonly kind: 'lbfgs'; readonly history: number; readonly tolerance: number };
 
 /** One method's training settings as a run states them: the CLI's run configs, the docs page's settings. */
 export interface MethodTraining {
@@ -24,6 +27,7 @@ export interface MethodTraining {
 export const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
   sgd: { kind: 'sgd', momentum: 0.9 },
   adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
+  lbfgs: { kind: 'lbfgs', history: LBFGS_HISTORY, tolerance: LBFGS_TOLERANCE },
 };
 
 const linearisedTraining: MethodTraining = {
@@ -43,7 +47,7 @@ export const DEFAULT_TRAINING: Readonly<Record<Method, MethodTraining>> = {
   finetune: linearisedTraining,
 };
 
-/** The trainer's settings for one method. */
+/** The trainer's settings for one method (computing each step's gradient in one part). */
 export function trainConfigOf(training: MethodTraining, seed: number): TrainConfig {
   const { epochs, batchSize, learningRate, weightDecay, halveEvery, clipNorm, optimiser } = training;
   return {

@@ -18,6 +18,9 @@ import {
 } from '../methods/programs.js';
 import { Rng } from '../random.js';
 import { type HostTensor, hostTensor } from '../tensor.js';
+import { DivergenceMonitor } from './divergence.js';
+import { type GradientEvaluatorFactory, localGradientEvaluator } from './gradient-sums.js';
+import { trainLbfgs } from './lbfgs.js';
 import type { LossKind } from './losses.js';
 import {
   applyUpdate,
@@ -59,6 +62,12 @@ export interface TrainConfig {
   /** Clip the global gradient norm to this value. */
   readonly clipNorm?: number;
   readonly seed: number;
+  /**
+   * Each step's gradient as the sum of this many parts of the batch (default 1: the batch in one
+   * pass), e.g. one per worker; for L-BFGS, the jobs an evaluation is split into. The same number gives
+   * the same numbers bit for bit, in this process or on workers.
+   */
+  readonly gradientParts?: number;
 }
 
 /** The loss of one training step. */
@@ -97,6 +106,11 @@ export interface TrainHooks {
   /** Called every `checkpointEvery` steps and at the end, with the state to persist. */
   readonly checkpoint?: (state: TrainState) => Promise<void>;
   readonly checkpointEvery?: number;
+  /**
+   * Where the steps' gradients are computed: in this process by default, or elsewhere (e.g. by workers
+   * on other machines) as sums over parts of each batch, reduced in a fixed order.
+   */
+  readonly evaluator?: GradientEvaluatorFactory;
 }
 
 /** A method's training state before its first step. */
@@ -129,37 +143,18 @@ export async function trainMethod(
   hooks: TrainHooks = {},
 ): Promise<TrainState> {
   const count = data.inputs.count;
-  if (data.targets.shape[0] !== count) throw new Error(`${data.targets.shape[0]} targets for ${count} training samples`);
-  const expected = methodInputShape(model, state.method);
-  if (data.inputs.sampleShape.join(',') !== expected.join(',')) {
-    throw new Error(
-      `method '${state.method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`,
-    );
+  if (config.optimiser.kind === 'lbfgs') {
+    const evaluator = await (hooks.evaluator ?? localGradientEvaluator)({ backend, model, omegaBar, loss, data, method: state.method });
+    try {
+      return await trainLbfgs(evaluator, count, config, state, hooks);
+    } finally {
+      await evaluator.dispose();
+    }
   }
-  const point = isLinearised(state.method) ? data.point : undefined;
-  const pointSources: [string, SampleSource][] = point
-    ? [
-        ...(state.method === 'full' ? [[FEATURES, point.features] as [string, SampleSource]] : []),
-        ...[...pointResiduals(model).keys()].map((name): [string, SampleSource] => {
-          const source = point.residuals[name];
-          if (!source) throw new Error(`the cached point has no residual '${name}'; extract it again for this network and cut`);
-          return [residualInput(name), source];
-        }),
-      ]
-    : [];
-  const program: Program = trainStepProgram(model, state.method, omegaBar, loss, { cachedPoint: point !== undefined });
-  const exampleInputs: Record<string, HostTensor> = {
-    [INPUT]: { shape: [1, ...expected], data: new Float32Array(0) },
-    [TARGETS]: data.targets,
-    [BATCH_SCALE]: { shape: [1], data: new Float32Array(1) },
-    ...(data.mask ? { [MASK]: data.mask } : {}),
-    ...Object.fromEntries(pointSources.map(([name, source]) => [name, { shape: [1, ...source.sampleShape], data: new Float32Array(0) }])),
-    ...Object.fromEntries(state.params),
-  };
-  const batchInputs = [INPUT, TARGETS, MASK, ...pointSources.map(([name]) => name)];
-  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, batchInputs), {
-    name: `${state.method} training step`,
-  });
+  const parts = config.gradientParts ?? 1;
+  const request = { backend, model, omegaBar, loss, data, method: state.method };
+  const evaluator = hooks.evaluator || parts > 1 ? await (hooks.evaluator ?? localGradientEvaluator)(request) : undefined;
+  const step = evaluator ? undefined : await compileStep(backend, model, state.method, omegaBar, loss, data, state.params);
   // The step writes its loss and gradients into the same buffers every time.
   const gradients = Object.fromEntries([...state.params].map(([name, value]) => [gradName(name), hostTensor(value.shape)]));
   const into: Record<string, HostTensor> = { loss: hostTensor([1]), ...gradients };
@@ -172,38 +167,34 @@ export async function trainMethod(
     state.seconds += (now - clock) / 1000;
     clock = now;
   };
-  const targets = memorySource(data.targets);
-  const mask = data.mask && memorySource(data.mask);
+  const divergence = new DivergenceMonitor(state.method, totalSteps, state.history);
   try {
     while (state.epoch < config.epochs) {
       const order = new Rng(state.epochRng).permutation(count);
       while (state.batchInEpoch < batchesPerEpoch) {
         const indices = order.slice(state.batchInEpoch * config.batchSize, (state.batchInEpoch + 1) * config.batchSize);
-        const feed: Record<string, HostTensor> = {
-          [INPUT]: await data.inputs.read(indices),
-          [TARGETS]: await targets.read(indices),
-          [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / indices.length) },
-          ...Object.fromEntries(state.params),
-        };
-        if (mask) feed[MASK] = await mask.read(indices);
-        for (const [name, source] of pointSources) feed[name] = await source.read(indices);
-        const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
+        let batchLoss: number;
+        if (evaluator) {
+          // Synchronous data parallelism: the batch's gradient sums from its parts, then the mean.
+          const sums = await evaluator.sums(state.params, indices, Math.ceil(indices.length / parts));
+          for (const [name, grad] of grads) grad.set(meanOf(sums.grads.get(name), indices.length, name));
+          batchLoss = sums.loss / indices.length;
+        } else {
+          batchLoss = await (step as CompiledStep).run(indices, state.params, 1 / indices.length, into);
+        }
         if (config.clipNorm !== undefined) clipGradientNorm(grads, config.clipNorm);
         const learningRate = learningRateAt(config.optimiser, config.schedule, state.step);
         state.step += 1;
         applyUpdate(config.optimiser, state.params, grads, state.optimiser, learningRate, state.step);
         state.batchInEpoch += 1;
-        const record = { step: state.step, epoch: state.epoch, loss: outputs.loss.data[0] };
-        if (!Number.isFinite(record.loss)) {
-          throw new Error(
-            `${state.method}: loss became ${record.loss} at step ${state.step}; lower the learning rate or set a gradient clip`,
-          );
-        }
+        const record = { step: state.step, epoch: state.epoch, loss: batchLoss };
+        divergence.observe(record.step, record.loss, grads);
         state.history.push(record);
         hooks.onStep?.({ ...record, totalSteps, learningRate });
-        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0) {
+        if (hooks.checkpoint && hooks.checkpointEvery && state.step % hooks.checkpointEvery === 0 && divergence.healthy) {
           tick();
           await hooks.checkpoint(state);
+          divergence.checkpointed(state.step);
         }
       }
       const next = new Rng(state.epochRng);
@@ -212,12 +203,90 @@ export async function trainMethod(
       state.epoch += 1;
       state.batchInEpoch = 0;
     }
+    divergence.finish();
     tick();
     await hooks.checkpoint?.(state);
     return state;
   } finally {
-    compiled.dispose();
+    step?.dispose();
+    await evaluator?.dispose();
   }
+}
+
+function meanOf(sum: Float64Array | undefined, count: number, name: string): Float64Array {
+  if (!sum) throw new Error(`no gradient was computed for trainable parameter '${name}'`);
+  return sum.map((value) => value / count);
+}
+
+/** A method's training step compiled for a data set: reads a batch's inputs by row and runs it. */
+export interface CompiledStep {
+  /** Runs the step on `rows` with `batchScale` (1/rows for the mean, 1 for sums); returns the loss, gradients in `into`. */
+  run(
+    rows: readonly number[],
+    params: ReadonlyMap<string, HostTensor>,
+    batchScale: number,
+    into: Record<string, HostTensor>,
+  ): Promise<number>;
+  dispose(): void;
+}
+
+/** Compiles a method's step program once for `data` (with its cached point, where given). */
+export async function compileStep(
+  backend: Backend,
+  model: LinearisedModel,
+  method: Method,
+  omegaBar: Classifier,
+  loss: LossKind,
+  data: TrainingData,
+  params: ReadonlyMap<string, HostTensor>,
+): Promise<CompiledStep> {
+  const count = data.inputs.count;
+  if (data.targets.shape[0] !== count) throw new Error(`${data.targets.shape[0]} targets for ${count} training samples`);
+  const expected = methodInputShape(model, method);
+  if (data.inputs.sampleShape.join(',') !== expected.join(',')) {
+    throw new Error(
+      `method '${method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`,
+    );
+  }
+  const point = isLinearised(method) ? data.point : undefined;
+  const pointSources: [string, SampleSource][] = point
+    ? [
+        ...(method === 'full' ? [[FEATURES, point.features] as [string, SampleSource]] : []),
+        ...[...pointResiduals(model).keys()].map((name): [string, SampleSource] => {
+          const source = point.residuals[name];
+          if (!source) throw new Error(`the cached point has no residual '${name}'; extract it again for this network and cut`);
+          return [residualInput(name), source];
+        }),
+      ]
+    : [];
+  const program: Program = trainStepProgram(model, method, omegaBar, loss, { cachedPoint: point !== undefined });
+  const exampleInputs: Record<string, HostTensor> = {
+    [INPUT]: { shape: [1, ...expected], data: new Float32Array(0) },
+    [TARGETS]: data.targets,
+    [BATCH_SCALE]: { shape: [1], data: new Float32Array(1) },
+    ...(data.mask ? { [MASK]: data.mask } : {}),
+    ...Object.fromEntries(pointSources.map(([name, source]) => [name, { shape: [1, ...source.sampleShape], data: new Float32Array(0) }])),
+    ...Object.fromEntries(params),
+  };
+  const batchInputs = [INPUT, TARGETS, MASK, ...pointSources.map(([name]) => name)];
+  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, batchInputs), { name: `${method} training step` });
+  const targets = memorySource(data.targets);
+  const mask = data.mask && memorySource(data.mask);
+  return {
+    async run(rows, values, batchScale, into) {
+      const feed: Record<string, HostTensor> = {
+        [INPUT]: await data.inputs.read(rows),
+        [TARGETS]: await targets.read(rows),
+        [BATCH_SCALE]: { shape: [1], data: Float32Array.of(batchScale) },
+        ...Object.fromEntries(values),
+      };
+      if (mask) feed[MASK] = await mask.read(rows);
+      for (const [name, source] of pointSources) feed[name] = await source.read(rows);
+      const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
+      return outputs.loss.data[0];
+    },
+    dispose: () => compiled.dispose(),
+  };
 }
 
 /** Runs a program over a source in batches and stacks one output: features, logits, trunk outputs. */

@@ -97,19 +97,51 @@ export function cutNetwork(graph: Graph, cut: string): CutNetwork {
   };
 }
 
-/** Every value the network can be cut at, from the input to the features, with the size of θ2. */
+/**
+ * Every value the network can be cut at, from the input to the features, with the size of θ2; in
+ * time linear in the size of the graph. With nodes in topological order, the head of a cut after
+ * node p is every node after p that the features depend on, so the cut is valid unless such a node
+ * reads a value from before p (other than the cut itself): each read of that kind rules out the cuts
+ * it spans, marked in one pass, and θ2's size is a suffix sum.
+ */
 export function cutPoints(graph: Graph): CutPoint[] {
   const shapes = inferShapes(graph);
   const classifier = finalClassifier(graph);
-  const features = classifier.inputs[0];
-  const candidates = [...graph.inputs.map((i) => ({ name: i.name, op: 'Input' })), ...graph.nodes.filter((n) => n !== classifier)];
+  const relevant = ancestors(graph, classifier.inputs[0]);
+  const position = new Map(graph.nodes.map((node, index) => [node.name, index]));
+  const count = graph.nodes.length;
+  // crossed[p] > 0 after the prefix sum: a head node reads past a cut after node p.
+  const crossed = new Int32Array(count + 1);
+  const cross = (from: number, to: number) => {
+    if (from > to) return;
+    crossed[from] += 1;
+    crossed[to + 1] -= 1;
+  };
+  const inputsRead = new Set<string>();
+  const headParameters = new Float64Array(count + 1);
+  for (let index = count - 1; index >= 0; index--) {
+    const node = graph.nodes[index];
+    headParameters[index] = headParameters[index + 1];
+    if (!relevant.has(node.name)) continue;
+    for (const key of Object.values(node.params)) headParameters[index] += param(graph, key).data.length;
+    for (const input of node.inputs) {
+      const from = position.get(input);
+      if (from === undefined) inputsRead.add(input);
+      cross(from === undefined ? 0 : from + 1, index - 1);
+    }
+  }
   const points: CutPoint[] = [];
-  for (const candidate of candidates) {
-    const head = headNodes(graph, candidate.name, features);
-    if (typeof head === 'string') continue;
-    let headParameters = 0;
-    for (const node of head) for (const key of Object.values(node.params)) headParameters += param(graph, key).data.length;
-    points.push({ name: candidate.name, op: candidate.op, shape: shapes.get(candidate.name) as Shape, headParameters });
+  // Cutting at a graph input leaves every node the features need in θ2, so no other input may be read.
+  for (const input of graph.inputs) {
+    if (relevant.has(input.name) && [...inputsRead].every((name) => name === input.name)) {
+      points.push({ name: input.name, op: 'Input', shape: shapes.get(input.name) as Shape, headParameters: headParameters[0] });
+    }
+  }
+  let open = 0;
+  for (const [index, node] of graph.nodes.entries()) {
+    open += crossed[index];
+    if (node === classifier || !relevant.has(node.name) || open > 0) continue;
+    points.push({ name: node.name, op: node.op, shape: shapes.get(node.name) as Shape, headParameters: headParameters[index + 1] });
   }
   return points;
 }
