@@ -10,7 +10,17 @@ const docs = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BUILTINS = new Set(builtinModules.flatMap((name) => (name.startsWith('node:') ? [name, name.slice(5)] : [name, `node:${name}`])));
 
 /** The core modules that need Node (files, Node's crypto): the browser entry must leave them out. */
-const NODE_ONLY = ['io/atomic', 'io/checkpoint', 'io/file-system', 'io/run-directory', 'fixtures/jvp-fixture', 'ir/fingerprint'];
+const NODE_ONLY = [
+  'io/atomic',
+  'io/checkpoint',
+  'io/contained-file',
+  'io/directory-lock',
+  'io/feature-cache-files',
+  'io/file-system',
+  'io/run-directory',
+  'fixtures/jvp-fixture',
+  'ir/fingerprint',
+];
 
 /** A static or dynamic import or a require of a Node built-in left in bundled code. */
 function builtinImports(code: string): string[] {

@@ -94,6 +94,7 @@ export interface FeatureCacheProgress {
 /** What a cache's plan needs to know about its source before reading any image. */
 export type CacheSourceInfo = Pick<BatchSource, 'count' | 'classNames' | 'labelKind' | 'cropsPerImage'>;
 
+/** What a feature cache's plan (its shards and manifest) is made from. */
 export interface FeatureCachePlanOptions {
   readonly key: FeatureCacheKey;
   readonly source: CacheSourceInfo;

@@ -28,7 +28,9 @@ export interface CacheFill extends Omit<FeatureCachePlanOptions, 'source'> {
   open(): Promise<OpenShardWriter>;
 }
 
+/** A ShardWriter on an opened source and compiled program. */
 export interface OpenShardWriter extends ShardWriter {
+  /** Closes the source and frees the program. */
   close(): Promise<void>;
 }
 
@@ -38,9 +40,11 @@ export interface OpenShardWriter extends ShardWriter {
  */
 export type ShardRunner = (fill: CacheFill, manifest: FeatureCacheManifest, record: (entry: ShardEntry) => Promise<void>) => Promise<void>;
 
+/** How `fillFeatureCache` writes the missing shards. */
 export interface FillOptions {
   /** Writes the shards elsewhere (jobs on other machines); default: here, one after another (writeFeatureCache). */
   readonly runner?: ShardRunner;
+  /** Called after each shard is recorded. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 

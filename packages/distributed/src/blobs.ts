@@ -57,6 +57,7 @@ export function packTensors(tensors: StoredTensors, meta: Readonly<Record<string
   return bytes;
 }
 
+/** The metadata and tensors that `packTensors` wrote. */
 export function unpackTensors(bytes: Buffer): {
   meta: Readonly<Record<string, unknown>>;
   tensors: Map<string, HostTensor | Float64Tensor>;
@@ -83,6 +84,7 @@ export function unpackTensors(bytes: Buffer): {
   return { meta: header.meta, tensors };
 }
 
+/** A tensor of float64 values (gradient sums, added up without float32 rounding). */
 export interface Float64Tensor {
   readonly shape: readonly number[];
   readonly data: Float64Array;
@@ -96,6 +98,7 @@ export class BlobStore {
     private readonly limit = REDIS_BLOB_LIMIT,
   ) {}
 
+  /** Stores `bytes` in Redis when small, in a file otherwise; returns where. */
   async put(name: string, bytes: Buffer): Promise<BlobRef> {
     if (bytes.length <= this.limit) {
       await this.redis.set(KEY_PREFIX + name, bytes, 'EX', BLOB_TTL_SECONDS);
@@ -107,6 +110,7 @@ export class BlobStore {
     return { file };
   }
 
+  /** The bytes stored at `ref`. */
   async get(ref: BlobRef): Promise<Buffer> {
     if ('redis' in ref) {
       const bytes = await this.redis.getBuffer(ref.redis);
@@ -120,6 +124,7 @@ export class BlobStore {
     });
   }
 
+  /** Removes the blob at `ref`. */
   async delete(ref: BlobRef): Promise<void> {
     if ('redis' in ref) await this.redis.del(ref.redis);
     else await rm(ref.file, { force: true });

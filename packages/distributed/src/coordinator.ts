@@ -27,12 +27,14 @@ import {
 } from './protocol.js';
 import { connectRedis } from './redis.js';
 
+/** Where a coordinator sends its jobs, and what they share. */
 export interface CoordinatorOptions {
   /** redis://HOST:PORT */
   readonly redis: string;
   readonly context: Omit<JobContext, 'version' | 'session'>;
   /** Jobs per gradient evaluation: the run's gradientParts. */
   readonly gradientJobs: number;
+  /** Called when a phase's jobs are sent and as each one finishes. */
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
 
@@ -62,6 +64,7 @@ export class Coordinator {
     private readonly options: CoordinatorOptions,
   ) {}
 
+  /** Connects to Redis and the job queue. */
   static async connect(options: CoordinatorOptions): Promise<Coordinator> {
     const redis = await connectRedis(options.redis);
     const queue = new Queue(QUEUE, { connection: redis });
@@ -107,6 +110,7 @@ export class Coordinator {
     return async (request) => this.remoteEvaluator(request, training(request));
   }
 
+  /** Closes the queue and the Redis connections. */
   async close(): Promise<void> {
     await this.events.close();
     await this.queue.close();
@@ -218,6 +222,7 @@ function packClassifier(classifier: Classifier): Buffer {
   );
 }
 
+/** The classifier (ω̄) that `packClassifier` wrote. */
 export function unpackClassifier(bytes: Buffer): Classifier {
   const { tensors } = unpackTensors(bytes);
   const weight = tensors.get('weight');

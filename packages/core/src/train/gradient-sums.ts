@@ -24,9 +24,11 @@ export interface GradientEvaluator {
    * chunks of at most `chunk`, each run as one batch; chunk boundaries are the same wherever it runs.
    */
   sums(params: ReadonlyMap<string, HostTensor>, rows: readonly number[], chunk: number): Promise<GradientSums>;
+  /** Frees the compiled step (or whatever else the evaluator holds). */
   dispose(): void | Promise<void>;
 }
 
+/** What a gradient evaluator is made for: one method's model, ω̄, loss and training data, on a backend. */
 export interface EvaluatorRequest {
   readonly backend: Backend;
   readonly model: LinearisedModel;
@@ -36,6 +38,7 @@ export interface EvaluatorRequest {
   readonly method: Method;
 }
 
+/** Makes the gradient evaluator for a request: in this process, or one that sends jobs to other machines. */
 export type GradientEvaluatorFactory = (request: EvaluatorRequest) => Promise<GradientEvaluator>;
 
 /** `rows` in consecutive chunks of at most `chunk`. */

@@ -227,6 +227,7 @@ export interface CompiledStep {
     batchScale: number,
     into: Record<string, HostTensor>,
   ): Promise<number>;
+  /** Frees the compiled program. */
   dispose(): void;
 }
 
