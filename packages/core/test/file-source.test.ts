@@ -18,6 +18,8 @@ import {
   siblingPath,
 } from '../src/index.js';
 
+const WEIGHT_FILE = { what: 'weight file', folder: "the model's folder" };
+
 describe('paths of model files', () => {
   it('finds a sibling or a child of a file path, a Windows path or a URL', () => {
     expect(siblingPath('/models/net/model.json', 'group1-shard1of1')).toBe('/models/net/group1-shard1of1');
@@ -47,6 +49,18 @@ describe('fileSystemFiles', () => {
     const missing = fileSystemFiles.read(join(directory, 'absent.json'));
     await expect(missing).rejects.toBeInstanceOf(FileNotFoundError);
     await expect(missing).rejects.toThrow(`${join(directory, 'absent.json')} does not exist`);
+  });
+
+  it('finds a file beside a model with its size before reading it, and refuses one outside its folder', async () => {
+    await writeFile(join(directory, 'net', 'w.bin'), new Uint8Array([1, 2, 3]));
+    const model = join(directory, 'net', 'model.json');
+    const located = await fileSystemFiles.beside(model, 'w.bin', WEIGHT_FILE);
+    expect(located.bytes).toBe(3);
+    expect([...(await located.read())]).toEqual([1, 2, 3]);
+    await expect(fileSystemFiles.beside(model, '../outside.bin', WEIGHT_FILE)).rejects.toThrow(
+      "weight file '../outside.bin' leaves the model's folder",
+    );
+    await expect(fileSystemFiles.beside(model, 'absent.bin', WEIGHT_FILE)).rejects.toThrow(/weight file '.*absent\.bin' is missing/);
   });
 
   it('is what importers read through by default in Node, until another source is registered', async () => {
@@ -89,6 +103,20 @@ describe('fetchFiles, against an HTTP server on loopback', () => {
     await expect(files.read('/broken')).rejects.toThrow(`${origin}/broken: HTTP 500 Internal Server Error`);
   });
 
+  it('finds a file beside a model by its URL, refuses one that leaves the folder or the origin, and names a missing one', async () => {
+    const files = fetchFiles(`${origin}/net/`);
+    const located = await files.beside('model.json', 'sub/../model.json', WEIGHT_FILE);
+    expect(located.path).toBe(`${origin}/net/model.json`);
+    expect(located.bytes).toBeUndefined();
+    expect((await located.read()).byteLength).toBe(25);
+    await expect(files.beside('model.json', '../broken', WEIGHT_FILE)).rejects.toThrow(
+      `weight file '../broken' leaves the model's folder (${origin}/net/)`,
+    );
+    await expect(files.beside('model.json', 'https://example.org/net/w.bin', WEIGHT_FILE)).rejects.toThrow(/leaves the model's folder/);
+    const missing = await files.beside(`${origin}/net/model.json`, 'w.bin', WEIGHT_FILE);
+    await expect(missing.read()).rejects.toThrow(`weight file '${origin}/net/w.bin' is missing`);
+  });
+
   it('needs a base address for a relative path where there is no page', async () => {
     await expect(fetchFiles().read('model.json')).rejects.toThrow(
       "'model.json' is not a URL and there is no base address to resolve it against",
@@ -105,5 +133,15 @@ describe('droppedFiles', () => {
     // An importer asks for a shard beside model.json: found by its name.
     expect([...(await files.read(siblingPath('mobilenet/model.json', 'group1-shard1of1')))]).toEqual([1, 2, 3]);
     await expect(files.read('metadata.json')).rejects.toBeInstanceOf(FileNotFoundError);
+  });
+
+  it('finds a file beside a model with its size, and names one that was not dropped', async () => {
+    const files = droppedFiles([new File([new Uint8Array([1, 2, 3])], 'group1-shard1of1')]);
+    const located = await files.beside('mobilenet/model.json', 'group1-shard1of1', WEIGHT_FILE);
+    expect(located).toMatchObject({ path: 'group1-shard1of1', bytes: 3 });
+    expect([...(await located.read())]).toEqual([1, 2, 3]);
+    await expect(files.beside('model.json', 'group2-shard1of1', WEIGHT_FILE)).rejects.toThrow(
+      "weight file 'group2-shard1of1' is missing (it was not among the dropped files)",
+    );
   });
 });
