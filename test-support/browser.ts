@@ -84,7 +84,7 @@ export interface StaticServer {
 export async function serveDirectory(
   root: string,
   headers: Readonly<Record<string, string>> = {},
-  replaced: Readonly<Record<string, string>> = {},
+  replaced: Readonly<Record<string, string | Uint8Array>> = {},
 ): Promise<StaticServer> {
   const base = resolve(root);
   const fileFor = async (urlPath: string): Promise<string | undefined> => {

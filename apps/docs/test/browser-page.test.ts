@@ -7,8 +7,10 @@ import { ImagePipeline, openDataset, transformForModel } from '@gradfeat/dataset
 import { unzipSync } from 'fflate';
 import type { Browser, Page } from 'playwright-core';
 import { extract } from 'tar';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { saveModel, tinyMobileNet } from '../../../packages/backend-tfjs/test/keras-models.js';
 import { runCli } from '../../../packages/cli/test/run-cli.js';
+import { encodePng, patternImage } from '../../../packages/datasets/test/helpers.js';
 import {
   CROSS_ORIGIN_ISOLATION,
   consoleErrors,
@@ -19,7 +21,7 @@ import {
   serveDirectory,
 } from '../../../test-support/browser.js';
 import { builtDocsSite } from '../../../test-support/docs-site.js';
-import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
+import { hasShared, sharedPath } from '../../../test-support/shared.js';
 import { MODELS_FOLDER, PAGE_MODEL } from '../browser/protocol.js';
 
 const PAGE = 'guide/browser';
@@ -30,18 +32,63 @@ const CAMERA_FRAMES = 6;
 /** The page trains on onnxruntime-web (wasm), the CLI on onnxruntime-node: float32 rounding apart. */
 const TOLERANCE = 1e-5;
 
-/** The first PER_CLASS test images of two CIFAR-10 classes, from the JPEG archive in ../shared (extracted once). */
-let extracted: Promise<Record<string, string[]>> | undefined;
-function cifarImages(directory: string): Promise<Record<string, string[]>> {
-  extracted ??= extractCifar(directory);
-  return extracted;
+/** Image files per class, as a user would drop them into the page's class boxes. */
+type ClassImages = Record<string, string[]>;
+
+/**
+ * What the page adapts and the CLI repeats: ../shared's MobileNet (copied into the site by the docs
+ * build) and CIFAR-10 JPEGs when ../shared is present; otherwise a MobileNet-shaped network with
+ * random weights, served in place of the model the site lacks, and generated PNG patterns.
+ */
+interface PageInputs {
+  /** The model folder `gradfeat compare --model` reads. */
+  readonly model: string;
+  readonly images: ClassImages;
+  /** URL paths the server answers with these contents instead of the site's files. */
+  readonly served: Readonly<Record<string, Uint8Array>>;
 }
 
-async function extractCifar(directory: string): Promise<Record<string, string[]>> {
+let inputs: Promise<PageInputs> | undefined;
+function pageInputs(directory: string): Promise<PageInputs> {
+  inputs ??= hasShared ? extractCifar(directory).then((images) => ({ model: MOBILENET, images, served: {} })) : generatedInputs(directory);
+  return inputs;
+}
+
+/** The first PER_CLASS test images of two CIFAR-10 classes, from the JPEG archive in ../shared. */
+
+async function extractCifar(directory: string): Promise<ClassImages> {
   const classes = ['airplane', 'automobile'];
   const names = classes.flatMap((c) => Array.from({ length: PER_CLASS }, (_, i) => `test/${c}/${String(i).padStart(4, '0')}.jpg`));
   await extract({ file: sharedPath('data', 'cifar10', 'cifar-10-jpg.tar.gz'), cwd: directory }, names);
   return Object.fromEntries(classes.map((c) => [c, names.filter((n) => n.includes(`/${c}/`)).map((n) => join(directory, n))]));
+}
+
+async function generatedInputs(directory: string): Promise<PageInputs> {
+  // The same layers twice: with a classifier for the CLI, up to the features for the page.
+  const { features, classifier } = tinyMobileNet();
+  const model = join(directory, 'generated-model');
+  const pageModel = join(directory, 'generated-page-model');
+  await mkdir(model);
+  await mkdir(pageModel);
+  await saveModel(classifier, model);
+  await saveModel(features, pageModel);
+  const served: Record<string, Uint8Array> = {
+    [`/${MODELS_FOLDER}index.json`]: new TextEncoder().encode(JSON.stringify({ models: [PAGE_MODEL] })),
+  };
+  for (const name of ['model.json', 'group1-shard1of1']) {
+    served[`/${MODELS_FOLDER}${PAGE_MODEL}/${name}`] = await readFile(join(pageModel, name));
+  }
+  const images: ClassImages = {};
+  for (const [index, name] of ['pattern-a', 'pattern-b'].entries()) {
+    await mkdir(join(directory, name));
+    images[name] = [];
+    for (let i = 0; i < PER_CLASS; i++) {
+      const file = join(directory, name, `${i}.png`);
+      await writeFile(file, encodePng(patternImage(40 + 8 * index, 32, index * 100 + i)));
+      images[name].push(file);
+    }
+  }
+  return { model, images, served };
 }
 
 async function openPage(browser: Browser, server: StaticServer): Promise<{ page: Page; errors: string[] }> {
@@ -54,7 +101,7 @@ async function openPage(browser: Browser, server: StaticServer): Promise<{ page:
 }
 
 /** Fills the first two class boxes with the CIFAR images and names them after their classes. */
-async function addFiles(page: Page, images: Record<string, string[]>): Promise<void> {
+async function addFiles(page: Page, images: ClassImages): Promise<void> {
   const boxes = page.locator('.gf-class');
   for (const [index, [name, files]] of Object.entries(images).entries()) {
     await boxes.nth(index).locator('.gf-class-name').fill(name);
@@ -115,19 +162,24 @@ describeWithChromium('the browser page in Chromium (built docs site on loopback)
     }
   });
 
-  describeWithShared('trained on CIFAR-10 images and camera frames', () => {
+  describe(`trained on ${hasShared ? 'CIFAR-10 images' : 'generated images (no ../shared)'} and camera frames`, () => {
     let page: Page;
     let errors: string[];
     let results: PageResults;
+    let used: PageInputs;
     beforeAll(async () => {
-      server = await serveDirectory(site);
+      used = await pageInputs(work);
+      server = await serveDirectory(site, {}, used.served);
       ({ page, errors } = await openPage(browser, server));
     }, 120_000);
 
-    it('loads MobileNet without its ImageNet classifier and runs one WebAssembly thread without cross-origin isolation', async () => {
+    it('loads the model and runs one WebAssembly thread without cross-origin isolation', async () => {
       expect(await page.locator('.gf-status').getAttribute('data-state')).toBe('ready');
       expect(await page.locator('.gf-backend').textContent()).toBe('onnxruntime-web-wasm');
       expect(await page.locator('.gf-threads').textContent()).toBe('1');
+    });
+
+    it.skipIf(!hasShared)('serves MobileNet from ../shared without its ImageNet classifier (skipped without ../shared)', async () => {
       // Only the trunk-and-head weights: the 1,000-class classifier's file (group29, 1 MB) is not in the site.
       const manifest = JSON.parse(await readFile(join(site, MODELS_FOLDER, PAGE_MODEL, 'model.json'), 'utf8'));
       const paths: string[] = manifest.weightsManifest.flatMap((group: { paths: string[] }) => group.paths);
@@ -136,7 +188,7 @@ describeWithChromium('the browser page in Chromium (built docs site on loopback)
     });
 
     it('trains the activation, full and fine-tuning models on dropped files and recorded camera frames', async () => {
-      await addFiles(page, await cifarImages(work));
+      await addFiles(page, used.images);
       await page.locator('.gf-add-class').click();
       const camera = page.locator('.gf-class').nth(2);
       await camera.locator('.gf-class-name').fill('camera');
@@ -178,7 +230,7 @@ describeWithChromium('the browser page in Chromium (built docs site on loopback)
         '--config',
         config,
         '--model',
-        MOBILENET,
+        used.model,
         '--dataset',
         `folder:${images}`,
         '--out',
@@ -202,7 +254,7 @@ describeWithChromium('the browser page in Chromium (built docs site on loopback)
       const file = join(work, 'full.onnx');
       await writeFile(file, await downloaded(page, '.gf-results tr[data-method="full"] .gf-onnx'));
       const info = await readOnnxModelInfo(file);
-      expect(JSON.parse(info.metadata.get(CLASS_NAMES_KEY) ?? '[]')).toEqual(['airplane', 'automobile', 'camera']);
+      expect(JSON.parse(info.metadata.get(CLASS_NAMES_KEY) ?? '[]')).toEqual([...Object.keys(used.images), 'camera']);
       const preprocessing = JSON.parse(info.metadata.get(PREPROCESSING_KEY) ?? '{}');
       expect(preprocessing).toEqual({ size: [224, 224], scale: 1 / 127.5, offset: -1 });
       // The held-out images the CLI read (previous test), through the same transform, into the exported model.
@@ -231,15 +283,16 @@ describeWithChromium('the browser page in Chromium (built docs site on loopback)
     });
   });
 
-  describeWithShared('served with COOP/COEP headers', () => {
+  describe('served with COOP/COEP headers', () => {
     it('is cross-origin isolated and trains on WebAssembly threads', async () => {
-      const isolated = await serveDirectory(site, CROSS_ORIGIN_ISOLATION);
+      const used = await pageInputs(work);
+      const isolated = await serveDirectory(site, CROSS_ORIGIN_ISOLATION, used.served);
       try {
         const { page, errors } = await openPage(browser, isolated);
         const cores = await page.evaluate(() => navigator.hardwareConcurrency);
         expect(await page.locator('.gf-status').textContent()).toContain('(cross-origin isolated)');
         expect(await page.locator('.gf-threads').textContent()).toBe(String(Math.min(4, cores)));
-        await addFiles(page, await cifarImages(work));
+        await addFiles(page, used.images);
         await train(page, 1);
         expect(await page.locator('.gf-results tbody tr').count()).toBe(3);
         expect(errors).toEqual([]);
