@@ -1,5 +1,5 @@
 import { CLASS_NAMES_KEY, createOnnxWebBackend, type OnnxWebBackend, PREPROCESSING_KEY, traceProgram } from '@gradfeat/backend-onnx/web';
-import { registerKerasModelFormat } from '@gradfeat/backend-tfjs/keras';
+import { kerasPlugin } from '@gradfeat/backend-tfjs/keras';
 import {
   attachClassifier,
   type Classifier,
@@ -29,6 +29,7 @@ import {
   pointCachePays,
   pointRowParts,
   pointRowsProgram,
+  registerPlugin,
   splitRows,
   type TrainConfig,
   trainConfigOf,
@@ -77,8 +78,8 @@ export class BrowserAdapter {
 
   /** Reads the network (features only: a page brings its own classes) and starts the backend. */
   static async open(modelJson: string, files: FileSource, options: { webgpu: boolean }): Promise<BrowserAdapter> {
-    registerKerasModelFormat();
-    const network = await loadNetwork(modelJson, files);
+    registerPlugin(kerasPlugin);
+    const network = await loadNetwork(modelJson, { files });
     const preprocessing: Preprocessing = network.metadata?.preprocessing ?? {};
     const backend = await createOnnxWebBackend({
       executionProviders: options.webgpu ? ['webgpu', 'wasm'] : ['wasm'],

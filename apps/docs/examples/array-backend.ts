@@ -3,6 +3,7 @@ import {
   type BackendPlugin,
   eagerBackend,
   formatShape,
+  type GradfeatPlugin,
   type HostTensor,
   hostTensor,
   type Kernels,
@@ -91,6 +92,9 @@ export const arrayBackendPlugin: BackendPlugin = {
     });
   },
 };
+
+/** The plugin a module exports (as its default export, for `gradfeat --plugin`) and `registerPlugin` takes. */
+export const arrayPlugin: GradfeatPlugin = { name: 'array-backend-example', backends: [arrayBackendPlugin] };
 // #endregion plugin
 
 // #region swap

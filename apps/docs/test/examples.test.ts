@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  corePlugin,
   createReferenceBackend,
   type HostTensor,
   hostTensor,
@@ -11,9 +12,8 @@ import {
   MissingKernelError,
   type ReferenceTensor,
   Rng,
-  referenceBackendPlugin,
   referenceKernels,
-  registerBackend,
+  registerPlugin,
   relativeError,
   resolveBackend,
   runProgramOnce,
@@ -25,7 +25,7 @@ import { compareKernelCase, kernelConformanceCases } from '../../../test-support
 import { jvpAndFiniteDifferences, ruleCases } from '../../../test-support/rule-checks.js';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { adaptNetwork, type LabelledImages } from '../examples/adapt-network.js';
-import { arrayBackendPlugin, referenceWith } from '../examples/array-backend.js';
+import { arrayBackendPlugin, arrayPlugin, referenceWith } from '../examples/array-backend.js';
 import { cachedTrunkOutputs } from '../examples/feature-cache.js';
 
 /** The conformance cases that use only elementwise kernels, which is all the example plugin provides. */
@@ -78,14 +78,14 @@ describe('the example backend plugin (guide/backends.md)', () => {
   });
 
   it('is resolved by priority once registered, and the reference stays selectable by name', async () => {
-    registerBackend(referenceBackendPlugin);
-    registerBackend(arrayBackendPlugin);
+    registerPlugin(corePlugin);
+    registerPlugin(arrayPlugin);
     expect((await resolveBackend()).name).toBe('array-js');
     expect((await resolveBackend('js')).name).toBe('js-reference');
   });
 
   it('gives the result the usage snippet states', async () => {
-    registerBackend(arrayBackendPlugin);
+    registerPlugin(arrayPlugin);
     const backend = await resolveBackend('array');
     const program = await backend.compile((k, { x }) => ({ y: k.maximum(x, k.scalar(0)) }), { x: [-1, 4] });
     const { y } = await program.run({ x: hostTensor([1, 4], [-2, -1, 1, 2]) });

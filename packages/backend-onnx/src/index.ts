@@ -1,11 +1,10 @@
-import { registerOnnxModelFormat } from './model-format.js';
-import { registerOnnxBackend } from './runtime/index.js';
+import { registerPlugin } from '@gradfeat/core';
+import { onnxPlugin } from './plugin.js';
 
 export * from './import/index.js';
-export * from './model-format.js';
+export * from './plugin.js';
 export * from './runtime/index.js';
 
 // Importing the package makes ONNX Runtime a backend `resolveBackend()` can pick and .onnx a format
-// `loadNetwork()` reads (registration is idempotent; ONNX Runtime itself loads on first use).
-registerOnnxBackend();
-registerOnnxModelFormat();
+// `loadNetwork()` reads (registering a plugin twice changes nothing; ONNX Runtime loads on first use).
+registerPlugin(onnxPlugin);

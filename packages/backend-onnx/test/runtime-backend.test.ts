@@ -21,6 +21,7 @@ import {
   type Program,
   Rng,
   registeredBackends,
+  registerPlugin,
   relativeError,
   resolveBackend,
   runProgramOnce,
@@ -32,7 +33,7 @@ import {
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createOnnxBackend, type OnnxBackend, registerOnnxBackend, saveProgramAsOnnx, traceProgram } from '../src/index.js';
+import { createOnnxBackend, type OnnxBackend, onnxPlugin, saveProgramAsOnnx, traceProgram } from '../src/index.js';
 
 /** float32 kernels against the float64 reference. */
 const FLOAT32_TOLERANCE = 1e-4;
@@ -288,8 +289,8 @@ describe('linearised steps at a cached point on ONNX Runtime', () => {
 
 describe('plugin', () => {
   it('registers as onnx with priority 20 and resolves to the CPU backend', async () => {
-    registerOnnxBackend();
-    registerOnnxBackend();
+    registerPlugin(onnxPlugin);
+    registerPlugin(onnxPlugin);
     expect(
       registeredBackends()
         .filter((p) => p.name === 'onnx')

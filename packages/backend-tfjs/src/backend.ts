@@ -1,4 +1,4 @@
-import { type Backend, type BackendPlugin, type EagerRuntime, eagerBackend, type HostTensor, registerBackend } from '@gradfeat/core';
+import { type Backend, type EagerRuntime, eagerBackend, type HostTensor } from '@gradfeat/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsKernels } from './kernels.js';
 import { chooseRuntime, type SkippedRuntime, type TfjsRuntime } from './runtime.js';
@@ -100,16 +100,4 @@ export async function createTfjsBackend(options: TfjsBackendOptions = {}): Promi
     },
     dispose: () => constants.dispose(),
   };
-}
-
-/** The 'tfjs' family for `--backend tfjs`; ONNX Runtime (priority 20) is preferred when both are installed. */
-export const tfjsBackendPlugin: BackendPlugin = {
-  name: 'tfjs',
-  priority: 10,
-  create: () => createTfjsBackend(),
-};
-
-/** Registers `tfjsBackendPlugin` (in the root container unless one is given); importing the package already does. */
-export function registerTfjsBackend(container?: Parameters<typeof registerBackend>[1]): void {
-  registerBackend(tfjsBackendPlugin, container);
 }

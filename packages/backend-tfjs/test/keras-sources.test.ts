@@ -2,10 +2,19 @@ import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { droppedFiles, fetchFiles, type Graph, loadNetwork } from '@gradfeat/core';
+import {
+  createPluginContainer,
+  droppedFiles,
+  fetchFiles,
+  type Graph,
+  loadNetwork,
+  registeredBackends,
+  registeredModelFormats,
+  registerPlugin,
+} from '@gradfeat/core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
-import { importKerasModel } from '../src/index.js';
+import { importKerasModel, kerasModelFormat, kerasPlugin, tfjsPlugin } from '../src/index.js';
 
 const MODEL = sharedPath('models', 'mobilenet_v1_0.25_224');
 
@@ -17,6 +26,14 @@ function expectSameNetwork(ours: Graph, reference: Graph): void {
   expect([...ours.params.keys()]).toEqual([...reference.params.keys()]);
   for (const [key, value] of reference.params) expect(ours.params.get(key)?.data, key).toEqual(value.data);
 }
+
+it('kerasPlugin (the format without TF.js, for a page on onnx-web) and tfjsPlugin share the format: both register, it is listed once', () => {
+  const container = createPluginContainer();
+  registerPlugin(kerasPlugin, { container });
+  registerPlugin(tfjsPlugin, { container });
+  expect(registeredModelFormats(container)).toEqual([kerasModelFormat]);
+  expect(registeredBackends(container).map((backend) => backend.name)).toEqual(['tfjs']);
+});
 
 describeWithShared('importKerasModel reads through any FileSource: MobileNet v1 0.25 from ../shared', () => {
   let reference: Graph;
@@ -37,7 +54,7 @@ describeWithShared('importKerasModel reads through any FileSource: MobileNet v1 
   afterAll(() => new Promise<void>((closed) => server.close(() => closed())));
 
   it('over HTTP with fetchFiles, through loadNetwork, the same network as from the file system', async () => {
-    expectSameNetwork(await loadNetwork('model.json', fetchFiles(`${origin}/models/`)), reference);
+    expectSameNetwork(await loadNetwork('model.json', { files: fetchFiles(`${origin}/models/`) }), reference);
   });
 
   it('from files a user dropped (File objects), the same network', async () => {

@@ -1,15 +1,8 @@
 import { createRequire } from 'node:module';
-import { registeredBackends, resolveBackend } from '@gradfeat/core';
+import { registeredBackends, registerPlugin, resolveBackend } from '@gradfeat/core';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  createTfjsBackend,
-  RUNTIME_ENV_VAR,
-  registerTfjsBackend,
-  TFJS_RUNTIMES,
-  type TfjsRuntime,
-  tfjsBackendPlugin,
-} from '../src/index.js';
+import { createTfjsBackend, RUNTIME_ENV_VAR, TFJS_RUNTIMES, type TfjsRuntime, tfjsBackendPlugin, tfjsPlugin } from '../src/index.js';
 
 /** Whether an optional peer can be resolved from this package (neither can be installed on gradfeat's CI). */
 function installed(packageName: string): boolean {
@@ -95,8 +88,8 @@ describe('TF.js runtime selection', () => {
   });
 
   it("registers as the 'tfjs' plugin with priority 10, which resolveBackend can start", async () => {
-    registerTfjsBackend();
-    registerTfjsBackend();
+    registerPlugin(tfjsPlugin);
+    registerPlugin(tfjsPlugin);
     const plugins = registeredBackends().filter((plugin) => plugin.name === 'tfjs');
     expect(plugins).toEqual([tfjsBackendPlugin]);
     expect(tfjsBackendPlugin.priority).toBe(10);

@@ -12,6 +12,7 @@ import {
 } from '@gradfeat/distributed';
 import { type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
 import type { Progress } from './output.js';
+import { loadPlugins, requestedPlugins } from './plugins.js';
 import {
   type CacheKind,
   cacheRoot,
@@ -46,12 +47,15 @@ export interface ClusterTransport extends Transport {
  * evaluation, reports) stays here, so the run directory is the one a local run writes.
  */
 export async function coordinate(redis: string, config: RunConfig, prepared: PreparedModel, progress: Progress): Promise<ClusterTransport> {
+  // Workers load the plugins this process loaded (--plugin, GRADFEAT_PLUGINS and the config's), so a
+  // dataset format, model format or backend from a plugin reads the same there.
+  const context: ClusterRunConfig = { ...config, plugins: requestedPlugins() };
   const coordinator = await Coordinator.connect({
     redis,
     gradientJobs: config.gradientParts,
     context: {
-      config,
-      configFingerprint: sha256(JSON.stringify(config)),
+      config: context,
+      configFingerprint: sha256(JSON.stringify(context)),
       modelFingerprint: modelFingerprint(prepared.model),
       run: config.out,
       blobDirectory: join(cacheRoot(config), '.cluster', sha256(config.out).slice(0, 16)),
@@ -87,8 +91,13 @@ export function work(options: {
   return startWorker({ ...options, resolver: { prepare: prepareRun } });
 }
 
+/** A run's config as jobs carry it: `plugins` lists every plugin module the coordinator loaded. */
+type ClusterRunConfig = RunConfig & { readonly plugins?: readonly string[] };
+
 /** A worker's side of a run: the model and caches from the job's config, checked against the coordinator's. */
 async function prepareRun(context: JobContext): Promise<PreparedRun> {
+  const { plugins } = context.config as ClusterRunConfig;
+  await loadPlugins((plugins ?? []).map((module) => ({ module, origin: `the coordinator of ${context.run}`, base: context.run })));
   const config = resolveRunConfig(context.config as RunConfigInput);
   const prepared = await prepareModel(config);
   const fingerprint = modelFingerprint(prepared.model);

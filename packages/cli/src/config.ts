@@ -5,17 +5,19 @@ import {
   isPathInside,
   METHODS,
   type Method,
+  NotRegisteredError,
   OPTIMISER_DEFAULTS,
   type OptimiserSettings,
   type Parametrisation,
   RUN_CONFIG_FILE,
+  registeredBackends,
   type TrainConfig,
   trainConfigOf,
 } from '@gradfeat/core';
 import { MAX_DECODE_WORKERS, parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { BACKEND_NAMES } from './backends.js';
+import { isModulePath, loadPlugins, type PluginRequest, withPluginHint } from './plugins.js';
 
 /**
  * The run config of `gradfeat train` / `gradfeat compare`: defaults, then a JSON or YAML file, then
@@ -62,11 +64,20 @@ const methodTrainingSchema = z
   })
   .strict();
 
+// Dataset kinds and backends are the registered plugins' (the config's own `plugins` load first).
 const datasetSpecSchema = z.string().superRefine((text, context) => {
   try {
     parseDatasetSpec(text);
   } catch (error) {
-    context.addIssue({ code: z.ZodIssueCode.custom, message: (error as Error).message });
+    context.addIssue({ code: z.ZodIssueCode.custom, message: withPluginHint(error) });
+  }
+});
+
+const backendSchema = z.string().superRefine((name, context) => {
+  const names = registeredBackends().map((backend) => backend.name);
+  if (!names.includes(name)) {
+    const error = new NotRegisteredError('backend', name, names, `expected one of ${names.join(', ')}, got ${show(name)}`);
+    context.addIssue({ code: z.ZodIssueCode.custom, message: withPluginHint(error) });
   }
 });
 
@@ -99,7 +110,12 @@ const runConfigSchema = z
     /** The node whose value θ1 (the frozen trunk) outputs; θ2 is everything after it. */
     cut: z.string().min(1),
     /** Execution backend; absent: the fastest that starts. */
-    backend: z.enum(BACKEND_NAMES).optional(),
+    backend: backendSchema.optional(),
+    /**
+     * Plugin modules to load before the rest is checked: paths (relative to the config file) or
+     * installed packages' names, e.g. a dataset format the run reads.
+     */
+    plugins: z.array(z.string().min(1)).optional(),
     methods: z
       .array(methodSchema)
       .min(1)
@@ -231,8 +247,9 @@ export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
 };
 
 /**
- * Reads and checks a JSON or YAML run config. Relative paths in it (model, dataset, out) are taken
- * relative to the file's directory, so a config works from any working directory.
+ * Reads and checks a JSON or YAML run config, after loading the plugins it names. Relative paths in it
+ * (model, dataset, out, plugins) are taken relative to the file's directory, so a config works from
+ * any working directory.
  */
 export async function loadRunConfig(path: string): Promise<RunConfigInput> {
   let text: string;
@@ -255,7 +272,15 @@ export async function loadRunConfig(path: string): Promise<RunConfigInput> {
   if (!isRecord(parsed)) {
     throw new Error(`${path}: expected a mapping of settings at the top level, got ${parsed == null ? 'an empty file' : show(parsed)}`);
   }
-  return withAbsolutePaths(check(runConfigInputSchema, parsed, path), dirname(resolve(path)));
+  const base = dirname(resolve(path));
+  await loadPlugins(pluginRequests(parsed.plugins, path, base));
+  return withAbsolutePaths(check(runConfigInputSchema, parsed, path), base);
+}
+
+/** A config's `plugins` as load requests; anything but a list of names is left to the schema to report. */
+function pluginRequests(plugins: unknown, origin: string, base: string): PluginRequest[] {
+  if (!Array.isArray(plugins) || !plugins.every((module) => typeof module === 'string' && module !== '')) return [];
+  return plugins.map((module) => ({ module, origin, base }));
 }
 
 /**
@@ -293,9 +318,14 @@ export function storedRunConfig(config: RunConfig): RunConfigInput {
   };
 }
 
-/** A run directory's stored config read back: `out` is where the directory is now, relative paths are taken from there. */
-export function runConfigFromStored(stored: unknown, directory: string): RunConfig {
-  const input = check(runConfigInputSchema, stored, join(directory, RUN_CONFIG_FILE));
+/**
+ * A run directory's stored config read back, after loading the plugins it names: `out` is where the
+ * directory is now, relative paths are taken from there.
+ */
+export async function runConfigFromStored(stored: unknown, directory: string): Promise<RunConfig> {
+  const origin = join(directory, RUN_CONFIG_FILE);
+  await loadPlugins(pluginRequests((stored as { plugins?: unknown } | null)?.plugins, origin, directory));
+  const input = check(runConfigInputSchema, stored, origin);
   return resolveRunConfig(withAbsolutePaths({ ...input, out: directory }, directory));
 }
 
@@ -323,10 +353,16 @@ function overlayTraining(base: Record<string, unknown>, layer: Readonly<Record<s
   return overlay(kind && kind !== current.kind ? { ...base, optimiser: OPTIMISER_DEFAULTS[kind] } : base, layer);
 }
 
-function withAbsolutePaths<T extends { model?: string; dataset?: string; out?: string; cacheDir?: string }>(config: T, base: string): T {
+function withAbsolutePaths<T extends { model?: string; dataset?: string; out?: string; cacheDir?: string; plugins?: string[] }>(
+  config: T,
+  base: string,
+): T {
   const dataset = config.dataset === undefined ? undefined : parseDatasetSpec(config.dataset);
   return {
     ...config,
+    ...(config.plugins !== undefined && {
+      plugins: config.plugins.map((module) => (isModulePath(module) ? resolve(base, module) : module)),
+    }),
     ...(config.model !== undefined && { model: resolve(base, config.model) }),
     ...(dataset && { dataset: `${dataset.kind}:${resolve(base, dataset.path)}` }),
     ...(config.out !== undefined && { out: resolve(base, config.out) }),

@@ -1,4 +1,3 @@
-export { BACKEND_NAMES, type BackendName } from './backends.js';
 export { createCli, main } from './cli.js';
 export { EXPORT_KEY, type ExportDescription } from './export-metadata.js';
 export { decodeSafetensors, encodeSafetensors, type SafetensorsFile } from './safetensors.js';

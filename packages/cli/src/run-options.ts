@@ -1,8 +1,9 @@
 import { METHODS, type Method } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
-import { type BackendName, backendOption } from './backends.js';
+import { backendOption } from './backends.js';
 import { loadRunConfig, type RunConfig, type RunConfigInput, resolveRunConfig } from './config.js';
 import { integerOption, numberList, numberOption } from './parse.js';
+import { datasetKinds } from './plugins.js';
 
 /** Options shared by extract, train and compare; each maps onto a run-config field. */
 export interface RunFlags {
@@ -10,7 +11,7 @@ export interface RunFlags {
   readonly model?: string;
   readonly dataset?: string;
   readonly cut?: string;
-  readonly backend?: BackendName;
+  readonly backend?: string;
   readonly trainSplit?: string;
   readonly testSplit?: string;
   readonly testOnTrainingSplit?: boolean;
@@ -47,7 +48,7 @@ export function addRunOptions(command: Command): Command {
   return command
     .option('--config <file>', 'run config (JSON or YAML); flags override its values')
     .option('--model <path>', 'pre-trained network: an .onnx file or a TF.js layers model')
-    .option('--dataset <KIND:PATH>', 'dataset, e.g. folder:/data/cifar-10-jpg or voc2007:/data/VOC')
+    .option('--dataset <KIND:PATH>', `dataset, KIND one of ${datasetKinds()}; e.g. folder:/data/cifar-10-jpg or voc2007:/data/VOC`)
     .option('--cut <node>', 'the node θ1 ends at; θ2 is everything after it (see `gradfeat info`)')
     .addOption(backendOption())
     .option('--train-split <name>', 'training split (default train)')

@@ -1,16 +1,17 @@
 import { resolve } from 'node:path';
 import {
   averageCrops,
-  type Backend,
-  type CompiledProgram,
+  type BatchProgram,
+  compileBatchProgram,
   featuresProgram,
   forwardProgram,
   type HostTensor,
   INPUT,
-  inputShapesOf,
   logitsProgram,
   type Method,
   OUTPUT,
+  type Program,
+  shapesOf,
 } from '@gradfeat/core';
 import {
   fileDataset,
@@ -24,7 +25,6 @@ import {
   openDataset,
   type TransformSpec,
 } from '@gradfeat/datasets';
-import type { BackendName } from './backends.js';
 import { EXPORT_KEY, type ExportDescription, parseExportDescription } from './export-metadata.js';
 import { loadTrainedRun, prepareModel, testTransform, withAblatedOmega } from './workflow.js';
 
@@ -53,7 +53,7 @@ export interface LoadTrainedModelOptions {
   /** The method of a run to load (default 'full'); an exported file has its own. */
   readonly method?: Method;
   /** The backend for a run (default: the fastest that starts); an exported file runs in ONNX Runtime. */
-  readonly backend?: BackendName;
+  readonly backend?: string;
 }
 
 /**
@@ -77,21 +77,10 @@ async function loadRunModel(dir: string, options: LoadTrainedModelOptions): Prom
   const { classNames } = await openDataset(config.dataset, config.splits.train);
   // The same programs the run's evaluation ran: trunk → cut (→ features for the probe) → the method's logits.
   const backend = prepared.backend;
-  const compile = (
-    program: Parameters<Backend['compile']>[0],
-    input: readonly number[],
-    extra: ReadonlyMap<string, HostTensor>,
-    name: string,
-  ) =>
-    backend.compile(
-      program,
-      inputShapesOf({ [INPUT]: { shape: [1, ...input], data: new Float32Array(0) }, ...Object.fromEntries(extra) }, [INPUT]),
-      {
-        name,
-      },
-    );
+  const compile = (program: Program, input: readonly number[], extra: ReadonlyMap<string, HostTensor>, name: string) =>
+    compileBatchProgram(backend, program, { batched: { [INPUT]: input }, fixed: shapesOf(extra) }, { name });
   const none = new Map<string, HostTensor>();
-  const programs: { program: CompiledProgram; extra: ReadonlyMap<string, HostTensor>; output: string }[] = [
+  const programs: { program: BatchProgram; extra: ReadonlyMap<string, HostTensor>; output: string }[] = [
     {
       program: await compile(forwardProgram(model.trunk), model.trunk.inputs[0].shape.slice(1), none, 'trunk'),
       extra: none,

@@ -257,7 +257,7 @@ export async function openRun(config: RunConfig, options: OpenRunOptions): Promi
     let recorded = config;
     if (options.resume && options.learningRateGiven) {
       const existing = await RunDirectory.open(config.out);
-      const stored = runConfigFromStored(existing.config, existing.path);
+      const stored = await runConfigFromStored(existing.config, existing.path);
       changes = await learningRateChanges(stored, config, existing);
       const all = [...(stored.learningRateChanges ?? []), ...changes];
       recorded = { ...config, ...(all.length > 0 && { learningRateChanges: all }) };
@@ -405,7 +405,7 @@ export interface TrainedRun {
 /** Reads a run directory back: its config (validated again) and each method's last checkpoint. */
 export async function loadTrainedRun(dir: string): Promise<TrainedRun> {
   const run = await RunDirectory.open(dir);
-  const config = runConfigFromStored(run.config, run.path);
+  const config = await runConfigFromStored(run.config, run.path);
   const states = new Map<Method, TrainState>();
   for (const method of new Set<Method>(['activation', ...config.methods])) {
     const state = await run.loadCheckpoint(method);

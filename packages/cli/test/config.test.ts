@@ -79,10 +79,12 @@ describe('loadRunConfig', () => {
       () => '',
       (error: Error) => error.message,
     );
+    const hint = (noun: string) =>
+      `; a plugin adds ${noun}: gradfeat --plugin <module-or-path>, GRADFEAT_PLUGINS=<module,…> or plugins: [<module>] in the run config`;
     expect(message.split('\n').sort()).toEqual(
       [
-        `${path}: dataset: dataset 'mnist:/data' should be KIND:PATH with KIND one of cifar10, cifar100, folder, voc2007, imagenet`,
-        `${path}: backend: expected one of onnx, tfjs, js, got 'cuda'`,
+        `${path}: dataset: dataset 'mnist:/data' should be KIND:PATH with KIND one of cifar10, cifar100, folder, voc2007, imagenet${hint('dataset formats')}`,
+        `${path}: backend: expected one of onnx, tfjs, js, got 'cuda'${hint('backends')}`,
         `${path}: methods[1]: 'full' is listed twice`,
         `${path}: seed: expected a whole number, got 1.5`,
         `${path}: float16Cache: expected true or false, got 'yes'`,

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  */
 const run = promisify(execFile);
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-const PACKAGES = ['core', 'backend-onnx', 'backend-tfjs', 'datasets', 'cli'];
+const PACKAGES = ['core', 'backend-onnx', 'backend-tfjs', 'datasets', 'distributed', 'cli'];
 const NPM_CACHE = join(tmpdir(), 'gradfeat-packed-install', 'npm-cache');
 let work = '';
 const project = () => join(work, 'project');

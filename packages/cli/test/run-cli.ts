@@ -12,14 +12,23 @@ export interface CliRun {
   readonly stderr: string;
 }
 
-/** Runs the gradfeat CLI from source (no build needed) in a child process. */
-export function runCli(
-  args: readonly string[],
-  options: { cwd?: string; env?: Record<string, string>; nodeArgs?: readonly string[] } = {},
-): Promise<CliRun> {
+/** Where and how the CLI runs; `built` runs packages/cli/dist/bin.js as an installed `gradfeat` does. */
+export interface CliOptions {
+  readonly cwd?: string;
+  readonly env?: Record<string, string>;
+  readonly nodeArgs?: readonly string[];
+  readonly built?: boolean;
+}
+
+const BUILT_BIN = join(repo, 'packages/cli/dist/bin.js');
+
+/** Runs the gradfeat CLI in a child process: from source (no build needed), or the built one. */
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliRun> {
+  if (options.built && !existsSync(BUILT_BIN)) throw new Error(`${BUILT_BIN} is missing: build first (pnpm build; pnpm test does)`);
   return new Promise((resolvePromise, reject) => {
-    const node = ['--conditions=source', '--import', 'tsx', ...(options.nodeArgs ?? [])];
-    const child = spawn(process.execPath, [...node, join(repo, 'packages/cli/src/bin.ts'), ...args], {
+    const node = [...(options.built ? [] : ['--conditions=source', '--import', 'tsx']), ...(options.nodeArgs ?? [])];
+    const script = options.built ? BUILT_BIN : join(repo, 'packages/cli/src/bin.ts');
+    const child = spawn(process.execPath, [...node, script, ...args], {
       cwd: options.cwd ?? repo,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -4,6 +4,7 @@
 // cache files, contained-file reads, the PyTorch fixture check, graph fingerprints and the
 // file-system FileSource.
 export * from './backend/backend.js';
+export * from './backend/batch-program.js';
 export * from './backend/kernels.js';
 export * from './backend/reference.js';
 export * from './backend/registry.js';
@@ -27,6 +28,8 @@ export * from './networks/mobilenet.js';
 export * from './networks/resnet.js';
 export * from './networks/small-cnn.js';
 export * from './ops/index.js';
+export * from './plugin.js';
+export * from './plugins/registry.js';
 export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';

@@ -7,6 +7,7 @@ import {
   type Backend,
   type BackendPlugin,
   type Conv2DAttrs,
+  corePlugin,
   createReferenceBackend,
   eagerBackend,
   hostTensor,
@@ -15,11 +16,10 @@ import {
   MissingKernelError,
   type Program,
   type ReferenceTensor,
-  referenceBackendPlugin,
   referenceKernels,
   referenceRuntime,
-  registerBackend,
   registeredBackends,
+  registerPlugin,
   relativeError,
   resolveBackend,
   sameShape,
@@ -286,8 +286,8 @@ describe('backend plugins', () => {
 
   it('a user plugin registered on a child container is resolved by priority and runs programs', async () => {
     const scope = container.createChildContainer();
-    registerBackend(referenceBackendPlugin, scope);
-    registerBackend(listPlugin, scope);
+    registerPlugin(corePlugin, { container: scope });
+    registerPlugin({ name: 'list-backend', backends: [listPlugin] }, { container: scope });
     expect(registeredBackends(scope).map((p) => p.name)).toEqual(['list', 'js']);
     expect(registeredBackends().map((p) => p.name)).not.toContain('list');
 

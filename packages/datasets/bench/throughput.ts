@@ -134,7 +134,7 @@ async function cacheReadRates(directory: string): Promise<Result[]> {
       results.push(
         await measure(`cache read ${dtype} [${shape.join('×')}], ${order} batches of ${BATCH}`, 0, async () => {
           // A fresh cache each run, so every run reads the shards from the file system.
-          const { source } = await openFeatureCache(path, key, { maxCachedShards: 4 });
+          const { source } = await openFeatureCache(path, key);
           for (let first = 0; first < count; first += BATCH) await source.read(indices.slice(first, first + BATCH));
           return count;
         }),

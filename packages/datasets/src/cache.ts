@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rm } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import {
   atomicTempTarget,
+  batchBuffer,
   FEATURE_CACHE_FORMAT,
   FEATURE_CACHE_MANIFEST,
   foreignEntries,
@@ -94,7 +96,7 @@ export interface FeatureCacheProgress {
 /** What a cache's plan needs to know about its source before reading any image. */
 export type CacheSourceInfo = Pick<BatchSource, 'count' | 'classNames' | 'labelKind' | 'cropsPerImage'>;
 
-/** What a feature cache's plan (its shards and manifest) is made from. */
+/** What fixes a cache's plan (its shards and their rows) before any image is read. */
 export interface FeatureCachePlanOptions {
   readonly key: FeatureCacheKey;
   readonly source: CacheSourceInfo;
@@ -123,8 +125,6 @@ export interface WriteFeatureCacheOptions extends Omit<FeatureCachePlanOptions, 
 
 const MANIFEST = FEATURE_CACHE_MANIFEST;
 const DEFAULT_SHARD_BYTES = 64 * 2 ** 20;
-/** A read loads a whole shard when it wants at least 1/WHOLE_SHARD_FRACTION of its rows. */
-const WHOLE_SHARD_FRACTION = 8;
 
 /**
  * Runs `extract` over every batch of `source` and stores the outputs in planned shards beside a JSON
@@ -353,14 +353,10 @@ export interface FeatureCache {
 /**
  * Opens a complete cache made for exactly `expectedKey`; a different key is refused with the field
  * that differs. Every shard's checksum is verified first, so damage is found before any row is used.
- * Reads taking a good part of a shard load it whole, verified against its checksum, and keep it in an
- * LRU of at most `maxCachedShards` shards; scattered rows are read from the file directly.
+ * Rows are then read from the shard files directly into the batch (runs of consecutive rows in one
+ * read), with each shard's size checked: no shard is held in memory.
  */
-export async function openFeatureCache(
-  directory: string,
-  expectedKey: FeatureCacheKey,
-  options: { readonly maxCachedShards?: number } = {},
-): Promise<FeatureCache> {
+export async function openFeatureCache(directory: string, expectedKey: FeatureCacheKey): Promise<FeatureCache> {
   requireLittleEndian();
   const manifest = await readManifest(directory);
   if (!manifest) throw new DatasetFileError(join(directory, MANIFEST), 'not found: no feature cache in this directory');
@@ -378,18 +374,6 @@ export async function openFeatureCache(
     shardStarts.push(rows);
     rows += shard.rows;
   }
-  const maxCachedShards = options.maxCachedShards ?? 4;
-  const loaded = new Map<number, Promise<Float32Array>>();
-  const shardData = (index: number): Promise<Float32Array> => {
-    let data = loaded.get(index);
-    if (data) loaded.delete(index);
-    else data = loadShard(directory, manifest, manifest.shards[index]);
-    loaded.set(index, data);
-    // Evict the least recently used; reads already holding its promise still complete.
-    while (loaded.size > maxCachedShards) loaded.delete(loaded.keys().next().value!);
-    data.catch(() => loaded.delete(index));
-    return data;
-  };
   const shardOf = (row: number): number => {
     let low = 0;
     let high = shardStarts.length - 1;
@@ -405,6 +389,7 @@ export async function openFeatureCache(
     manifest.labelKind,
     manifest.classNames.length,
   );
+  const reader = new ShardRowReader(directory, manifest);
   return {
     manifest,
     targets,
@@ -412,8 +397,8 @@ export async function openFeatureCache(
     source: {
       count: rows,
       sampleShape: manifest.sampleShape,
-      async read(indices) {
-        const out = new Float32Array(indices.length * rowSize);
+      async read(indices, into) {
+        const out = batchBuffer(indices.length * rowSize, into);
         for (const index of indices) {
           if (!Number.isInteger(index) || index < 0 || index >= rows)
             throw new RangeError(`feature row ${index} is outside 0..${rows - 1}`);
@@ -426,20 +411,12 @@ export async function openFeatureCache(
           else byShard.set(shard, [position]);
         });
         for (const [shard, positions] of byShard) {
-          const rowsInShard = positions.map((position) => indices[position] - shardStarts[shard]);
-          // A batch taking a good part of a shard (sequential reading) loads it whole and keeps it; scattered
-          // rows (shuffled reading) are read one by one, so random access does not reload whole shards.
-          if (loaded.has(shard) || positions.length * WHOLE_SHARD_FRACTION >= manifest.shards[shard].rows) {
-            const data = await shardData(shard);
-            rowsInShard.forEach((row, k) => {
-              out.set(data.subarray(row * rowSize, (row + 1) * rowSize), positions[k] * rowSize);
-            });
-          } else {
-            const data = await readShardRows(directory, manifest, manifest.shards[shard], rowsInShard);
-            positions.forEach((position, k) => {
-              out.set(data.subarray(k * rowSize, (k + 1) * rowSize), position * rowSize);
-            });
-          }
+          reader.read(
+            shard,
+            positions.map((position) => indices[position] - shardStarts[shard]),
+            positions,
+            out,
+          );
         }
         return { shape: [indices.length, ...manifest.sampleShape], data: out };
       },
@@ -447,43 +424,70 @@ export async function openFeatureCache(
   };
 }
 
-/** Rows of one shard read individually; the shard's size is checked, its checksum only when loaded whole. */
-async function readShardRows(
-  directory: string,
-  manifest: FeatureCacheManifest,
-  shard: ShardEntry,
-  rows: readonly number[],
-): Promise<Float32Array> {
-  const path = join(directory, shard.file);
-  const handle = await open(path, 'r').catch((error) => {
-    throw fileSystemError(path, error);
-  });
-  try {
-    const { size } = await handle.stat();
-    if (size !== shard.bytes)
-      throw new DatasetFileError(path, `has ${size} bytes, the manifest says ${shard.bytes}: truncated or replaced`);
-    const rowBytes = shard.bytes / shard.rows;
-    const bytes = new Uint8Array(rows.length * rowBytes);
-    for (const [k, row] of rows.entries()) {
-      await handle.read(bytes, k * rowBytes, rowBytes, row * rowBytes);
-    }
-    return manifest.dtype === 'float16' ? float16ToFloat32(new Uint16Array(bytes.buffer)) : new Float32Array(bytes.buffer);
-  } finally {
-    await handle.close();
-  }
-}
+/**
+ * Reads rows of a cache's shards into a batch with synchronous positioned reads: from the page cache
+ * these take microseconds, where each asynchronous read is a round trip through libuv's thread pool.
+ */
+class ShardRowReader {
+  private readonly rowValues: number;
+  private readonly rowBytes: number;
+  /** Stored float16 rows before conversion; grown as needed. */
+  private halfScratch = new Uint16Array(0);
 
-async function loadShard(directory: string, manifest: FeatureCacheManifest, shard: ShardEntry): Promise<Float32Array> {
-  const path = join(directory, shard.file);
-  const bytes = await readFile(path).catch((error) => {
-    throw fileSystemError(path, error);
-  });
-  if (bytes.length !== shard.bytes)
-    throw new DatasetFileError(path, `has ${bytes.length} bytes, the manifest says ${shard.bytes}: truncated or replaced`);
-  if (sha256(bytes) !== shard.sha256) throw new DatasetFileError(path, 'checksum does not match the manifest: the shard is corrupted');
-  // Copy into a fresh, aligned buffer: a Buffer may start at any byte offset.
-  const aligned = new Uint8Array(bytes).buffer;
-  return manifest.dtype === 'float16' ? float16ToFloat32(new Uint16Array(aligned)) : new Float32Array(aligned);
+  constructor(
+    private readonly directory: string,
+    private readonly manifest: FeatureCacheManifest,
+  ) {
+    this.rowValues = sizeOf(manifest.sampleShape);
+    this.rowBytes = this.rowValues * (manifest.dtype === 'float16' ? 2 : 4);
+  }
+
+  /** Rows `rows` of shard `shard` into `out` at batch positions `positions` (both in the same order). */
+  read(shard: number, rows: readonly number[], positions: readonly number[], out: Float32Array): void {
+    const entry = this.manifest.shards[shard];
+    const path = join(this.directory, entry.file);
+    let fd: number | undefined;
+    try {
+      fd = openSync(path, 'r');
+      const { size } = fstatSync(fd);
+      if (size !== entry.bytes)
+        throw new DatasetFileError(path, `has ${size} bytes, the manifest says ${entry.bytes}: truncated or replaced`);
+      for (let k = 0; k < rows.length; ) {
+        // A run of rows consecutive in both the shard and the batch is one read.
+        let length = 1;
+        while (k + length < rows.length && rows[k + length] === rows[k] + length && positions[k + length] === positions[k] + length)
+          length++;
+        this.readRun(fd, path, rows[k], length, out, positions[k] * this.rowValues);
+        k += length;
+      }
+    } catch (error) {
+      if (error instanceof DatasetFileError) throw error;
+      throw fileSystemError(path, error);
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+
+  private readRun(fd: number, path: string, row: number, length: number, out: Float32Array, at: number): void {
+    const bytes = length * this.rowBytes;
+    const target =
+      this.manifest.dtype === 'float16'
+        ? this.scratch(length * this.rowValues)
+        : new Uint8Array(out.buffer, out.byteOffset + at * 4, bytes);
+    const view = new Uint8Array(target.buffer, target.byteOffset, bytes);
+    let done = 0;
+    while (done < bytes) {
+      const read = readSync(fd, view, done, bytes - done, row * this.rowBytes + done);
+      if (read === 0) throw new DatasetFileError(path, `ended before its row ${row + length}: truncated`);
+      done += read;
+    }
+    if (target instanceof Uint16Array) float16ToFloat32(target, out.subarray(at, at + length * this.rowValues));
+  }
+
+  private scratch(values: number): Uint16Array {
+    if (this.halfScratch.length < values) this.halfScratch = new Uint16Array(values);
+    return this.halfScratch.subarray(0, values);
+  }
 }
 
 async function readManifest(directory: string): Promise<FeatureCacheManifest | undefined> {

@@ -1,16 +1,6 @@
-import {
-  type Backend,
-  forwardProgram,
-  graphFingerprint,
-  type HostTensor,
-  INPUT,
-  inputShapesOf,
-  type LabelledSplit,
-  type LinearisedModel,
-  OUTPUT,
-} from '@gradfeat/core';
+import { type Backend, forwardProgram, graphFingerprint, type LabelledSplit, type LinearisedModel } from '@gradfeat/core';
 import type { FeatureCache, FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache.js';
-import { type CacheFill, fillFeatureCache, type ShardRunner } from './fill.js';
+import { type CacheFill, fillFeatureCache, programShardWriter, type ShardRunner } from './fill.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';
 import { emptyClassWarnings, perClassCounts, targetsTensor } from './targets.js';
@@ -80,20 +70,11 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
         workers: options.workers,
         skipBadImages: options.skipBadImages,
       });
-      const example = { [INPUT]: { shape: [1, ...pipeline.sampleShape], data: new Float32Array(0) } };
-      const trunk = await options.backend.compile(forwardProgram(options.model.trunk), inputShapesOf(example, [INPUT]), {
+      return programShardWriter(options.backend, forwardProgram(options.model.trunk), pipeline, batchSize, {
         name: `trunk to ${options.model.cut}`,
         sharesCores: true,
+        closeSource: () => pipeline.close(),
       });
-      return {
-        source: pipeline,
-        extract: async (batch: HostTensor) => (await trunk.run({ [INPUT]: batch }))[OUTPUT],
-        batchSize,
-        close: async () => {
-          trunk.dispose();
-          await pipeline.close();
-        },
-      };
     },
   };
 }

@@ -1,3 +1,4 @@
+import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type Program } from '@gradfeat/core';
 import {
   type CacheSourceInfo,
   checkCacheMatches,
@@ -28,10 +29,32 @@ export interface CacheFill extends Omit<FeatureCachePlanOptions, 'source'> {
   open(): Promise<OpenShardWriter>;
 }
 
-/** A ShardWriter on an opened source and compiled program. */
 export interface OpenShardWriter extends ShardWriter {
-  /** Closes the source and frees the program. */
+  /** Closes the source and frees the compiled program. */
   close(): Promise<void>;
+}
+
+/**
+ * A shard writer running `program` (INPUT → OUTPUT), compiled once for samples of `sampleShape`, on
+ * each batch of `source`; `close` frees the program, then calls `closeSource`.
+ */
+export async function programShardWriter(
+  backend: Backend,
+  program: Program,
+  source: ShardWriter['source'] & { readonly sampleShape: readonly number[] },
+  batchSize: number,
+  options: CompileOptions & { readonly closeSource?: () => Promise<void> },
+): Promise<OpenShardWriter> {
+  const compiled = await compileBatchProgram(backend, program, { batched: { [INPUT]: source.sampleShape } }, options);
+  return {
+    source,
+    extract: async (batch) => (await compiled.run({ [INPUT]: batch }))[OUTPUT],
+    batchSize,
+    close: async () => {
+      compiled.dispose();
+      await options.closeSource?.();
+    },
+  };
 }
 
 /**
@@ -40,11 +63,11 @@ export interface OpenShardWriter extends ShardWriter {
  */
 export type ShardRunner = (fill: CacheFill, manifest: FeatureCacheManifest, record: (entry: ShardEntry) => Promise<void>) => Promise<void>;
 
-/** How `fillFeatureCache` writes the missing shards. */
+/** Where a cache's shards are written, and progress. */
 export interface FillOptions {
   /** Writes the shards elsewhere (jobs on other machines); default: here, one after another (writeFeatureCache). */
   readonly runner?: ShardRunner;
-  /** Called after each shard is recorded. */
+  /** Called as shards are recorded. */
   readonly onProgress?: (progress: FeatureCacheProgress) => void;
 }
 

@@ -46,10 +46,9 @@ export function float32ToFloat16(values: Float32Array): Uint16Array {
 
 let decodeTable: Float32Array | undefined;
 
-/** float16 bits → float32 values. */
-export function float16ToFloat32(half: Uint16Array): Float32Array {
+/** float16 bits → float32 values, into `values` when given (of the same length). */
+export function float16ToFloat32(half: Uint16Array, values: Float32Array = new Float32Array(half.length)): Float32Array {
   decodeTable ??= Float32Array.from({ length: 0x10000 }, (_, bits) => fromFloat16Bits(bits));
-  const values = new Float32Array(half.length);
   for (let i = 0; i < half.length; i++) values[i] = decodeTable[half[i]];
   return values;
 }

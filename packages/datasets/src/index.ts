@@ -1,5 +1,6 @@
 export * from './cache.js';
 export * from './cifar.js';
+export * from './dataset-format.js';
 export * from './decode.js';
 export * from './download.js';
 export * from './errors.js';
@@ -12,6 +13,7 @@ export * from './folder.js';
 export * from './image-header.js';
 export * from './imagenet.js';
 export * from './pipeline.js';
+export * from './plugin.js';
 export * from './point.js';
 export * from './pool.js';
 export * from './random.js';

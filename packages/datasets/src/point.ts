@@ -4,11 +4,7 @@ import {
   FEATURES,
   featuresProgram,
   graphFingerprint,
-  type HostTensor,
-  INPUT,
-  inputShapesOf,
   type LinearisedModel,
-  OUTPUT,
   type PointData,
   type Program,
   pointRowParts,
@@ -17,7 +13,7 @@ import {
   splitRows,
 } from '@gradfeat/core';
 import type { FeatureCache, FeatureCacheKey, FeatureCacheProgress } from './cache.js';
-import { type CacheFill, fillFeatureCache, type ShardRunner } from './fill.js';
+import { type CacheFill, fillFeatureCache, programShardWriter, type ShardRunner } from './fill.js';
 import type { BatchSource } from './pipeline.js';
 import { selectTargets } from './targets.js';
 
@@ -126,21 +122,12 @@ function headCacheFill(
       const { classNames, labelKind, cropsPerImage } = manifest;
       return { count: manifest.counts.images, classNames, labelKind, cropsPerImage };
     },
-    async open() {
-      const example = { [INPUT]: { shape: [1, ...options.cut.source.sampleShape], data: new Float32Array(0) } };
-      const program = await options.backend.compile(what.program, inputShapesOf(example, [INPUT]), { name: what.name });
-      return {
-        source: cachedRows(options.cut),
-        extract: async (batch: HostTensor) => (await program.run({ [INPUT]: batch }))[OUTPUT],
-        batchSize,
-        close: async () => program.dispose(),
-      };
-    },
+    open: () => programShardWriter(options.backend, what.program, cachedRows(options.cut), batchSize, { name: what.name }),
   };
 }
 
 /** A cache's rows, in order and whole images at a time, as the batches the cache writer reads. */
-function cachedRows(cache: FeatureCache): BatchSource {
+function cachedRows(cache: FeatureCache): BatchSource & { readonly sampleShape: readonly number[] } {
   const { manifest } = cache;
   const crops = manifest.cropsPerImage;
   return {
@@ -148,6 +135,7 @@ function cachedRows(cache: FeatureCache): BatchSource {
     classNames: manifest.classNames,
     labelKind: manifest.labelKind,
     cropsPerImage: crops,
+    sampleShape: cache.source.sampleShape,
     async *batches({ batchSize, start = 0, end = manifest.counts.images }) {
       const stop = Math.min(end, manifest.counts.images);
       for (let first = start; first < stop; first += batchSize) {

@@ -1,71 +1,62 @@
-import { resolve } from 'node:path';
-import { openCifar } from './cifar.js';
-import { isFile } from './files.js';
-import { folderForSplit, openImageFolder } from './folder.js';
-import { openImageNet } from './imagenet.js';
+import { type DependencyContainer, NotRegisteredError, registeredEntry, registerPlugin, registrations } from '@gradfeat/core';
+import { DATASET_FORMATS, type DatasetFormat, separateSplitLocation } from './dataset-format.js';
+import { datasetsPlugin } from './plugin.js';
 import { emptyClassWarnings, perClassCounts } from './targets.js';
 import type { ImageDataset, LabelKind } from './types.js';
-import { openVoc2007, VOC_SPLITS, type VocSplit } from './voc.js';
 
-/** The dataset kinds of a KIND:PATH spec. */
-export const DATASET_KINDS = ['cifar10', 'cifar100', 'folder', 'voc2007', 'imagenet'] as const;
-/** One of `DATASET_KINDS`. */
-export type DatasetKind = (typeof DATASET_KINDS)[number];
+// Whoever opens datasets through this module can open the built-in kinds; a plugin adds more.
+registerPlugin(datasetsPlugin);
 
 /** A parsed KIND:PATH dataset spec. */
 export interface DatasetSpec {
-  readonly kind: DatasetKind;
+  /** A registered dataset format's name. */
+  readonly kind: string;
   readonly path: string;
 }
 
-/** Splits each kind accepts; 'folder' accepts any name (see openDataset). */
-const SPLITS: Readonly<Record<Exclude<DatasetKind, 'folder'>, readonly string[]>> = {
-  cifar10: ['train', 'test'],
-  cifar100: ['train', 'test'],
-  voc2007: VOC_SPLITS,
-  imagenet: ['train', 'val'],
-};
+/** The registered dataset formats, in registration order (the built-in ones first). */
+export function registeredDatasetFormats(container?: DependencyContainer): DatasetFormat[] {
+  return registrations(DATASET_FORMATS, container).map((r) => r.entry);
+}
 
-/** Parses 'KIND:PATH', e.g. 'cifar10:/data/cifar-10-batches-bin' (only the first ':' separates). */
-export function parseDatasetSpec(text: string): DatasetSpec {
+/**
+ * Parses 'KIND:PATH', e.g. 'cifar10:/data/cifar-10-batches-bin' (only the first ':' separates); KIND
+ * must be a registered dataset format (a NotRegisteredError lists them otherwise).
+ */
+export function parseDatasetSpec(text: string, container?: DependencyContainer): DatasetSpec {
   const colon = text.indexOf(':');
   const kind = text.slice(0, colon);
   const path = text.slice(colon + 1);
-  if (colon < 0 || !DATASET_KINDS.includes(kind as DatasetKind)) {
-    throw new Error(`dataset '${text}' should be KIND:PATH with KIND one of ${DATASET_KINDS.join(', ')}`);
-  }
+  const kinds = registeredDatasetFormats(container).map((format) => format.name);
+  const expected = `dataset '${text}' should be KIND:PATH with KIND one of ${kinds.join(', ')}`;
+  if (colon < 0) throw new Error(expected);
+  if (!kinds.includes(kind)) throw new NotRegisteredError('dataset format', kind, kinds, expected);
   if (path.length === 0) throw new Error(`dataset '${text}' has no path after '${kind}:'`);
-  return { kind: kind as DatasetKind, path };
+  return { kind, path };
 }
 
-/**
- * Opens one split of a dataset. For 'folder', the split is the sub-folder `PATH/<split>` when that is
- * a folder of class folders (as in the CIFAR-10 JPEG archive), else PATH itself.
- */
-export async function openDataset(spec: DatasetSpec | string, split: string): Promise<ImageDataset> {
-  const { kind, path } = typeof spec === 'string' ? parseDatasetSpec(spec) : spec;
-  if (kind === 'folder') return openImageFolder(await folderForSplit(path, split));
-  if (!SPLITS[kind].includes(split)) throw new Error(`${kind} has splits ${SPLITS[kind].join(', ')}, not '${split}'`);
-  switch (kind) {
-    case 'cifar10':
-    case 'cifar100':
-      return openCifar(kind, path, { split: split as 'train' | 'test' });
-    case 'voc2007':
-      return openVoc2007(path, { split: split as VocSplit });
-    case 'imagenet':
-      return openImageNet(path, { split: split as 'train' | 'val' });
+/** The format of a spec and its path. */
+function resolveSpec(spec: DatasetSpec | string, container?: DependencyContainer): { format: DatasetFormat; path: string } {
+  const { kind, path } = typeof spec === 'string' ? parseDatasetSpec(spec, container) : spec;
+  return { format: registeredEntry(DATASET_FORMATS, kind, container), path };
+}
+
+/** Opens one split of a dataset with its format, after checking the split is one the format has. */
+export async function openDataset(spec: DatasetSpec | string, split: string, container?: DependencyContainer): Promise<ImageDataset> {
+  const { format, path } = resolveSpec(spec, container);
+  if (format.splits && !format.splits.includes(split)) {
+    throw new Error(`${format.name} has splits ${format.splits.join(', ')}, not '${split}'`);
   }
+  return format.open(path, split);
 }
 
 /**
- * Where a split's images are read from: two splits with the same location are the same images. A
- * single CIFAR .bin file serves every split, and a folder without `<split>` sub-folders is every split.
+ * Where a split's images are read from: two splits with the same location are the same images (a
+ * single CIFAR .bin file serves every split, and a folder without `<split>` sub-folders is every split).
  */
-export async function splitLocation(spec: DatasetSpec | string, split: string): Promise<string> {
-  const { kind, path } = typeof spec === 'string' ? parseDatasetSpec(spec) : spec;
-  if (kind === 'folder') return resolve(await folderForSplit(path, split));
-  if ((kind === 'cifar10' || kind === 'cifar100') && (await isFile(path))) return resolve(path);
-  return `${resolve(path)} (${split})`;
+export async function splitLocation(spec: DatasetSpec | string, split: string, container?: DependencyContainer): Promise<string> {
+  const { format, path } = resolveSpec(spec, container);
+  return format.splitLocation ? format.splitLocation(path, split) : separateSplitLocation(path, split);
 }
 
 /** What `datasetInfo` reports about a split. */
@@ -81,8 +72,8 @@ export interface DatasetInfo {
 }
 
 /** Counts a split's images per class by streaming its labels (no image is decoded). */
-export async function datasetInfo(spec: DatasetSpec | string, split: string): Promise<DatasetInfo> {
-  const dataset = await openDataset(spec, split);
+export async function datasetInfo(spec: DatasetSpec | string, split: string, container?: DependencyContainer): Promise<DatasetInfo> {
+  const dataset = await openDataset(spec, split, container);
   const counts = perClassCounts(await dataset.targets());
   return {
     description: dataset.description,

@@ -55,10 +55,9 @@ describe('the feature cache writes only into directories that are its own', () =
 
   it('writes its manifest before the first shard, so that a killed first extraction is still recognised', async () => {
     const directory = join(root, 'first-shard');
+    // Progress comes only after a shard is recorded, so the kill is in the first batch's extraction.
     const killAtFirstBatch = options({
-      onProgress: () => {
-        throw new Error('killed');
-      },
+      extract: () => Promise.reject(new Error('killed')),
     });
     await expect(writeFeatureCache(directory, killAtFirstBatch)).rejects.toThrow('killed');
     const manifest = JSON.parse(await readFile(join(directory, 'manifest.json'), 'utf8'));

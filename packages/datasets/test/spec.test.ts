@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { createPluginContainer, NotRegisteredError, registerPlugin } from '@gradfeat/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { CIFAR10_CLASSES } from '../src/cifar.js';
-import { datasetInfo, openDataset, parseDatasetSpec } from '../src/spec.js';
+import type { DatasetFormat } from '../src/dataset-format.js';
+import { openImageFolder } from '../src/folder.js';
+import { datasetInfo, openDataset, parseDatasetSpec, registeredDatasetFormats, splitLocation } from '../src/spec.js';
 import { encodePng, patternImage, temporaryDirectory } from './helpers.js';
 
 describe('dataset specs', () => {
@@ -59,6 +62,23 @@ describe('dataset specs', () => {
         classNames: ['bus', 'train'],
         perClassCounts: [1, 1],
       });
+    });
+
+    it("a plugin's format is a KIND like the built-in ones: parsed, its splits checked, its splits apart by default", async () => {
+      const scope = createPluginContainer();
+      const perSplit: DatasetFormat = {
+        name: 'per-split',
+        describes: 'PATH/<split>, a folder of class folders',
+        splits: ['train', 'test'],
+        open: (path, split) => openImageFolder(join(path, split)),
+      };
+      registerPlugin({ name: 'test-formats', datasetFormats: [perSplit] }, { container: scope });
+      expect(registeredDatasetFormats(scope)).toEqual([perSplit]);
+      expect(() => parseDatasetSpec('per-split:/x')).toThrow(NotRegisteredError);
+      const spec = parseDatasetSpec(`per-split:${join(root, 'split')}`, scope);
+      expect(await datasetInfo(spec, 'train', scope)).toMatchObject({ count: 3, classNames: ['a', 'b'], perClassCounts: [1, 2] });
+      await expect(openDataset(spec, 'val', scope)).rejects.toThrow("per-split has splits train, test, not 'val'");
+      expect(await splitLocation(spec, 'test', scope)).toBe(`${resolve(root, 'split')} (test)`);
     });
   });
 });

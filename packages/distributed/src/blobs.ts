@@ -57,7 +57,7 @@ export function packTensors(tensors: StoredTensors, meta: Readonly<Record<string
   return bytes;
 }
 
-/** The metadata and tensors that `packTensors` wrote. */
+/** Reads what packTensors wrote: the meta and each tensor (float32 or float64). */
 export function unpackTensors(bytes: Buffer): {
   meta: Readonly<Record<string, unknown>>;
   tensors: Map<string, HostTensor | Float64Tensor>;
@@ -84,7 +84,7 @@ export function unpackTensors(bytes: Buffer): {
   return { meta: header.meta, tensors };
 }
 
-/** A tensor of float64 values (gradient sums, added up without float32 rounding). */
+/** A tensor of float64 values (gradient sums travel in float64 so that their order of addition is all that matters). */
 export interface Float64Tensor {
   readonly shape: readonly number[];
   readonly data: Float64Array;
@@ -98,7 +98,7 @@ export class BlobStore {
     private readonly limit = REDIS_BLOB_LIMIT,
   ) {}
 
-  /** Stores `bytes` in Redis when small, in a file otherwise; returns where. */
+  /** Stores `bytes` under `name`: in Redis when small, else as a file on the shared storage. */
   async put(name: string, bytes: Buffer): Promise<BlobRef> {
     if (bytes.length <= this.limit) {
       await this.redis.set(KEY_PREFIX + name, bytes, 'EX', BLOB_TTL_SECONDS);
@@ -110,7 +110,7 @@ export class BlobStore {
     return { file };
   }
 
-  /** The bytes stored at `ref`. */
+  /** The bytes a put stored; a missing value names where it was looked for. */
   async get(ref: BlobRef): Promise<Buffer> {
     if ('redis' in ref) {
       const bytes = await this.redis.getBuffer(ref.redis);
@@ -124,7 +124,7 @@ export class BlobStore {
     });
   }
 
-  /** Removes the blob at `ref`. */
+  /** Removes a blob (a missing one is not an error). */
   async delete(ref: BlobRef): Promise<void> {
     if ('redis' in ref) await this.redis.del(ref.redis);
     else await rm(ref.file, { force: true });

@@ -27,14 +27,14 @@ import {
 } from './protocol.js';
 import { connectRedis } from './redis.js';
 
-/** Where a coordinator sends its jobs, and what they share. */
+/** Where the queue is, what every job carries, and how many gradient jobs a step is split into. */
 export interface CoordinatorOptions {
   /** redis://HOST:PORT */
   readonly redis: string;
   readonly context: Omit<JobContext, 'version' | 'session'>;
   /** Jobs per gradient evaluation: the run's gradientParts. */
   readonly gradientJobs: number;
-  /** Called when a phase's jobs are sent and as each one finishes. */
+  /** Called as jobs of a phase complete. */
   readonly onProgress?: (phase: string, done: number, total: number) => void;
 }
 
@@ -64,7 +64,7 @@ export class Coordinator {
     private readonly options: CoordinatorOptions,
   ) {}
 
-  /** Connects to Redis and the job queue. */
+  /** Connects to Redis and the queue, and counts the workers listening. */
   static async connect(options: CoordinatorOptions): Promise<Coordinator> {
     const redis = await connectRedis(options.redis);
     const queue = new Queue(QUEUE, { connection: redis });
@@ -222,7 +222,7 @@ function packClassifier(classifier: Classifier): Buffer {
   );
 }
 
-/** The classifier (ω̄) that `packClassifier` wrote. */
+/** Reads a classifier (ω̄) that packClassifier wrote. */
 export function unpackClassifier(bytes: Buffer): Classifier {
   const { tensors } = unpackTensors(bytes);
   const weight = tensors.get('weight');

@@ -9,9 +9,9 @@ export const GRADFEAT_VERSION: string = createRequire(import.meta.url)('../packa
 /** The BullMQ queue every coordinator sends to and every worker takes from. */
 export const QUEUE = 'gradfeat';
 
-/** Job names. */
+/** Job names: writes one cache shard. */
 export const SHARD_JOB = 'cache-shard';
-/** The name of a job that computes gradient sums over some rows. */
+/** Loss and gradient sums over part of a batch. */
 export const GRADIENT_JOB = 'gradient-sums';
 
 /** What every job carries so that any worker can run it, or refuse it with a reason. */
@@ -59,14 +59,14 @@ export interface GradientJobData {
   readonly chunk: number;
 }
 
-/** What a gradient job returns. */
+/** What a gradient job returns: its rows' summed loss, and where its gradient sums are. */
 export interface GradientJobResult {
   readonly loss: number;
   /** float64 sums per trainable. */
   readonly grads: BlobRef;
 }
 
-/** Rows as a job carries them: a range when they are consecutive, the list otherwise. */
+/** Rows as a range when they are consecutive (the usual case), else as the list. */
 export function encodeRows(rows: readonly number[]): RowSet {
   const consecutive = rows.every((row, i) => row === rows[0] + i);
   return consecutive && rows.length > 0 ? { start: rows[0], end: rows[0] + rows.length } : rows;
@@ -76,13 +76,13 @@ function isRowList(rows: RowSet): rows is readonly number[] {
   return Array.isArray(rows);
 }
 
-/** The rows that `encodeRows` encoded. */
+/** The row indices an encodeRows value stands for. */
 export function decodeRows(rows: RowSet): readonly number[] {
   if (isRowList(rows)) return rows;
   return Array.from({ length: rows.end - rows.start }, (_, i) => rows.start + i);
 }
 
-/** The SHA-256 of `text`, in hex. */
+/** Hex SHA-256 of a string (fingerprints of configs and models). */
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }

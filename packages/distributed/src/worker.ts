@@ -23,17 +23,17 @@ export interface WorkerResolver {
   prepare(context: JobContext): Promise<PreparedRun>;
 }
 
-/** A run's model, prepared once by a worker for that run's jobs. */
+/** A run prepared by a worker: the caches and training data its jobs name. */
 export interface PreparedRun {
   /** The cache a shard job's `fill` names. */
   cacheFill(fill: unknown): Promise<CacheFill>;
   /** What a gradient job's `training` names: the method, model and training data, with ω̄. */
   trainingRequest(training: unknown, omegaBar: Classifier): Promise<EvaluatorRequest>;
-  /** Frees the backend and what it compiled. */
+  /** Frees the run's backend and caches. */
   dispose(): Promise<void>;
 }
 
-/** Where a worker takes its jobs from, and how many it runs at once. */
+/** Where the queue is, how many jobs run at once, and how jobs find their run. */
 export interface WorkerOptions {
   /** redis://HOST:PORT */
   readonly redis: string;
@@ -49,7 +49,7 @@ export interface WorkerOptions {
   readonly log?: (event: Readonly<Record<string, unknown>>) => void;
 }
 
-/** A worker taking jobs. */
+/** A worker taking jobs until closed. */
 export interface RunningWorker {
   /** Waits for the jobs in hand to finish, then disconnects. */
   close(): Promise<void>;

@@ -236,7 +236,7 @@ class OnnxImporter {
       );
     }
     checkAttributes(node, rule.attributes);
-    rule.convert(this.context(node));
+    rule.convert(this.context(node, rule.emits));
   }
 
   private fold(node: OnnxNode): void {
@@ -283,7 +283,7 @@ class OnnxImporter {
     );
   }
 
-  private context(node: OnnxNode): ConversionContext {
+  private context(node: OnnxNode, emits: readonly OpType[]): ConversionContext {
     const inputName = (index: number) => node.inputs[index] ?? '';
     const hasInput = (index: number) => inputName(index) !== '';
     const constant = (index: number, what: string) => {
@@ -309,7 +309,12 @@ class OnnxImporter {
       constant,
       optionalConstant: (index, what) => (hasInput(index) ? constant(index, what) : undefined),
       constantPerBatch: (index, what) => this.constantProbes(node, index, what),
-      emit: (op, inputs, attrs, params = {}) => this.emit(node, op, inputs, attrs, params),
+      emit: (op, inputs, attrs, params = {}) => {
+        // The declared mapping is what the importer coverage test reads: a rule may not go beyond it.
+        if (!emits.includes(op))
+          throw new Error(`the ${node.opType} rule emitted ${op}, which its 'emits' does not list (an importer bug)`);
+        this.emit(node, op, inputs, attrs, params);
+      },
       biasFreeDense: (index) => {
         const producer = this.producers.get(inputName(index));
         if (producer?.op !== 'Dense' || producer.params.bias || this.readCounts.get(producer.id) !== 1) return undefined;

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { type Backend, type BackendPlugin, registerBackend } from '@gradfeat/core';
+import type { Backend } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
@@ -177,14 +177,10 @@ function threadingFromEnvironment(): Pick<OnnxBackendOptions, 'intraOpNumThreads
   };
 }
 
-/** The 'onnx' backend plugin (priority 20); its providers come from GRADFEAT_ONNX_PROVIDERS (default cpu), its threads from GRADFEAT_ONNX_THREADS and GRADFEAT_ONNX_SPINNING. */
-export const onnxBackendPlugin: BackendPlugin = {
-  name: 'onnx',
-  priority: 20,
-  create: () => createOnnxBackend({ executionProviders: providersFromEnvironment(), ...threadingFromEnvironment() }),
-};
-
-/** Registers the ONNX Runtime backend plugin (in tsyringe's root container unless one is given). */
-export function registerOnnxBackend(container?: Parameters<typeof registerBackend>[1]): void {
-  registerBackend(onnxBackendPlugin, container);
+/**
+ * The ONNX Runtime backend as the 'onnx' plugin starts it: providers from GRADFEAT_ONNX_PROVIDERS
+ * (default cpu), threads from GRADFEAT_ONNX_THREADS and GRADFEAT_ONNX_SPINNING.
+ */
+export function createOnnxBackendFromEnvironment(): Promise<OnnxBackend> {
+  return createOnnxBackend({ executionProviders: providersFromEnvironment(), ...threadingFromEnvironment() });
 }

@@ -1,11 +1,10 @@
 export {
   createOnnxBackend,
+  createOnnxBackendFromEnvironment,
   type OnnxBackend,
   type OnnxBackendOptions,
   type OnnxExecutionProvider,
-  onnxBackendPlugin,
   PROVIDERS_ENV_VAR,
-  registerOnnxBackend,
 } from './backend.js';
 export { type SavedOnnxModel, type SaveOnnxOptions, saveProgramAsOnnx } from './export.js';
 export { type OnnxModelSession, openOnnxModelSession } from './session.js';

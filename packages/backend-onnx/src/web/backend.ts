@@ -1,4 +1,4 @@
-import { type Backend, type BackendPlugin, registerBackend } from '@gradfeat/core';
+import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core';
 import type * as OrtWeb from 'onnxruntime-web';
 import { OnnxCompiledProgram } from '../runtime/compiled-program.js';
 import { onnx } from '../runtime/proto.js';
@@ -160,14 +160,12 @@ export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}):
   };
 }
 
-/** The onnxruntime-web backend as a plugin: what a page registers instead of the Node backends. */
+/** The onnxruntime-web backend family 'onnx-web' (priority 20): what a page has instead of the Node backends. */
 export const onnxWebBackendPlugin: BackendPlugin = {
   name: 'onnx-web',
   priority: 20,
   create: () => createOnnxWebBackend(),
 };
 
-/** Registers the onnxruntime-web backend plugin (in tsyringe's root container unless one is given). */
-export function registerOnnxWebBackend(container?: Parameters<typeof registerBackend>[1]): void {
-  registerBackend(onnxWebBackendPlugin, container);
-}
+/** The `@gradfeat/backend-onnx/web` plugin: the 'onnx-web' backend; importing that entry registers it. */
+export const onnxWebPlugin: GradfeatPlugin = { name: '@gradfeat/backend-onnx/web', backends: [onnxWebBackendPlugin] };

@@ -39,6 +39,9 @@ export function spatialTensor(layer: string, value: string, [h, w, c]: readonly 
   return { layer, value, shape: [h, w, c], irShape: [c, h, w], transposedFrom: transposed ? [h, w, c] : undefined };
 }
 
+/** The ops the builder inserts where a consumer needs another IR shape (see `nchw`, `features`). */
+export const LAYOUT_OPS: readonly OpType[] = ['Flatten', 'Reshape'];
+
 /** Collects nodes and parameters; names nodes after Keras layers and keeps inserted names unique. */
 export class GraphBuilder {
   readonly nodes: Node[] = [];

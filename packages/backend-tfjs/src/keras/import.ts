@@ -11,7 +11,7 @@ import {
   sameShape,
   siblingPath,
 } from '@gradfeat/core';
-import { GraphBuilder, type KerasTensor } from './builder.js';
+import { GraphBuilder, type KerasTensor, LAYOUT_OPS } from './builder.js';
 import { LayerConfig } from './config.js';
 import { LAYER_CONVERTERS } from './layers.js';
 import { type KerasLayer, type KerasModel, parseTopology } from './topology.js';
@@ -92,6 +92,7 @@ function convertLayers(
     }
     const arity = layer.inbound.length === 0 ? 'none' : layer.inbound.length === 1 ? 'one' : 'several';
     if (arity !== converter.inputs) config.fail(`takes ${INPUT_COUNTS[converter.inputs]}, got ${layer.inbound.length}`);
+    const before = builder.nodes.length;
     tensors.set(
       layer.name,
       converter.convert({
@@ -103,6 +104,12 @@ function convertLayers(
         dropsSoftmax: droppedSoftmaxes.has(layer.name),
       }),
     );
+    // The declared mapping is what the importer coverage test reads: a converter may not go beyond it.
+    for (const { op } of builder.nodes.slice(before)) {
+      if (!converter.emits.includes(op) && !LAYOUT_OPS.includes(op)) {
+        config.fail(`the ${layer.className} converter added ${op}, which its 'emits' does not list (an importer bug)`);
+      }
+    }
   }
   return tensors;
 }

@@ -1,5 +1,6 @@
-import { childPath, type DependencyContainer, type FileSource, type ModelFormat, registerModelFormat } from '@gradfeat/core';
-import { importKerasModel } from './import.js';
+import { childPath, type FileSource, type GradfeatPlugin, type ModelFormat } from '@gradfeat/core';
+
+// Light, like ../plugin.ts (which lists this format too): the importer loads when a model is read.
 
 /** model.json itself, or the folder that holds it. */
 async function modelJsonPath(path: string, files: FileSource): Promise<string> {
@@ -11,10 +12,11 @@ export const kerasModelFormat: ModelFormat = {
   name: 'tfjs-layers',
   describes: 'a TF.js layers model.json or its folder',
   canLoad: async (path, files) => (await modelJsonPath(path, files)).toLowerCase().endsWith('.json'),
-  load: async (path, files) => importKerasModel(await modelJsonPath(path, files), files),
+  load: async (path, files) => (await import('./import.js')).importKerasModel(await modelJsonPath(path, files), files),
 };
 
-/** Registers `kerasModelFormat` (in the root container unless one is given); importing `@gradfeat/backend-tfjs` already does. */
-export function registerKerasModelFormat(container?: DependencyContainer): void {
-  registerModelFormat(kerasModelFormat, container);
-}
+/**
+ * The Keras model format alone, without the TF.js backend: what a page registers (`registerPlugin(kerasPlugin)`)
+ * to read model.json files with `loadNetwork` while another backend (onnx-web) runs them.
+ */
+export const kerasPlugin: GradfeatPlugin = { name: '@gradfeat/backend-tfjs/keras', modelFormats: [kerasModelFormat] };

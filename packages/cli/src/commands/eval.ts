@@ -12,9 +12,10 @@ import {
 } from '@gradfeat/core';
 import { ImagePipeline, openDataset, targetsTensor, transformForModel } from '@gradfeat/datasets';
 import type { Command } from 'commander';
-import { type BackendName, backendOption, loadModel, openBackend } from '../backends.js';
+import { backendOption, loadModel, openBackend } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption, numberList } from '../parse.js';
+import { datasetKinds } from '../plugins.js';
 import { loadTrainedRun, prepareModel, prepareSplits, withAblatedOmega } from '../workflow.js';
 
 interface EvalFlags {
@@ -22,7 +23,7 @@ interface EvalFlags {
   readonly run?: string;
   readonly dataset?: string;
   readonly split: string;
-  readonly backend?: BackendName;
+  readonly backend?: string;
   readonly batchSize: number;
   readonly workers?: number;
   readonly mean?: number[];
@@ -119,7 +120,7 @@ export function registerEval(program: Command): void {
     .description("evaluate a trained run's methods on its test split, or (with --model and no --run) an imported network's own classifier")
     .option('--model <path>', 'a network to evaluate as imported (its own classes and preprocessing)')
     .option('--run <dir>', 'a run directory written by train or compare')
-    .option('--dataset <KIND:PATH>', 'dataset for --model')
+    .option('--dataset <KIND:PATH>', `dataset for --model, KIND one of ${datasetKinds()}`)
     .option('--split <name>', 'split for --model', 'test')
     .addOption(backendOption())
     .option('--batch-size <n>', 'images per batch', integerOption('--batch-size', 1), 128)

@@ -1,6 +1,6 @@
 import { formatPercent, METHODS, type Method } from '@gradfeat/core';
 import { type Command, Option } from 'commander';
-import { type BackendName, backendOption } from '../backends.js';
+import { backendOption } from '../backends.js';
 import { createProgress, emit, renderTable } from '../output.js';
 import { integerOption } from '../parse.js';
 import { loadTrainedModel, predict } from '../trained-model.js';
@@ -11,7 +11,7 @@ interface PredictFlags {
   readonly method?: Method;
   readonly input: string[];
   readonly top: number;
-  readonly backend?: BackendName;
+  readonly backend?: string;
   readonly batchSize: number;
   readonly workers?: number;
   readonly json?: boolean;

@@ -9,6 +9,11 @@ import { completeKernels, type Kernels } from './kernels.js';
  */
 export type Program = <T>(k: Kernels<T>, inputs: Readonly<Record<string, T>>) => Record<string, T>;
 
+/** A program's input that carries the batch (images, cut values, features); others are named by their role. */
+export const INPUT = 'inputs';
+/** The output key of single-output programs. */
+export const OUTPUT = 'outputs';
+
 /** Options of `CompiledProgram.run`. */
 export interface RunOptions {
   /**

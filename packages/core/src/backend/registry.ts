@@ -1,10 +1,9 @@
-import 'reflect-metadata';
-import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
+import { type DependencyContainer, definePluginSlot, NotRegisteredError, registrations } from '../plugins/registry.js';
 import type { Backend } from './backend.js';
 
 /**
- * A backend plugin: a package registers one (or more) of these; gradfeat picks the available one
- * with the highest priority, as ONNX Runtime JS does with its backends.
+ * A backend family a plugin provides (`GradfeatPlugin.backends`): gradfeat picks the available one with
+ * the highest priority, as ONNX Runtime JS does with its backends, or the one named.
  */
 export interface BackendPlugin {
   /** Family name users select with `--backend`, e.g. 'tfjs' or 'onnx'. */
@@ -15,35 +14,33 @@ export interface BackendPlugin {
   create(): Promise<Backend>;
 }
 
-/** The tsyringe token backend plugins are registered under. */
-export const BACKEND_PLUGIN: InjectionToken<BackendPlugin> = Symbol.for('gradfeat.BackendPlugin');
+/** The `backends` of plugins. */
+export const BACKENDS = definePluginSlot<BackendPlugin>('backends', 'backend', { create: 'function', priority: 'number' });
 
-/** Registers a backend plugin (once per name) in the container, the root one by default. */
-export function registerBackend(plugin: BackendPlugin, container: DependencyContainer = rootContainer): void {
-  if (registeredBackends(container).some((p) => p.name === plugin.name)) return;
-  container.register(BACKEND_PLUGIN, { useValue: plugin });
-}
-
-/** The registered plugins, highest priority first. */
-export function registeredBackends(container: DependencyContainer = rootContainer): BackendPlugin[] {
-  if (!container.isRegistered(BACKEND_PLUGIN, true)) return [];
-  return [...container.resolveAll(BACKEND_PLUGIN)].sort((a, b) => b.priority - a.priority);
+/** The registered backends, highest priority first. */
+export function registeredBackends(container?: DependencyContainer): BackendPlugin[] {
+  return registrations(BACKENDS, container)
+    .map((r) => r.entry)
+    .sort((a, b) => b.priority - a.priority);
 }
 
 /**
  * The first registered backend (in priority order, or only `preferred`) whose runtime initialises.
  * Fails with every candidate's reason, so a user sees why e.g. onnx was skipped.
  */
-export async function resolveBackend(preferred?: string, container: DependencyContainer = rootContainer): Promise<Backend> {
+export async function resolveBackend(preferred?: string, container?: DependencyContainer): Promise<Backend> {
   const plugins = registeredBackends(container);
   const candidates = preferred ? plugins.filter((p) => p.name === preferred) : plugins;
   if (candidates.length === 0) {
-    const known = plugins.map((p) => p.name).join(', ') || 'none';
-    throw new Error(
-      preferred
-        ? `unknown backend '${preferred}' (registered: ${known}); install and import its package, e.g. @gradfeat/backend-${preferred}`
-        : 'no gradfeat backend is registered: install and import @gradfeat/backend-onnx or @gradfeat/backend-tfjs',
-    );
+    const names = plugins.map((p) => p.name);
+    throw preferred
+      ? new NotRegisteredError('backend', preferred, names)
+      : new NotRegisteredError(
+          'backend',
+          '',
+          names,
+          'no gradfeat backend is registered: install and import @gradfeat/backend-onnx or @gradfeat/backend-tfjs, or register a plugin',
+        );
   }
   const reasons: string[] = [];
   for (const plugin of candidates) {
@@ -55,4 +52,3 @@ export async function resolveBackend(preferred?: string, container: DependencyCo
   }
   throw new Error(`no backend could start:\n  ${reasons.join('\n  ')}`);
 }
-export type { DependencyContainer } from 'tsyringe';

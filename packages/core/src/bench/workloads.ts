@@ -1,4 +1,5 @@
-import { type Backend, inputShapesOf, runProgramOnce } from '../backend/backend.js';
+import { type Backend, INPUT, runProgramOnce } from '../backend/backend.js';
+import { compileBatchProgram, shapesOf } from '../backend/batch-program.js';
 import type { Graph } from '../ir/graph.js';
 import { linearise } from '../methods/linearised-model.js';
 import {
@@ -6,7 +7,6 @@ import {
   FEATURES,
   forwardProgram,
   gradName,
-  INPUT,
   initialParams,
   isLinearised,
   linearisationPointProgram,
@@ -135,7 +135,12 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
   const model = linearise(spec.network(seed), { cut: spec.cut });
   if (spec.kind === 'extract') {
     const input = normalTensor(rng, [spec.batch, ...model.trunk.inputs[0].shape.slice(1)]);
-    const compiled = await backend.compile(forwardProgram(model.trunk), inputShapesOf({ [INPUT]: input }, [INPUT]), { name });
+    const compiled = await compileBatchProgram(
+      backend,
+      forwardProgram(model.trunk),
+      { batched: { [INPUT]: input.shape.slice(1) } },
+      { name },
+    );
     return { batch: spec.batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
   }
   const omegaBar = model.sourceClassifier;
@@ -148,21 +153,28 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
     ? await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], `${name}: point`)
     : {};
   if (spec.method === 'gradient') delete point[FEATURES];
-  const feed: Record<string, HostTensor> = {
+  const batch: Record<string, HostTensor> = {
     [INPUT]: cut,
     [TARGETS]: oneHot(
       Array.from({ length: spec.batch }, () => rng.int(classes)),
       classes,
     ),
-    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / spec.batch) },
     ...point,
+  };
+  const fixed: Record<string, HostTensor> = {
+    [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / spec.batch) },
     ...Object.fromEntries(params),
   };
-  const compiled = await backend.compile(
+  const compiled = await compileBatchProgram(
+    backend,
     trainStepProgram(model, spec.method, omegaBar, 'softmax-ce', { cachedPoint }),
-    inputShapesOf(feed, [INPUT, TARGETS, ...Object.keys(point)]),
+    {
+      batched: Object.fromEntries(Object.entries(batch).map(([key, value]) => [key, value.shape.slice(1)])),
+      fixed: shapesOf(Object.entries(fixed)),
+    },
     { name },
   );
+  const feed = { ...batch, ...fixed };
   const into: Record<string, HostTensor> = {
     loss: hostTensor([1]),
     ...Object.fromEntries([...params].map(([key, value]) => [gradName(key), hostTensor(value.shape)])),

@@ -8,8 +8,18 @@ export interface SampleSource {
   readonly count: number;
   /** Shape of one sample, without the batch dimension. */
   readonly sampleShape: readonly number[];
-  /** The samples at `indices`, stacked: [indices.length, ...sampleShape]. */
-  read(indices: readonly number[]): Promise<HostTensor>;
+  /**
+   * The samples at `indices`, stacked: [indices.length, ...sampleShape]. A source may write them into
+   * `into` (exactly indices.length × sample size values) and return it as the data instead of a new
+   * array: training passes the same buffer every step, since a fresh allocation of megabytes costs
+   * page faults on every batch. The previous result's data is then overwritten.
+   */
+  read(indices: readonly number[], into?: Float32Array): Promise<HostTensor>;
+}
+
+/** `into` when it has exactly `length` values, else a new array of that length. */
+export function batchBuffer(length: number, into?: Float32Array): Float32Array {
+  return into?.length === length ? into : new Float32Array(length);
 }
 
 /** A SampleSource over one tensor in memory whose first axis indexes samples. */
@@ -19,8 +29,8 @@ export function memorySource(samples: HostTensor): SampleSource {
   return {
     count: samples.shape[0],
     sampleShape,
-    async read(indices) {
-      const data = new Float32Array(indices.length * stride);
+    async read(indices, into) {
+      const data = batchBuffer(indices.length * stride, into);
       indices.forEach((index, row) => {
         if (!Number.isInteger(index) || index < 0 || index >= samples.shape[0]) {
           throw new RangeError(`sample index ${index} is outside 0..${samples.shape[0] - 1}`);
@@ -46,9 +56,15 @@ export function splitRows(source: SampleSource, parts: readonly (readonly [strin
       `rows of ${rowSize} values cannot hold parts ${parts.map(([name, shape]) => `${name} [${shape.join(', ')}]`).join(', ')} (${total} values)`,
     );
   }
+  // The parts of one batch are read one after another with the same index array; the next batch may
+  // reuse the rows' buffer.
   let last: { indices: readonly number[]; rows: Promise<HostTensor> } | undefined;
+  let rowsBuffer: Float32Array | undefined;
   const rowsAt = (indices: readonly number[]) => {
-    if (last?.indices !== indices) last = { indices, rows: source.read(indices) };
+    if (last?.indices !== indices) {
+      rowsBuffer = batchBuffer(indices.length * rowSize, rowsBuffer);
+      last = { indices, rows: source.read(indices, rowsBuffer) };
+    }
     return last.rows;
   };
   const result: Record<string, SampleSource> = {};
@@ -60,9 +76,9 @@ export function splitRows(source: SampleSource, parts: readonly (readonly [strin
     result[name] = {
       count: source.count,
       sampleShape: shape,
-      async read(indices) {
+      async read(indices, into) {
         const rows = await rowsAt(indices);
-        const data = new Float32Array(indices.length * size);
+        const data = batchBuffer(indices.length * size, into);
         for (let row = 0; row < indices.length; row++)
           data.set(rows.data.subarray(row * rowSize + start, row * rowSize + start + size), row * size);
         return { shape: [indices.length, ...shape], data };
@@ -74,5 +90,13 @@ export function splitRows(source: SampleSource, parts: readonly (readonly [strin
 
 /** The rows at `rows` of a source, as a source of its own. */
 export function subsetSource(source: SampleSource, rows: readonly number[]): SampleSource {
-  return { count: rows.length, sampleShape: source.sampleShape, read: (indices) => source.read(indices.map((i) => rows[i])) };
+  return {
+    count: rows.length,
+    sampleShape: source.sampleShape,
+    read: (indices, into) =>
+      source.read(
+        indices.map((i) => rows[i]),
+        into,
+      ),
+  };
 }

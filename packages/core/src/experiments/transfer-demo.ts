@@ -1,4 +1,5 @@
 import type { Backend } from '../backend/backend.js';
+import { mapBatches } from '../backend/batch-program.js';
 import { memorySource } from '../data/source.js';
 import type { Graph } from '../ir/graph.js';
 import { type ComparisonEvents, compareMethods, evaluateLogits, type MethodResult, predict } from '../methods/compare.js';
@@ -8,7 +9,7 @@ import { forwardProgram, METHODS, type Method } from '../methods/programs.js';
 import { smallCnn } from '../networks/small-cnn.js';
 import { Rng } from '../random.js';
 import { type HostTensor, oneHot } from '../tensor.js';
-import { initialTrainState, mapBatches, type StepInfo, type TrainConfig, trainMethod } from '../train/trainer.js';
+import { initialTrainState, type StepInfo, type TrainConfig, trainMethod } from '../train/trainer.js';
 
 /**
  * gradfeat's built-in experiment, offline and small: pre-train a CNN on one set of classes (the

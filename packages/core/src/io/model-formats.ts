@@ -1,11 +1,10 @@
-import 'reflect-metadata';
-import { type DependencyContainer, type InjectionToken, container as rootContainer } from 'tsyringe';
 import type { Graph } from '../ir/graph.js';
+import { type DependencyContainer, definePluginSlot, NotRegisteredError, registrations } from '../plugins/registry.js';
 import { defaultFiles, type FileSource } from './file-source.js';
 
 /**
- * A model file format plugin (ONNX, TF.js layers, …): backend packages register the importers they
- * ship, and `loadNetwork` picks the one that recognises a path.
+ * A model file format a plugin provides (`GradfeatPlugin.modelFormats`: ONNX, TF.js layers, …):
+ * `loadNetwork` picks the one that recognises a path.
  */
 export interface ModelFormat {
   readonly name: string;
@@ -17,29 +16,40 @@ export interface ModelFormat {
   load(path: string, files: FileSource): Promise<Graph>;
 }
 
-/** The tsyringe token model formats are registered under. */
-export const MODEL_FORMAT: InjectionToken<ModelFormat> = Symbol.for('gradfeat.ModelFormat');
+/** The `modelFormats` of plugins. */
+export const MODEL_FORMATS = definePluginSlot<ModelFormat>('modelFormats', 'model format', {
+  describes: 'string',
+  canLoad: 'function',
+  load: 'function',
+});
 
-/** Registers a model format (once per name) in the container, the root one by default. */
-export function registerModelFormat(format: ModelFormat, container: DependencyContainer = rootContainer): void {
-  if (registeredModelFormats(container).some((f) => f.name === format.name)) return;
-  container.register(MODEL_FORMAT, { useValue: format });
+/** The registered model formats, in registration order. */
+export function registeredModelFormats(container?: DependencyContainer): ModelFormat[] {
+  return registrations(MODEL_FORMATS, container).map((r) => r.entry);
 }
 
-/** The registered model formats. */
-export function registeredModelFormats(container: DependencyContainer = rootContainer): ModelFormat[] {
-  return container.isRegistered(MODEL_FORMAT, true) ? [...container.resolveAll(MODEL_FORMAT)] : [];
+/** Where `loadNetwork` reads a model's files and looks up the formats. */
+export interface LoadNetworkOptions {
+  /** Default: the registered default (the file system in Node, fetch in a browser); or droppedFiles, fetchFiles(base), … */
+  readonly files?: FileSource;
+  /** Default: tsyringe's root container. */
+  readonly container?: DependencyContainer;
 }
 
 /**
  * Imports the model at `path` with the first registered format that recognises it, its files read
- * through `files` (default: the file system in Node, fetch in a browser; or droppedFiles, …); the
- * error lists the formats when none does.
+ * through `options.files`; the error lists the formats when none does.
  */
-export async function loadNetwork(path: string, files?: FileSource, container: DependencyContainer = rootContainer): Promise<Graph> {
-  const source = files ?? defaultFiles(container);
+export async function loadNetwork(path: string, options: LoadNetworkOptions = {}): Promise<Graph> {
+  const { container } = options;
+  const files = options.files ?? defaultFiles(container);
   const formats = registeredModelFormats(container);
-  for (const format of formats) if (await format.canLoad(path, source)) return format.load(path, source);
+  for (const format of formats) if (await format.canLoad(path, files)) return format.load(path, files);
   const known = formats.map((f) => `${f.name} (${f.describes})`).join('; ') || 'none registered';
-  throw new Error(`${path}: not a model gradfeat can read; formats: ${known}`);
+  throw new NotRegisteredError(
+    'model format',
+    path,
+    formats.map((f) => f.name),
+    `${path}: not a model gradfeat can read; formats: ${known}`,
+  );
 }

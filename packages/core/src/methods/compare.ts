@@ -1,4 +1,5 @@
-import type { Backend } from '../backend/backend.js';
+import { type Backend, OUTPUT } from '../backend/backend.js';
+import { mapBatches } from '../backend/batch-program.js';
 import { memorySource, type SampleSource, subsetSource } from '../data/source.js';
 import { meanAveragePrecision, topKAccuracy } from '../metrics/classification.js';
 import { Rng } from '../random.js';
@@ -6,7 +7,6 @@ import type { HostTensor } from '../tensor.js';
 import type { LossKind } from '../train/losses.js';
 import {
   initialTrainState,
-  mapBatches,
   type PointData,
   type StepInfo,
   type TrainConfig,
@@ -15,7 +15,7 @@ import {
   trainMethod,
 } from '../train/trainer.js';
 import { type Classifier, type LinearisedModel, zeroClassifier } from './linearised-model.js';
-import { B1, featuresProgram, logitsProgram, type Method, OUTPUT, W1 } from './programs.js';
+import { B1, featuresProgram, logitsProgram, type Method, W1 } from './programs.js';
 
 /** A split as the methods read it: cut values (or features) with targets. */
 export interface LabelledSplit {

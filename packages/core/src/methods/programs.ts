@@ -1,4 +1,4 @@
-import type { Program } from '../backend/backend.js';
+import { INPUT, OUTPUT, type Program } from '../backend/backend.js';
 import type { Kernels } from '../backend/kernels.js';
 import {
   backward,
@@ -41,10 +41,6 @@ export const theta2Name = (key: string): string => `theta2:${key}`;
 /** The output name of a trainable's gradient in a training-step program. */
 export const gradName = (name: string): string => `grad:${name}`;
 
-/** Program inputs besides the trainable parameters. */
-export const INPUT = 'inputs';
-/** The output key of single-output programs. */
-export const OUTPUT = 'outputs';
 /** The targets input of a training step. */
 export const TARGETS = 'targets';
 /** The mask input of a multi-label training step (0 where an entry is ignored). */

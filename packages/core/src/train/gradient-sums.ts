@@ -24,11 +24,11 @@ export interface GradientEvaluator {
    * chunks of at most `chunk`, each run as one batch; chunk boundaries are the same wherever it runs.
    */
   sums(params: ReadonlyMap<string, HostTensor>, rows: readonly number[], chunk: number): Promise<GradientSums>;
-  /** Frees the compiled step (or whatever else the evaluator holds). */
+  /** Frees the compiled program and its buffers. */
   dispose(): void | Promise<void>;
 }
 
-/** What a gradient evaluator is made for: one method's model, ω̄, loss and training data, on a backend. */
+/** What an evaluator is made for: the backend, the model and ω̄, the loss, the training data and the method. */
 export interface EvaluatorRequest {
   readonly backend: Backend;
   readonly model: LinearisedModel;
@@ -38,7 +38,7 @@ export interface EvaluatorRequest {
   readonly method: Method;
 }
 
-/** Makes the gradient evaluator for a request: in this process, or one that sends jobs to other machines. */
+/** Makes the evaluator of a request: in this process, or one whose sums come from other machines. */
 export type GradientEvaluatorFactory = (request: EvaluatorRequest) => Promise<GradientEvaluator>;
 
 /** `rows` in consecutive chunks of at most `chunk`. */

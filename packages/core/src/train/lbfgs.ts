@@ -2,9 +2,9 @@ import type { HostTensor } from '../tensor.js';
 import type { GradientEvaluator } from './gradient-sums.js';
 import type { TrainConfig, TrainHooks, TrainState } from './trainer.js';
 
-/** The L-BFGS optimiser's default number of (step, gradient change) pairs kept. */
+/** Defaults of the L-BFGS optimiser: pairs of (step, gradient change) kept, and the gradient tolerance. */
 export const LBFGS_HISTORY = 10;
-/** The L-BFGS optimiser's default tolerance: it stops when no gradient entry is larger. */
+/** Stops when the gradient's largest entry is below this. */
 export const LBFGS_TOLERANCE = 1e-6;
 /** Armijo's sufficient-decrease constant and the most halvings of a step before giving up. */
 const SUFFICIENT_DECREASE = 1e-4;

@@ -1,11 +1,11 @@
-import { type Backend, inputShapesOf, type Program } from '../backend/backend.js';
+import { type Backend, INPUT, type Program } from '../backend/backend.js';
+import { compileBatchProgram, readRows, sampleShapesOf, shapesOf } from '../backend/batch-program.js';
 import { memorySource, type SampleSource } from '../data/source.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
 import {
   BATCH_SCALE,
   FEATURES,
   gradName,
-  INPUT,
   initialParams,
   isLinearised,
   MASK,
@@ -261,65 +261,30 @@ export async function compileStep(
       ]
     : [];
   const program: Program = trainStepProgram(model, method, omegaBar, loss, { cachedPoint: point !== undefined });
-  const exampleInputs: Record<string, HostTensor> = {
-    [INPUT]: { shape: [1, ...expected], data: new Float32Array(0) },
-    [TARGETS]: data.targets,
-    [BATCH_SCALE]: { shape: [1], data: new Float32Array(1) },
-    ...(data.mask ? { [MASK]: data.mask } : {}),
-    ...Object.fromEntries(pointSources.map(([name, source]) => [name, { shape: [1, ...source.sampleShape], data: new Float32Array(0) }])),
-    ...Object.fromEntries(params),
+  const sources: Record<string, SampleSource> = {
+    [INPUT]: data.inputs,
+    [TARGETS]: memorySource(data.targets),
+    ...(data.mask && { [MASK]: memorySource(data.mask) }),
+    ...Object.fromEntries(pointSources),
   };
-  const batchInputs = [INPUT, TARGETS, MASK, ...pointSources.map(([name]) => name)];
-  const compiled = await backend.compile(program, inputShapesOf(exampleInputs, batchInputs), { name: `${method} training step` });
-  const targets = memorySource(data.targets);
-  const mask = data.mask && memorySource(data.mask);
+  const compiled = await compileBatchProgram(
+    backend,
+    program,
+    { batched: sampleShapesOf(sources), fixed: { [BATCH_SCALE]: [1], ...shapesOf(params) } },
+    { name: `${method} training step` },
+  );
+  // One input buffer per source and batch size, refilled every step (the run has finished with it).
+  const buffers = new Map<string, Float32Array>();
   return {
     async run(rows, values, batchScale, into) {
       const feed: Record<string, HostTensor> = {
-        [INPUT]: await data.inputs.read(rows),
-        [TARGETS]: await targets.read(rows),
+        ...(await readRows(sources, rows, buffers)),
         [BATCH_SCALE]: { shape: [1], data: Float32Array.of(batchScale) },
         ...Object.fromEntries(values),
       };
-      if (mask) feed[MASK] = await mask.read(rows);
-      for (const [name, source] of pointSources) feed[name] = await source.read(rows);
       const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
       return outputs.loss.data[0];
     },
     dispose: () => compiled.dispose(),
   };
-}
-
-/** Runs a program over a source in batches and stacks one output: features, logits, trunk outputs. */
-export async function mapBatches(
-  backend: Backend,
-  program: Program,
-  source: SampleSource,
-  batchSize: number,
-  output: string,
-  extraInputs: ReadonlyMap<string, HostTensor> = new Map(),
-  onBatch?: (done: number, total: number) => void,
-): Promise<HostTensor> {
-  const example = { [INPUT]: { shape: [1, ...source.sampleShape], data: new Float32Array(0) }, ...Object.fromEntries(extraInputs) };
-  const compiled = await backend.compile(program, inputShapesOf(example, [INPUT]), { name: output });
-  try {
-    const parts: Float32Array[] = [];
-    let rowShape: readonly number[] = [];
-    for (let start = 0; start < source.count; start += batchSize) {
-      const indices = Array.from({ length: Math.min(batchSize, source.count - start) }, (_, i) => start + i);
-      const result = (await compiled.run({ [INPUT]: await source.read(indices), ...Object.fromEntries(extraInputs) }))[output];
-      rowShape = result.shape.slice(1);
-      parts.push(result.data);
-      onBatch?.(start + indices.length, source.count);
-    }
-    const data = new Float32Array(parts.reduce((total, p) => total + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      data.set(part, offset);
-      offset += part.length;
-    }
-    return { shape: [source.count, ...rowShape], data };
-  } finally {
-    compiled.dispose();
-  }
 }
