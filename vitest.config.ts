@@ -12,5 +12,6 @@ export default defineConfig({
     // Tests that load onnxruntime-node directly: no telemetry files in /tmp or the user's cache (see backend-onnx's ort-telemetry.ts).
     env: { ORT_DISABLE_TELEMETRY: '1' },
     reporters: ['default', './test-support/summary-reporter.ts'],
+    globalSetup: ['./test-support/global-setup.ts'],
   },
 });

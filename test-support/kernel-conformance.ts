@@ -349,6 +349,8 @@ export function kernelConformanceCases(seed = 20200426): KernelCase[] {
       strides: [2, 1],
       pads: [1, 0, 0, 1],
     }),
+    // 18 × 17 output pixels: more than a graph backend may gather at once for a filter gradient.
+    convCase(rng, 'conv2d depthwise on a larger image', [2, 4, 18, 17], [4, 1, 3, 3], convAttrs([1, 1], [1, 1, 1, 1], [1, 1], 4), true),
     ...edgeGeometryCases(rng),
   ];
 }

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitepress';
 import { apiSidebarsFrom } from './api-sidebar.js';
+import { siteModelsDevServer, writeSiteModels } from './mobilenet.js';
 
 const guide = [
   {
@@ -20,6 +21,7 @@ const guide = [
       { text: 'Results', link: '/guide/results' },
       { text: 'GPU', link: '/guide/gpu' },
       { text: 'Windows and macOS', link: '/guide/platforms' },
+      { text: 'In the browser', link: '/guide/browser' },
       { text: 'What gradfeat guarantees', link: '/guide/guarantees' },
     ],
   },
@@ -46,5 +48,14 @@ export default defineConfig({
     // The local (MiniSearch) index is built into the site: no hosted search service, nothing fetched.
     search: { provider: 'local' },
     outline: { level: [2, 3] },
+  },
+  vite: {
+    // The browser page's worker imports onnxruntime-web's builds on demand, which needs module workers.
+    worker: { format: 'es' },
+    plugins: [siteModelsDevServer('/')],
+  },
+  // MobileNet's weights come from ../shared at build time (see mobilenet.ts); without it the page says so.
+  async buildEnd(site) {
+    if (!(await writeSiteModels(site.outDir))) console.warn('../shared not found: the browser page will say that its model is missing');
   },
 });

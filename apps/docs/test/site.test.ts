@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, launchChromium, type StaticServer, serveDirectory } from '../../../test-support/browser.js';
+import { builtDocsSite } from '../../../test-support/docs-site.js';
 
 /**
  * The documentation site as a reader sees it: built into a temp folder, served over HTTP on the
@@ -14,21 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
  * every link inside the site must reach a page (and its #anchor), and the local search must find
  * things. The home page's screenshot is kept in apps/docs/test-artifacts/ (gitignored).
  */
-const CHROMIUM = process.env.GRADFEAT_CHROMIUM ?? '/usr/bin/chromium';
 const docs = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const ARTIFACTS = join(docs, 'test-artifacts');
-const TYPES: Readonly<Record<string, string>> = {
-  '.html': 'text/html',
-  '.js': 'text/javascript',
-  '.css': 'text/css',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-  '.woff2': 'font/woff2',
-};
-
 let out = '';
-let server: Server;
+let server: StaticServer;
 let origin = '';
 let browser: Browser;
 
@@ -45,38 +32,16 @@ function fileFor(path: string): string | undefined {
 beforeAll(async () => {
   if (!existsSync(CHROMIUM))
     throw new Error(`${CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium), as .ci/run does`);
-  out = mkdtempSync(join(tmpdir(), 'gradfeat-site-'));
   // The docs build: TypeDoc (which fails on an undocumented export) writes the API pages, then VitePress the site.
-  const build = promisify(execFile);
-  await build('pnpm', ['exec', 'typedoc'], { cwd: docs, maxBuffer: 64 << 20 });
-  await build('pnpm', ['exec', 'vitepress', 'build', '.', '--outDir', out], { cwd: docs, maxBuffer: 64 << 20 });
-  server = createServer((request, response) => {
-    const file = fileFor(request.url ?? '/');
-    response.writeHead(file ? 200 : 404, { 'content-type': TYPES[extname(file ?? '.html')] ?? 'application/octet-stream' });
-    response.end(file ? readFileSync(file) : 'not found');
-  });
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const address = server.address();
-  if (!address || typeof address === 'string') throw new Error('the test server has no port');
-  origin = `http://127.0.0.1:${address.port}`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
-}, 300_000);
+  out = await builtDocsSite();
+  server = await serveDirectory(out);
+  origin = server.url.replace(/\/$/, '');
+  browser = await launchChromium();
+}, 600_000);
 
 afterAll(async () => {
   await browser?.close();
-  server?.close();
-  if (out) rmSync(out, { recursive: true, force: true });
+  await server?.close();
 });
 
 interface PageVisit {

@@ -10,12 +10,12 @@ export const onnxBackendPlugin: BackendPlugin = {
   create: async () => (await import('./runtime/backend.js')).createOnnxBackendFromEnvironment(),
 };
 
-/** Lets `loadNetwork` (and so `gradfeat info/eval/compare --model x.onnx`) read ONNX files. */
+/** Lets `loadNetwork` (and so `gradfeat info/eval/compare --model x.onnx`) read ONNX files, from any FileSource. */
 export const onnxModelFormat: ModelFormat = {
   name: 'onnx',
   describes: 'a .onnx file',
   canLoad: (path) => path.toLowerCase().endsWith('.onnx'),
-  load: async (path) => (await import('./import/import-onnx.js')).importOnnx(path),
+  load: async (path, files) => (await import('./import/import-onnx.js')).importOnnx(await files.read(path), { source: path }),
 };
 
 /** The package's plugin; importing `@gradfeat/backend-onnx` registers it, and it is the default export of `@gradfeat/backend-onnx/plugin`. */

@@ -3,6 +3,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
 import * as tfl from '@tensorflow/tfjs-layers';
 
 /** Saves model.json and its weights split over `shards` files, as tfjs-converter lays them out. */
@@ -77,4 +78,36 @@ export function sequentialModel(): tfl.Sequential {
       tfl.layers.activation({ name: 'probabilities', activation: 'softmax' }),
     ],
   });
+}
+
+/**
+ * Keras MobileNet v1's layer names and structure in miniature: 224×224 input, a stride-2 stem and
+ * `blocks` depthwise-separable blocks (`conv_dw_<n>`, `conv_pw_<n>_relu`) with few channels, random
+ * weights; `features` ends at the pooled features (as the docs site serves MobileNet), `classifier`
+ * adds a 10-class Dense head on the same layers (as a run's --model). What a page or a run can adapt
+ * where ../shared's MobileNet is absent.
+ */
+export function tinyMobileNet(blocks = 3): { features: tfl.LayersModel; classifier: tfl.LayersModel } {
+  const input = tfl.input({ shape: [224, 224, 3], name: 'input_1' });
+  const apply = (layer: tfl.layers.Layer, x: tfl.SymbolicTensor) => layer.apply(x) as tfl.SymbolicTensor;
+  const bnRelu6 = (name: string, x: tfl.SymbolicTensor) =>
+    apply(tfl.layers.reLU({ name: `${name}_relu`, maxValue: 6 }), apply(tfl.layers.batchNormalization({ name: `${name}_bn` }), x));
+  let x = bnRelu6(
+    'conv1',
+    apply(tfl.layers.conv2d({ name: 'conv1', filters: 4, kernelSize: 3, strides: 2, padding: 'same', useBias: false }), input),
+  );
+  for (let block = 1; block <= blocks; block++) {
+    const dw = tfl.layers.depthwiseConv2d({ name: `conv_dw_${block}`, kernelSize: 3, strides: 2, padding: 'same', useBias: false });
+    x = bnRelu6(`conv_dw_${block}`, apply(dw, x));
+    x = bnRelu6(
+      `conv_pw_${block}`,
+      apply(tfl.layers.conv2d({ name: `conv_pw_${block}`, filters: 4 * 2 ** block, kernelSize: 1, useBias: false }), x),
+    );
+  }
+  const features = apply(tfl.layers.globalAveragePooling2d({ name: 'global_average_pooling2d_1' }), x);
+  const logits = apply(tfl.layers.dense({ name: 'predictions', units: 10 }), features);
+  return {
+    features: tfl.model({ inputs: input, outputs: features, name: 'tiny_mobilenet_features' }),
+    classifier: tfl.model({ inputs: input, outputs: logits, name: 'tiny_mobilenet' }),
+  };
 }

@@ -1,16 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import {
+  DEFAULT_TRAINING,
   isPathInside,
-  LBFGS_HISTORY,
-  LBFGS_TOLERANCE,
   METHODS,
   type Method,
   NotRegisteredError,
+  OPTIMISER_DEFAULTS,
+  type OptimiserSettings,
   type Parametrisation,
   RUN_CONFIG_FILE,
   registeredBackends,
   type TrainConfig,
+  trainConfigOf,
 } from '@gradfeat/core';
 import { MAX_DECODE_WORKERS, parseDatasetSpec } from '@gradfeat/datasets';
 import { parse as parseYaml } from 'yaml';
@@ -226,36 +228,13 @@ export type MethodTraining = RunConfig['training'][Method];
 export type RunConfigInput = z.input<typeof runConfigInputSchema>;
 export type RunConfigDefaults = Omit<RunConfig, 'model' | 'dataset' | 'cut'>;
 
-type OptimiserSettings = MethodTraining['optimiser'];
-
-/** The paper's optimisers: Adam (β1 = 0.5, β2 = 0.999) for the linearised models, SGD with momentum 0.9 for the linear probe. */
-const OPTIMISER_DEFAULTS: { readonly [K in OptimiserSettings['kind']]: Extract<OptimiserSettings, { kind: K }> } = {
-  sgd: { kind: 'sgd', momentum: 0.9 },
-  adam: { kind: 'adam', beta1: 0.5, beta2: 0.999, epsilon: 1e-8 },
-  lbfgs: { kind: 'lbfgs', history: LBFGS_HISTORY, tolerance: LBFGS_TOLERANCE },
-};
-
-const linearisedTraining: MethodTraining = {
-  epochs: 10,
-  batchSize: 64,
-  learningRate: 1e-3,
-  weightDecay: 0,
-  optimiser: OPTIMISER_DEFAULTS.adam,
-};
-
 export const DEFAULT_RUN_CONFIG: RunConfigDefaults = {
   splits: { train: 'train', test: 'test' },
   methods: [...METHODS],
   parametrisation: 'ntk',
   finetuneParametrisation: 'standard',
   pointCache: 'auto',
-  training: {
-    activation: { ...linearisedTraining, learningRate: 1e-2, optimiser: OPTIMISER_DEFAULTS.sgd },
-    gradient: linearisedTraining,
-    full: linearisedTraining,
-    // Fine-tuning trains like the linearised models, so the comparison differs only in the model.
-    finetune: linearisedTraining,
-  },
+  training: DEFAULT_TRAINING,
   seed: 0,
   out: 'gradfeat-run',
   float16Cache: false,
@@ -352,16 +331,7 @@ export async function runConfigFromStored(stored: unknown, directory: string): P
 
 /** The core trainer's settings for one method of a resolved config. */
 export function trainConfigFor(config: RunConfig, method: Method): TrainConfig {
-  const { epochs, batchSize, learningRate, weightDecay, halveEvery, clipNorm, optimiser } = config.training[method];
-  return {
-    epochs,
-    batchSize,
-    seed: config.seed,
-    optimiser: { ...optimiser, learningRate, weightDecay },
-    schedule: halveEvery === undefined ? undefined : { halveEvery },
-    clipNorm,
-    gradientParts: config.gradientParts,
-  };
+  return { ...trainConfigOf(config.training[method], config.seed), gradientParts: config.gradientParts };
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

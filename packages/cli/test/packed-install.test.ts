@@ -71,6 +71,12 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
+/** Every file a package's `exports` points at: each entry point's conditions, nested ones (`browser`) included. */
+function exportTargets(exports: unknown): string[] {
+  if (typeof exports === 'string') return [exports];
+  return Object.values(exports as Record<string, unknown>).flatMap(exportTargets);
+}
+
 describe.concurrent('the packed packages installed with npm into a fresh project', () => {
   it('carry LICENSE, README, metadata and no file their package.json or source maps point at but lack', () => {
     for (const name of PACKAGES) {
@@ -85,7 +91,7 @@ describe.concurrent('the packed packages installed with npm into a fresh project
       });
       expect(manifest.homepage && manifest.keywords.length, name).toBeTruthy();
       expect(JSON.stringify(manifest.dependencies ?? {}), name).not.toContain('workspace:');
-      const targets = [manifest.main, manifest.types, ...Object.values(manifest.exports['.'] as Record<string, string>)];
+      const targets = [manifest.main, manifest.types, ...exportTargets(manifest.exports)];
       for (const target of targets) expect(() => readFileSync(join(root, target)), `${name}: ${target}`).not.toThrow();
       const maps = readdirSync(join(root, 'dist'), { recursive: true, encoding: 'utf8' }).filter((file) => file.endsWith('.map'));
       expect(maps.length, name).toBeGreaterThan(0);

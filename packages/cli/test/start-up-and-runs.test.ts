@@ -37,8 +37,9 @@ async function modulesLoadedBy(args: string[]): Promise<string[]> {
   return readFileSync(log, 'utf8').split('\n');
 }
 
-/** Any module of a backend package but its plugin descriptor, ONNX Runtime, TF.js or the ONNX protobuf reader. */
-const BACKEND_MODULES = /packages\/backend-(onnx|tfjs)\/(?!src\/plugin\.ts$)|@tensorflow|onnxruntime-node|onnx-proto|protobufjs/;
+/** Any module of a backend package but its plugin descriptor (and the Keras format it lists), ONNX Runtime, TF.js or the ONNX protobuf reader. */
+const BACKEND_MODULES =
+  /packages\/backend-(onnx|tfjs)\/(?!src\/(plugin|keras\/model-format)\.ts$)|@tensorflow|onnxruntime-node|onnx-proto|protobufjs/;
 
 describe('gradfeat start-up', () => {
   it("--version and --help load only the backend plugins' descriptors, no ONNX or TensorFlow.js module (they load on first use)", async () => {

@@ -39,7 +39,7 @@ describe('registerPlugin', () => {
       ['js', '@gradfeat/core', undefined],
       ['fast', 'tiny-models', '/plugins/tiny.mjs'],
     ]);
-    expect(await loadNetwork('/models/a.tiny', scope)).toBe(network);
+    expect(await loadNetwork('/models/a.tiny', { container: scope })).toBe(network);
     expect((await resolveBackend('fast', scope)).name).toBe('js-reference');
     // Nothing leaks into the root container.
     expect(registeredModelFormats().map((f) => f.name)).not.toContain('tiny');
@@ -106,7 +106,7 @@ describe('registerPlugin', () => {
       registered: ['fast'],
       message: "unknown backend 'cuda' (registered: fast)",
     });
-    await expect(loadNetwork('/models/net.pb', scope)).rejects.toMatchObject({
+    await expect(loadNetwork('/models/net.pb', { container: scope })).rejects.toMatchObject({
       noun: 'model format',
       registered: ['tiny'],
       message: '/models/net.pb: not a model gradfeat can read; formats: tiny (a .tiny file)',

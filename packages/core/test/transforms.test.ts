@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  attachClassifier,
   createReferenceBackend,
   cutNetwork,
   cutPoints,
@@ -157,5 +158,36 @@ describe('reinitialise', () => {
     const net = smallCnn({ input: [1, 12, 12], channels: [4, 8], strides: [1, 2], classes: 3, seed: 1 });
     expect(inferShapes(net).get('block2')).toEqual([-1, 8, 6, 6]);
     expect(inferShapes(net).get('classifier')).toEqual([-1, 3]);
+  });
+});
+
+describe('attachClassifier', () => {
+  const net = smallCnn({ input: [1, 12, 12], channels: [4, 8], strides: [1, 2], classes: 3, seed: 1 });
+  /** The network up to its features, as a trunk shipped without its classifier is. */
+  const features: Graph = {
+    ...net,
+    nodes: net.nodes.filter((n) => n.name !== 'classifier'),
+    outputs: ['features'],
+    params: new Map([...net.params].filter(([key]) => !key.startsWith('classifier.'))),
+  };
+
+  it('ends a features-only network in a zero classifier, so that it cuts into the same trunk and head', async () => {
+    const attached = attachClassifier(features, 5);
+    expect(inferShapes(attached).get('classifier')).toEqual([-1, 5]);
+    expect([...(attached.params.get('classifier.weight')?.data ?? [])].every((v) => v === 0)).toBe(true);
+    const [ours, theirs] = [cutNetwork(attached, 'block1'), cutNetwork(net, 'block1')];
+    expect(ours.features).toBe(theirs.features);
+    expect(ours.head.nodes).toEqual(theirs.head.nodes);
+    expect(ours.classifier.weight.shape).toEqual([5, 8]);
+    const input = normalTensor(new Rng(2), [2, 1, 12, 12]);
+    expect(relativeError((await run(ours.trunk, input)).data, (await run(theirs.trunk, input)).data).relative).toBe(0);
+  });
+
+  it('refuses outputs that are not [batch, features], names in use and class counts below one', () => {
+    expect(() => attachClassifier({ ...features, outputs: ['block2'] }, 2)).toThrow(
+      "a classifier reads features [batch, F], but the network's output 'block2' is [-1, 8, 6, 6]",
+    );
+    expect(() => attachClassifier(net, 2)).toThrow('the network already uses the name');
+    expect(() => attachClassifier(features, 0)).toThrow('a classifier needs a whole number of classes ≥ 1, got 0');
   });
 });

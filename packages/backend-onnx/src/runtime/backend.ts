@@ -1,16 +1,9 @@
 import { availableParallelism } from 'node:os';
-import {
-  type Backend,
-  type CompiledProgram,
-  checkFeeds,
-  checkOutputBuffer,
-  type HostTensor,
-  type InputSignature,
-  type RunOptions,
-} from '@gradfeat/core';
+import type { Backend } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
+import { OnnxCompiledProgram } from './compiled-program.js';
 import { OnnxGraph } from './onnx-graph.js';
 import { traceProgram } from './trace.js';
 
@@ -145,84 +138,9 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
           { cause: error },
         );
       }
-      return new OnnxCompiledProgram(ort, session, name, signature, traced.outputNames);
+      return new OnnxCompiledProgram(ort.Tensor, session, name, signature, traced.outputNames, { writesIntoCallerBuffers: true });
     },
   };
-}
-
-/**
- * onnxruntime-node refuses memory shared between threads (it answers "Invalid argument"), as image
- * batches decoded by worker threads are: such data is copied, into `reuse` when that has its length.
- */
-export function readableByOrt(data: Float32Array, reuse?: Float32Array): Float32Array {
-  if (!(data.buffer instanceof SharedArrayBuffer)) return data;
-  const copy = reuse?.length === data.length ? reuse : new Float32Array(data.length);
-  copy.set(data);
-  return copy;
-}
-
-class OnnxCompiledProgram implements CompiledProgram {
-  private released = false;
-  private readonly unsharedCopies = new Map<string, Float32Array>();
-
-  constructor(
-    private readonly ort: OnnxRuntime,
-    private readonly session: Ort.InferenceSession,
-    private readonly name: string,
-    private readonly signature: InputSignature,
-    private readonly outputNames: Readonly<Record<string, string>>,
-  ) {}
-
-  async run(inputs: Readonly<Record<string, HostTensor>>, options: RunOptions = {}): Promise<Record<string, HostTensor>> {
-    if (this.released) throw new Error(`program '${this.name}' was disposed and cannot run`);
-    const keys = options.only ?? Object.keys(this.outputNames);
-    // Caller-owned buffers become ONNX Runtime's pre-allocated outputs: it writes into them, no copy.
-    const fetches: Record<string, Ort.Tensor | null> = {};
-    for (const key of keys) {
-      const onnxName = this.outputNames[key];
-      if (onnxName === undefined)
-        throw new Error(`program '${this.name}' has no output '${key}' (outputs: ${Object.keys(this.outputNames).join(', ')})`);
-      const target = options.into?.[key];
-      fetches[onnxName] = target ? new this.ort.Tensor('float32', target.data, target.shape) : null;
-    }
-    let results: Ort.InferenceSession.OnnxValueMapType;
-    try {
-      results = await this.session.run(this.feeds(inputs), fetches);
-    } catch (error) {
-      throw new Error(`program '${this.name}' on ONNX Runtime: ${(error as Error).message}`, { cause: error });
-    }
-    const outputs: Record<string, HostTensor> = {};
-    for (const key of keys) {
-      const target = options.into?.[key];
-      const tensor = results[this.outputNames[key]];
-      if (target) checkOutputBuffer(this.name, key, target, tensor.dims);
-      outputs[key] = target ?? { shape: [...tensor.dims], data: tensor.data as Float32Array };
-    }
-    return outputs;
-  }
-
-  dispose(): void {
-    if (this.released) return;
-    this.released = true;
-    void this.session.release();
-  }
-
-  /** Wraps each input's Float32Array (no copy), after checking it against the compiled signature. */
-  private feeds(inputs: Readonly<Record<string, HostTensor>>): Record<string, Ort.Tensor> {
-    checkFeeds(this.name, this.signature, inputs);
-    const feeds: Record<string, Ort.Tensor> = {};
-    for (const [key, value] of Object.entries(inputs)) {
-      feeds[key] = new this.ort.Tensor('float32', this.readable(key, value.data), value.shape);
-    }
-    return feeds;
-  }
-
-  /** The input as onnxruntime-node reads it, copied into a buffer kept per input when it is shared memory. */
-  private readable(key: string, data: Float32Array): Float32Array {
-    const readable = readableByOrt(data, this.unsharedCopies.get(key));
-    if (readable !== data) this.unsharedCopies.set(key, readable);
-    return readable;
-  }
 }
 
 /** Execution providers for the plugin (and so the CLI), e.g. GRADFEAT_ONNX_PROVIDERS=cuda,cpu. */

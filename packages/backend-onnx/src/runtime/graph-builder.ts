@@ -41,6 +41,11 @@ const SMALL_IMAGE = 256;
 /** Values of a filter gradient (O × kh·kw·C) up to which its long GEMM is split into chunks (see rowSum). */
 const SMALL_PRODUCT = 2 ** 17;
 
+/** One input channel per group: a depthwise conv (with a channel multiplier when outPerGroup > 1). */
+function isDepthwise(geometry: ConvGeometry): boolean {
+  return geometry.attrs.groups > 1 && geometry.inPerGroup === 1;
+}
+
 /**
  * Records kernel calls as an ONNX graph instead of running them. Every value's static shape is
  * tracked so that errors surface while tracing, at the kernel that caused them, rather than as an
@@ -276,7 +281,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         blocked: this.blocked.conv(input, this.plain(w), bias && this.plain(bias), geometry, algorithm),
       });
     }
-    if (this.graph.isConstant(this.plain(w)) || outputSize[0] * outputSize[1] > SMALL_IMAGE) {
+    // A depthwise filter has only kh·kw values per channel: per-channel GEMMs would be all overhead.
+    if (this.graph.isConstant(this.plain(w)) || outputSize[0] * outputSize[1] > SMALL_IMAGE || isDepthwise(geometry)) {
       return this.plainNode('Conv', bias ? [x, w, bias] : [x, w], shape, convAttributes(geometry.kernel, attrs));
     }
     if (attrs.groups > 1)
@@ -354,6 +360,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (this.blocked && depthwise && attrs.strides.every((s) => s === 1) && attrs.dilations.every((d) => d === 1)) {
       return this.value(filterShape, { plain: this.blocked.depthwiseFilterGradient(this.blockedName(x), this.blockedName(dy), geometry) });
     }
+    if (isDepthwise(geometry) && geometry.outPerGroup === 1)
+      return this.value(filterShape, { plain: this.depthwiseFilterGradient(x, dy, geometry) });
     if (attrs.groups > 1) {
       return this.perGroup(geometry, (group) => this.conv2dBackpropFilter(group.x(x), group.dy(dy), group.filterShape, group.attrs), 0);
     }
@@ -372,6 +380,35 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       attributes: [attribute.ints('perm', [0, 2, 1])],
     });
     return this.value(filterShape, { plain: this.graph.node('Reshape', [channelMajor, this.int64s(filterShape)]) });
+  }
+
+  /**
+   * The filter gradient of a depthwise conv in standard ONNX, dW[c, 0, i, j] = Σ dy[n,c,p,q]·x[n,c,p·s+i·d,q·s+j·d]
+   * over n, p, q: the im2col rows of x times dy's, channel by channel, summed over the rows (one tap
+   * at a time on large images, so that only one tap's copy of x is alive).
+   */
+  private depthwiseFilterGradient(x: SymbolicTensor, dy: SymbolicTensor, geometry: ConvGeometry): string {
+    const channels = geometry.inChannels;
+    const taps = Array.from({ length: geometry.kernel[0] * geometry.kernel[1] }, (_, tap) => tap);
+    const dyRows = this.graph.node('Reshape', [this.channelsLast(dy), this.int64s([-1, 1, channels])]);
+    const tapSums = (some: readonly number[], columns: string) => {
+      const rows = this.graph.node('Reshape', [columns, this.int64s([-1, some.length, channels])]);
+      return this.graph.node('ReduceSum', [this.graph.node('Mul', [rows, dyRows]), this.int64s([0])], {
+        attributes: [attribute.int('keepdims', 0)],
+      });
+    };
+    const [ho, wo] = geometry.outputSize;
+    const tapMajor =
+      ho * wo <= SMALL_IMAGE
+        ? tapSums(taps, this.columns(x, geometry))
+        : this.graph.node(
+            'Concat',
+            taps.map((tap) => tapSums([tap], this.gather(x, geometry, [tap]))),
+            { attributes: [attribute.int('axis', 0)] },
+          );
+    // [kh·kw, C] → [C, 1, kh, kw]
+    const channelMajor = this.graph.node('Transpose', [tapMajor], { attributes: [attribute.ints('perm', [1, 0])] });
+    return this.graph.node('Reshape', [channelMajor, this.int64s([channels, 1, ...geometry.kernel])]);
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { HostTensor } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
-import { loadOnnxRuntime, readableByOrt } from './backend.js';
+import { loadOnnxRuntime } from './backend.js';
+import { readableByOrt } from './compiled-program.js';
 
 /** An .onnx file (e.g. one `gradfeat export` wrote) opened as it is in ONNX Runtime, float32 in and out. */
 export interface OnnxModelSession {

@@ -1,6 +1,16 @@
-import { readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { formatShape, type Graph, type HostTensor, inferShapes, type ModelMetadata, type Preprocessing, sameShape } from '@gradfeat/core';
+import {
+  defaultFiles,
+  FileNotFoundError,
+  type FileSource,
+  formatShape,
+  type Graph,
+  type HostTensor,
+  inferShapes,
+  type ModelMetadata,
+  type Preprocessing,
+  sameShape,
+  siblingPath,
+} from '@gradfeat/core';
 import { GraphBuilder, type KerasTensor, LAYOUT_OPS } from './builder.js';
 import { LayerConfig } from './config.js';
 import { LAYER_CONVERTERS } from './layers.js';
@@ -24,7 +34,8 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
 
 /**
  * Imports a TF.js layers model (model.json, its weight shards and an optional metadata.json with
- * `labels` beside it) from disk into gradfeat's NCHW IR.
+ * `labels` beside it) into gradfeat's NCHW IR, reading the files through `files` (default: the file
+ * system in Node, fetch in a browser; or droppedFiles for files a user picked).
  *
  * Nodes keep the Keras layer names. A fused activation splits into `<layer>_linear` and `<layer>`;
  * Reshape, Flatten and Dropout add no node; a Flatten/Reshape node inserted where a consumer needs a
@@ -33,32 +44,31 @@ const MOBILENET_PREPROCESSING = { scale: 1 / 127.5, offset: -1 } as const;
  * takes as ω; `metadata.notes` lists every such change. Cut points are node names: in Keras's
  * MobileNet v1 each block ends at `conv_pw_<n>_relu` (the README lists them with their shapes).
  */
-export async function importKerasModel(modelJsonPath: string): Promise<KerasGraph> {
-  const file = resolve(modelJsonPath);
+export async function importKerasModel(modelJsonPath: string, files: FileSource = defaultFiles()): Promise<KerasGraph> {
   try {
-    return await importResolved(file);
+    return await importFrom(modelJsonPath, files);
   } catch (error) {
     // Errors found past the reading (shape inference, say) name the node; the file is named here.
-    if ((error as Error).message.includes(dirname(file))) throw error;
-    throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
+    if ((error as Error).message.includes(modelJsonPath)) throw error;
+    throw new Error(`${modelJsonPath}: ${(error as Error).message}`, { cause: error });
   }
 }
 
-async function importResolved(file: string): Promise<KerasGraph> {
-  const modelJson = await readJson(file, 'Keras model');
-  const model = parseTopology(modelJson, file);
-  const weights = await readWeights((modelJson as { weightsManifest?: unknown }).weightsManifest, dirname(file), file);
+async function importFrom(modelJsonPath: string, files: FileSource): Promise<KerasGraph> {
+  const modelJson = await readJson(files, modelJsonPath, 'Keras model');
+  const model = parseTopology(modelJson, modelJsonPath);
+  const weights = await readWeights((modelJson as { weightsManifest?: unknown }).weightsManifest, modelJsonPath, files);
   const builder = new GraphBuilder(new Set(model.layers.map((l) => l.name)), (message) => {
-    throw new Error(`${file}: ${message}`);
+    throw new Error(`${modelJsonPath}: ${message}`);
   });
-  const tensors = convertLayers(model, weights, builder, file);
+  const tensors = convertLayers(model, weights, builder, modelJsonPath);
   const outputs = model.outputs.map((name) => builder.canonical(tensors.get(name) as KerasTensor, `model output '${name}'`));
   const graph: Graph = { inputs: builder.inputs, nodes: builder.nodes, outputs, params: builder.params };
   const shapes = inferShapes(graph);
   const metadata: KerasModelMetadata = {
-    source: describeSource(model, file),
+    source: describeSource(model, modelJsonPath),
     preprocessing: preprocessingOf(model, graph, builder.notes),
-    classNames: await classNamesBeside(file, shapes.get(outputs[0]) ?? []),
+    classNames: await classNamesBeside(files, modelJsonPath, shapes.get(outputs[0]) ?? []),
     notes: builder.notes,
   };
   return { ...graph, metadata };
@@ -172,10 +182,10 @@ function preprocessingOf(model: KerasModel, graph: Graph, notes: string[]): Prep
 }
 
 /** `labels` from a metadata.json beside model.json (as published with TF.js models), if there is one. */
-async function classNamesBeside(modelFile: string, outputShape: readonly number[]): Promise<string[] | undefined> {
-  const file = join(dirname(modelFile), 'metadata.json');
-  const metadata = await readJson(file, 'model metadata').catch((error: Error & { cause?: NodeJS.ErrnoException }) => {
-    if (error.cause?.code === 'ENOENT') return undefined;
+async function classNamesBeside(files: FileSource, modelFile: string, outputShape: readonly number[]): Promise<string[] | undefined> {
+  const file = siblingPath(modelFile, 'metadata.json');
+  const metadata = await readJson(files, file, 'model metadata').catch((error: Error) => {
+    if (error.cause instanceof FileNotFoundError) return undefined;
     throw error;
   });
   const labels = (metadata as { labels?: unknown } | undefined)?.labels;
@@ -186,10 +196,10 @@ async function classNamesBeside(modelFile: string, outputShape: readonly number[
   return labels;
 }
 
-async function readJson(file: string, what: string): Promise<unknown> {
+async function readJson(files: FileSource, file: string, what: string): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = new TextDecoder().decode(await files.read(file));
   } catch (error) {
     throw new Error(`cannot read ${what} '${file}': ${(error as Error).message}`, { cause: error });
   }

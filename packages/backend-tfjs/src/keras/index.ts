@@ -1,1 +1,2 @@
 export { importKerasModel, type KerasGraph, type KerasModelMetadata } from './import.js';
+export { kerasModelFormat, kerasPlugin } from './model-format.js';

@@ -1,13 +1,4 @@
-import {
-  type ContainedFile,
-  fileInside,
-  formatShape,
-  type HostTensor,
-  readContainedFile,
-  sizeOf,
-  stridedOffsets,
-  stridesOf,
-} from '@gradfeat/core';
+import { type FileSource, formatShape, type HostTensor, type LocatedFile, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {
@@ -23,9 +14,9 @@ const FLOAT32_BYTES = 4;
  * Reads every weight listed in a TF.js `weightsManifest` from the shard files beside model.json. Each
  * group's shards are one little-endian byte stream, cut into the group's weights in order. Shard
  * paths must name regular files inside the model's folder, and their sizes must add up to what the
- * weights need before any is read. Returns the weights by manifest name, in Keras layout.
+ * weights need (checked before any is read where the FileSource knows sizes, as the file system does). Returns the weights by manifest name, in Keras layout.
  */
-export async function readWeights(manifest: unknown, directory: string, modelFile: string): Promise<Map<string, HostTensor>> {
+export async function readWeights(manifest: unknown, modelFile: string, files: FileSource): Promise<Map<string, HostTensor>> {
   if (!Array.isArray(manifest)) throw new Error(`${modelFile}: no "weightsManifest" list`);
   const weights = new Map<string, HostTensor>();
   for (const [index, group] of manifest.entries()) {
@@ -37,7 +28,7 @@ export async function readWeights(manifest: unknown, directory: string, modelFil
     }
     const checked = specs.map((spec) => checkSpec(spec, where));
     const expectedBytes = checked.reduce((total, spec) => total + sizeOf(spec.shape) * FLOAT32_BYTES, 0);
-    const bytes = await readShards(directory, paths, expectedBytes, checked).catch((error: Error) => {
+    const bytes = await readShards(files, modelFile, paths, expectedBytes, checked).catch((error: Error) => {
       throw new Error(`${where}: ${error.message}`, { cause: error });
     });
     let offset = 0;
@@ -73,28 +64,41 @@ function checkSpec(spec: unknown, where: string): WeightSpec {
 }
 
 async function readShards(
-  directory: string,
+  source: FileSource,
+  modelFile: string,
   paths: readonly string[],
   expectedBytes: number,
   specs: readonly WeightSpec[],
-): Promise<Buffer> {
-  const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes`;
-  const files: ContainedFile[] = [];
+): Promise<Uint8Array> {
+  const needs = `the weights ${describeSpecs(specs)} need ${expectedBytes} bytes${paths.length > 1 ? ` across ${paths.length} files` : ''}`;
+  const withNeeds = (error: Error) => new Error(`${error.message}; ${needs}`, { cause: error });
+  const files: LocatedFile[] = [];
   for (const path of paths) {
-    try {
-      files.push(await fileInside(directory, path, { what: 'weight file', folder: "the model's folder" }));
-    } catch (error) {
-      throw new Error(`${(error as Error).message}; ${needs}${paths.length > 1 ? ` across ${paths.length} files` : ''}`, { cause: error });
-    }
+    files.push(
+      await source.beside(modelFile, path, { what: 'weight file', folder: "the model's folder" }).catch((error: Error) => {
+        throw withNeeds(error);
+      }),
+    );
   }
-  const heldBytes = files.reduce((total, file) => total + file.bytes, 0);
-  if (heldBytes !== expectedBytes) {
+  // Sizes are compared before anything is read where the source knows them (files), after otherwise (fetch).
+  const checkHeld = (sizes: readonly (number | undefined)[]) => {
+    if (sizes.some((size) => size === undefined)) return;
+    const held = (sizes as number[]).reduce((total, size) => total + size, 0);
+    if (held === expectedBytes) return;
     const holder =
       files.length === 1 ? `weight file '${files[0].path}' holds` : `weight files ${files.map((f) => `'${f.path}'`).join(', ')} hold`;
-    throw new Error(`${holder} ${heldBytes} bytes, but ${needs}`);
-  }
-  const shards = await Promise.all(files.map(readContainedFile));
-  return shards.length === 1 ? shards[0] : Buffer.concat(shards);
+    throw new Error(`${holder} ${held} bytes, but ${needs}`);
+  };
+  checkHeld(files.map((file) => file.bytes));
+  const shards = await Promise.all(
+    files.map((file) =>
+      file.read().catch((error: Error) => {
+        throw withNeeds(error);
+      }),
+    ),
+  );
+  checkHeld(shards.map((shard) => shard.byteLength));
+  return shards.length === 1 ? shards[0] : new Uint8Array(await new Blob(shards as Uint8Array<ArrayBuffer>[]).arrayBuffer());
 }
 
 function describeSpecs(specs: readonly WeightSpec[]): string {

@@ -54,7 +54,7 @@ export interface BenchResult {
   readonly imagesPerSecond: number;
   readonly medianSeconds: number;
   readonly seconds: readonly number[];
-  /** The process's peak resident memory once the workload has run (it includes earlier workloads'). */
+  /** The process's peak resident memory once the workload has run (it includes earlier workloads'); NaN in a browser. */
   readonly peakRssBytes: number;
 }
 
@@ -201,7 +201,7 @@ async function timeSteps(prepared: PreparedWorkload, workload: string, options: 
       imagesPerSecond: prepared.batch / medianSeconds,
       medianSeconds,
       seconds,
-      peakRssBytes: process.resourceUsage().maxRSS * 1024,
+      peakRssBytes: typeof process === 'undefined' ? Number.NaN : process.resourceUsage().maxRSS * 1024,
     };
   } finally {
     prepared.dispose();

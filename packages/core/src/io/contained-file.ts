@@ -1,18 +1,11 @@
 import { open, realpath, stat } from 'node:fs/promises';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
+import type { FileInsideNames } from './file-source.js';
 
 /** A regular file inside a folder, as `fileInside` found it. */
 export interface ContainedFile {
   readonly path: string;
   readonly bytes: number;
-}
-
-/** How errors about a file that must stay inside a folder name the file and the folder. */
-export interface FileInsideNames {
-  /** What the file is, for errors: 'weight file', 'fixture tensor file'. */
-  readonly what: string;
-  /** Whose folder it must stay in: "the model's folder". */
-  readonly folder: string;
 }
 
 /**
