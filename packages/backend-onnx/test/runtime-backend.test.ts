@@ -190,6 +190,48 @@ describe('traced graphs', () => {
   });
 });
 
+describe('ReLU6 lowering', () => {
+  /** ReLU6 and its backward as the op rules emit them: min(max(x, 0), 6), and dy times (x > 0)·(x < 6). */
+  const relu6Step: Program = (k, { x, dy }) => {
+    const mask = k.mul(k.greater(x, k.scalar(0)), k.less(x, k.scalar(6)));
+    return { y: k.minimum(k.maximum(x, k.scalar(0)), k.scalar(6)), dx: k.mul(dy, mask), mask };
+  };
+  // Exactly 0 and 6 are outside the open interval where ReLU6's derivative is 1 (v + 0 below equates -0 and 0).
+  const inputs = {
+    x: hostTensor([2, 16, 2, 2], Array.from({ length: 128 }, (_, i) => [-1, 0, 3, 6, 7.5, 0.25, 5.75, -0][i % 8])),
+    dy: wave([2, 16, 2, 2], 5),
+  };
+
+  it.each([undefined, 16])('is one Clip and one And with blocks of %s channels, with the reference numbers', async (block) => {
+    const counts = opCounts(traceProgram(relu6Step, { x: [-1, 16, 2, 2], dy: [-1, 16, 2, 2] }, { name: 'relu6', nchwcBlockSize: block }).model);
+    expect(counts.get('Clip')).toBe(1);
+    expect(counts.get('And')).toBe(1);
+    // The mask is written out once as float, for the product with dy and the mask output alike.
+    expect(counts.get('Cast')).toBe(1);
+    const expected = await runProgramOnce(createReferenceBackend(), relu6Step, inputs, [], 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend({ nchwc: block !== undefined }), relu6Step, inputs, ['x', 'dy'], 'relu6');
+    for (const name of ['y', 'dx', 'mask']) expect(Array.from(actual[name].data, (v) => v + 0), name).toEqual(Array.from(expected[name].data, (v) => v + 0));
+  });
+
+  it('keeps two Clips when the bounds are out of order or the inner one is read elsewhere', async () => {
+    const crossed: Program = (k, { x }) => ({ y: k.minimum(k.maximum(x, k.scalar(6)), k.scalar(0)) });
+    const shared: Program = (k, { x }) => {
+      const positive = k.maximum(x, k.scalar(0));
+      return { positive, y: k.minimum(positive, k.scalar(6)) };
+    };
+    for (const [program, clips] of [
+      [crossed, 2],
+      [shared, 2],
+    ] as const) {
+      expect(opCounts(traceProgram(program, { x: [-1, 16, 2, 2] }, { name: 'clips' }).model).get('Clip')).toBe(clips);
+      const expected = await runProgramOnce(createReferenceBackend(), program, { x: inputs.x }, [], 'reference');
+      const actual = await runProgramOnce(await createOnnxBackend(), program, { x: inputs.x }, ['x'], 'clips');
+      for (const [name, want] of Object.entries(expected))
+        expect(Array.from(actual[name].data, (v) => v + 0), name).toEqual(Array.from(want.data, (v) => v + 0));
+    }
+  });
+});
+
 /** How many nodes of each (domain-qualified) op type a traced model has. */
 function opCounts(model: Uint8Array): Map<string, number> {
   const counts = new Map<string, number>();

@@ -32,6 +32,22 @@ interface Layouts {
   channelsLast?: string;
 }
 
+/**
+ * A value not written out yet: `small` broadcast to its shape (a mean's transpose), or a comparison's
+ * float 1/0 whose boolean `condition` is kept.
+ */
+interface Deferred {
+  readonly write: () => SymbolicTensor;
+  readonly small?: SymbolicTensor;
+  readonly condition?: Condition;
+}
+
+/** A boolean tensor by ONNX name, in plain or blocked layout (ONNX Runtime reorders float tensors only). */
+interface Condition {
+  readonly name: string;
+  readonly blocked: boolean;
+}
+
 /** Slice ends at least this large mean "to the end of the axis" (core writes Number.MAX_SAFE_INTEGER). */
 const TO_THE_END = 2 ** 31 - 1;
 
@@ -60,8 +76,10 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly scalars = new Map<number, SymbolicTensor>();
   /** Constants whose values are all one number, with that number. */
   private readonly uniformConstants = new Map<SymbolicTensor, number>();
-  /** Values not written out yet: `small` broadcast to the value's shape, which `write` produces. */
-  private readonly broadcasts = new Map<SymbolicTensor, { small: SymbolicTensor; write: () => SymbolicTensor }>();
+  /** Values not written out yet, which `write` produces on their first use that cannot take them as they are. */
+  private readonly deferred = new Map<SymbolicTensor, Deferred>();
+  /** Clip nodes with one bound, so that a second bound on their result makes one Clip with both. */
+  private readonly halfClips = new Map<SymbolicTensor, { input: SymbolicTensor; limits: readonly [string, string] }>();
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
@@ -87,7 +105,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   // ---- kernels ----
 
   shape(x: SymbolicTensor): readonly number[] {
-    this.layoutsOf(x);
+    this.ownLayouts(x);
     return x.shape;
   }
 
@@ -129,10 +147,10 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     return this.clipped(a, b, 'max') ?? this.clipped(b, a, 'max') ?? this.elementwise('Min', [a, b]);
   }
   greater(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.elementwise('Greater', [a, b]);
+    return this.comparison('Greater', a, b);
   }
   less(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.elementwise('Less', [a, b]);
+    return this.comparison('Less', a, b);
   }
   exp(x: SymbolicTensor): SymbolicTensor {
     return this.elementwise('Exp', [x]);
@@ -147,15 +165,67 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     return this.elementwise('Sqrt', [x]);
   }
 
-  /** max(x, s) or min(x, s) with a scalar s as Clip, which ONNX Runtime runs faster than a broadcasting Max or Min; in x's layout. */
+  /**
+   * max(x, s) or min(x, s) with a scalar s as Clip, which ONNX Runtime runs faster than a broadcasting
+   * Max or Min; in x's layout. A bound on a Clip's result that lacks it (ReLU6 is min(max(x, 0), 6))
+   * becomes one Clip with both, and the first one is pruned unless something else reads it.
+   */
   private clipped(x: SymbolicTensor, bound: SymbolicTensor, side: 'min' | 'max'): SymbolicTensor | undefined {
     if (bound.shape.length !== 0 || x.shape.length === 0) return undefined;
-    const limits = side === 'min' ? [this.plain(bound), ''] : ['', this.plain(bound)];
-    const layouts = this.layoutsOf(x);
-    if (layouts.plain === undefined && layouts.blocked !== undefined) {
-      return this.value(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) });
-    }
-    return this.value(x.shape, { plain: this.graph.node('Clip', [this.plain(x), ...limits]) });
+    const half = this.halfClips.get(x);
+    const [low, high] = half?.limits ?? ['', ''];
+    const merged =
+      half &&
+      (side === 'min' ? low === '' && this.ordered(this.plain(bound), high) : high === '' && this.ordered(low, this.plain(bound)));
+    const limits: [string, string] =
+      side === 'min' ? [this.plain(bound), merged ? high : ''] : [merged ? low : '', this.plain(bound)];
+    const input = merged ? half.input : x;
+    const layouts = this.layoutsOf(input);
+    const result =
+      layouts.plain === undefined && layouts.blocked !== undefined
+        ? this.value(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) })
+        : this.value(x.shape, { plain: this.graph.node('Clip', [this.plain(input), ...limits]) });
+    if (!merged) this.halfClips.set(result, { input, limits });
+    return result;
+  }
+
+  /** Whether scalar bounds (by ONNX name) satisfy low ≤ high, under which a Clip of a Clip is one Clip with both bounds. */
+  private ordered(low: string, high: string): boolean {
+    const valueOf = (bound: string) => [...this.scalars].find(([, handle]) => this.layouts.get(handle)?.plain === bound)?.[0];
+    const [a, b] = [valueOf(low), valueOf(high)];
+    return a !== undefined && b !== undefined && a <= b;
+  }
+
+  /**
+   * A comparison's result, float 1/0 as the kernel contract says. The boolean is kept, so that the
+   * product of two comparisons (ReLU6's mask) is their And, one byte-wide pass instead of two Casts
+   * and a Mul; the float is written out on its first other use. (Where(condition, x, 0) for a product
+   * with a float measured slower than Cast and Mul in ONNX Runtime 1.30.)
+   */
+  private comparison(opType: 'Greater' | 'Less', a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
+    return this.deferCondition(this.elementwise(opType, [a, b]));
+  }
+
+  private deferCondition(booleans: SymbolicTensor): SymbolicTensor {
+    const layouts = this.layoutsOf(booleans);
+    const condition: Condition =
+      layouts.blocked !== undefined ? { name: layouts.blocked, blocked: true } : { name: layouts.plain as string, blocked: false };
+    const result = this.value(booleans.shape, {});
+    this.deferred.set(result, {
+      condition,
+      write: () => {
+        const cast = this.graph.node('Cast', [condition.name], { attributes: [attribute.int('to', FLOAT_DATA_TYPE)] });
+        return this.value(booleans.shape, condition.blocked ? { blocked: cast } : { plain: cast });
+      },
+    });
+    return result;
+  }
+
+  /** The product of two kept comparisons of the same shape and layout as their And, or undefined. */
+  private conjunction(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor | undefined {
+    const [p, q] = [this.deferred.get(a)?.condition, this.deferred.get(b)?.condition];
+    if (!p || !q || p.blocked !== q.blocked || !sameShape(a.shape, b.shape)) return undefined;
+    return this.deferCondition(this.value(a.shape, { [p.blocked ? 'blocked' : 'plain']: this.graph.node('And', [p.name, q.name]) }));
   }
 
   sum(x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {
@@ -495,18 +565,23 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     return handle;
   }
 
+  /** The value's layouts, writing a deferred value out first. */
   private layoutsOf(x: SymbolicTensor): Layouts {
+    const layouts = this.ownLayouts(x);
+    const pending = this.deferred.get(x);
+    if (pending) {
+      this.deferred.delete(x);
+      Object.assign(layouts, this.layoutsOf(pending.write()));
+    }
+    return layouts;
+  }
+
+  private ownLayouts(x: SymbolicTensor): Layouts {
     const layouts = this.layouts.get(x);
     if (!layouts)
       throw new Error(
         `a value of shape ${describeShape(x?.shape ?? [])} does not belong to this trace (was it created by another program or backend?)`,
       );
-    const pending = this.broadcasts.get(x);
-    if (pending) {
-      // Any use but an elementwise op's writes the broadcast out.
-      this.broadcasts.delete(x);
-      Object.assign(layouts, this.layoutsOf(pending.write()));
-    }
     return layouts;
   }
 
@@ -579,30 +654,38 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /**
    * An elementwise op with NumPy broadcasting. When an operand lives blocked and the result can, the
-   * op runs on blocked data (per-channel or per-pixel broadcasts through 5-D views); comparisons are
-   * cast to float 1/0. A scalar against a tensor whose last axis is 1 is applied to flat views (the
+   * op runs on blocked data (per-channel or per-pixel broadcasts through 5-D views). A scalar against a tensor whose last axis is 1 is applied to flat views (the
    * reshapes are free): ONNX Runtime's broadcasting loops over the innermost axis, and crawls when that
    * axis has size 1, as in a [O, C, 1, 1] filter times a scalar.
    */
   private elementwise(opType: string, given: readonly SymbolicTensor[]): SymbolicTensor {
     const shape = given.map((x) => x.shape).reduce((a, b) => broadcastShapes(a, b));
     if (opType === 'Mul' && given.length === 2) {
+      const conjunction = this.conjunction(given[0], given[1]);
+      if (conjunction) return conjunction;
       const uniform = given.findIndex((x) => this.uniformConstants.has(x));
       if (uniform >= 0) return this.timesUniform(given[1 - uniform], given[uniform], shape);
     }
-    // A pending broadcast enters as its small value wherever NumPy broadcasting gives the same result.
-    const operands = given.map((x, i) => {
-      const small = this.broadcasts.get(x)?.small;
-      if (!small) return x;
-      const others = given.filter((_, j) => j !== i).map((y) => y.shape);
-      return sameShape(
-        others.reduce((a, b) => broadcastShapes(a, b), small.shape),
+    const operands = given.map((x, i) =>
+      this.smallWherever(
+        x,
+        given.filter((_, j) => j !== i).map((y) => y.shape),
         shape,
-      )
-        ? small
-        : x;
-    });
+      ),
+    );
     return this.writeElementwise(opType, operands, shape);
+  }
+
+  /** A pending broadcast enters an elementwise op as its small value wherever NumPy broadcasting gives the same result. */
+  private smallWherever(x: SymbolicTensor, otherShapes: readonly (readonly number[])[], shape: readonly number[]): SymbolicTensor {
+    const small = this.deferred.get(x)?.small;
+    if (!small) return x;
+    return sameShape(
+      otherShapes.reduce((a, b) => broadcastShapes(a, b), small.shape),
+      shape,
+    )
+      ? small
+      : x;
   }
 
   /**
@@ -615,17 +698,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const scaled = this.writeElementwise('Mul', [x, this.scalar(this.uniformConstants.get(uniform) as number)], x.shape);
     if (sameShape(x.shape, shape)) return scaled;
     const pending = this.value(shape, {});
-    this.broadcasts.set(pending, { small: scaled, write: () => this.writeElementwise('Mul', [x, uniform], shape) });
+    this.deferred.set(pending, { small: scaled, write: () => this.writeElementwise('Mul', [x, uniform], shape) });
     return pending;
   }
 
   private writeElementwise(opType: string, operands: readonly SymbolicTensor[], shape: readonly number[]): SymbolicTensor {
-    const emit = (names: string[]) => {
-      const result = this.graph.node(opType, names);
-      return opType === 'Greater' || opType === 'Less'
-        ? this.graph.node('Cast', [result], { attributes: [attribute.int('to', FLOAT_DATA_TYPE)] })
-        : result;
-    };
+    const emit = (names: string[]) => this.graph.node(opType, names);
     // Blocked when an operand lives only blocked, or when every full-size operand is blocked already.
     const fullSize = operands.filter((x) => sameShape(x.shape, shape));
     const inBlocks =
