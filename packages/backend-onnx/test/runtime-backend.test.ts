@@ -198,19 +198,28 @@ describe('ReLU6 lowering', () => {
   };
   // Exactly 0 and 6 are outside the open interval where ReLU6's derivative is 1 (v + 0 below equates -0 and 0).
   const inputs = {
-    x: hostTensor([2, 16, 2, 2], Array.from({ length: 128 }, (_, i) => [-1, 0, 3, 6, 7.5, 0.25, 5.75, -0][i % 8])),
+    x: hostTensor(
+      [2, 16, 2, 2],
+      Array.from({ length: 128 }, (_, i) => [-1, 0, 3, 6, 7.5, 0.25, 5.75, -0][i % 8]),
+    ),
     dy: wave([2, 16, 2, 2], 5),
   };
 
   it.each([undefined, 16])('is one Clip and one And with blocks of %s channels, with the reference numbers', async (block) => {
-    const counts = opCounts(traceProgram(relu6Step, { x: [-1, 16, 2, 2], dy: [-1, 16, 2, 2] }, { name: 'relu6', nchwcBlockSize: block }).model);
+    const counts = opCounts(
+      traceProgram(relu6Step, { x: [-1, 16, 2, 2], dy: [-1, 16, 2, 2] }, { name: 'relu6', nchwcBlockSize: block }).model,
+    );
     expect(counts.get('Clip')).toBe(1);
     expect(counts.get('And')).toBe(1);
     // The mask is written out once as float, for the product with dy and the mask output alike.
     expect(counts.get('Cast')).toBe(1);
     const expected = await runProgramOnce(createReferenceBackend(), relu6Step, inputs, [], 'reference');
     const actual = await runProgramOnce(await createOnnxBackend({ nchwc: block !== undefined }), relu6Step, inputs, ['x', 'dy'], 'relu6');
-    for (const name of ['y', 'dx', 'mask']) expect(Array.from(actual[name].data, (v) => v + 0), name).toEqual(Array.from(expected[name].data, (v) => v + 0));
+    for (const name of ['y', 'dx', 'mask'])
+      expect(
+        Array.from(actual[name].data, (v) => v + 0),
+        name,
+      ).toEqual(Array.from(expected[name].data, (v) => v + 0));
   });
 
   it('keeps two Clips when the bounds are out of order or the inner one is read elsewhere', async () => {
@@ -227,7 +236,10 @@ describe('ReLU6 lowering', () => {
       const expected = await runProgramOnce(createReferenceBackend(), program, { x: inputs.x }, [], 'reference');
       const actual = await runProgramOnce(await createOnnxBackend(), program, { x: inputs.x }, ['x'], 'clips');
       for (const [name, want] of Object.entries(expected))
-        expect(Array.from(actual[name].data, (v) => v + 0), name).toEqual(Array.from(want.data, (v) => v + 0));
+        expect(
+          Array.from(actual[name].data, (v) => v + 0),
+          name,
+        ).toEqual(Array.from(want.data, (v) => v + 0));
     }
   });
 });
@@ -271,6 +283,37 @@ describe('NCHWc lowering', () => {
     expect(counts.get('com.microsoft.nchwc:Conv')).toBe(4);
     expect(counts.get('Slice') ?? 0).toBe(0);
     expect(counts.get('Concat') ?? 0).toBe(0);
+  });
+
+  it('runs a depthwise filter gradient traced per batch size, and traced for any batch, with the reference numbers', async () => {
+    const block = (await createOnnxBackend()).nchwcBlockSize;
+    if (block === undefined) return expect(traceProgram(blockedHead, shapes, { name: 'portable' }).fasterPerBatchSize).toBe(false);
+    // Traced for any batch: the tall-image lowering, run as it is.
+    const anyBatch = traceProgram(blockedHead, shapes, { name: 'any batch', nchwcBlockSize: block });
+    expect(anyBatch.fasterPerBatchSize).toBe(true);
+    const session = await ort.InferenceSession.create(anyBatch.model);
+    const reference = createReferenceBackend();
+    const feeds = Object.fromEntries(Object.entries(blockedInputs).map(([name, t]) => [name, new ort.Tensor('float32', t.data, t.shape)]));
+    const symbolic = await session.run(feeds);
+    await session.release();
+    const expected = await runProgramOnce(reference, blockedHead, blockedInputs, [], 'reference');
+    for (const [name, want] of Object.entries(expected)) {
+      expect(relativeError(symbolic[anyBatch.outputNames[name]].data as Float32Array, want.data).relative, name).toBeLessThanOrEqual(
+        FLOAT32_TOLERANCE,
+      );
+    }
+    // Compiled: one session per batch size, more sizes than it keeps, and a size again after its session went.
+    const backend = await createOnnxBackend();
+    const compiled = await backend.compile(blockedHead, shapes, { name: 'per batch size' });
+    for (const batch of [3, 1, 2, 4, 5, 6, 3]) {
+      const inputs = { ...blockedInputs, x: wave([batch, 16, 5, 5], batch), dy: wave([batch, 32, 5, 5], batch + 10) };
+      const want = await runProgramOnce(reference, blockedHead, inputs, [], 'reference');
+      const actual = await compiled.run(inputs);
+      for (const [name, value] of Object.entries(want)) {
+        expect(relativeError(actual[name].data, value.data).relative, `${name}, batch ${batch}`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      }
+    }
+    compiled.dispose();
   });
 
   it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {

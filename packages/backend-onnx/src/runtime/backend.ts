@@ -1,9 +1,9 @@
 import { availableParallelism } from 'node:os';
-import type { Backend } from '@gradfeat/core';
+import { BATCH, type Backend, type InputSignature } from '@gradfeat/core';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
-import { OnnxCompiledProgram } from './compiled-program.js';
+import { OnnxCompiledProgram, oneSession, sessionPerBatchSize } from './compiled-program.js';
 import { OnnxGraph } from './onnx-graph.js';
 import { traceProgram } from './trace.js';
 
@@ -127,20 +127,34 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     async compile(program, signature, compileOptions) {
       const name = compileOptions?.name ?? (program.name || 'anonymous');
       const traced = traceProgram(program, signature, { name, nchwcBlockSize });
-      let session: Ort.InferenceSession;
-      try {
-        // Spinning workers would take the cores from the process's own other threads.
-        const spinning = compileOptions?.sharesCores ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
-        session = await ort.InferenceSession.create(traced.model, { ...sessionOptions, ...spinning });
-      } catch (error) {
-        throw new Error(
-          `program '${name}': ONNX Runtime rejected the traced graph (${(error as Error).message}); write it out with saveProgramAsOnnx to inspect it`,
-          { cause: error },
-        );
-      }
-      return new OnnxCompiledProgram(ort.Tensor, session, name, signature, traced.outputNames, { writesIntoCallerBuffers: true });
+      // Spinning workers would take the cores from the process's own other threads.
+      const spinning = compileOptions?.sharesCores ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
+      const startSession = async (model: Uint8Array) => {
+        try {
+          return await ort.InferenceSession.create(model, { ...sessionOptions, ...spinning });
+        } catch (error) {
+          throw new Error(
+            `program '${name}': ONNX Runtime rejected the traced graph (${(error as Error).message}); write it out with saveProgramAsOnnx to inspect it`,
+            { cause: error },
+          );
+        }
+      };
+      // The trace above checked the program; a batch of a new size traces it again with that size fixed.
+      const sessions = traced.fasterPerBatchSize
+        ? sessionPerBatchSize((batch) =>
+            startSession(traceProgram(program, withBatchSize(signature, batch), { name, nchwcBlockSize }).model),
+          )
+        : oneSession(await startSession(traced.model));
+      return new OnnxCompiledProgram(ort.Tensor, sessions, name, signature, traced.outputNames, { writesIntoCallerBuffers: true });
     },
   };
+}
+
+/** The signature with its batch axes fixed at `batch` rows. */
+function withBatchSize(signature: InputSignature, batch: number): InputSignature {
+  return Object.fromEntries(
+    Object.entries(signature).map(([name, shape]) => [name, shape.map((d, axis) => (axis === 0 && d === BATCH ? batch : d))]),
+  );
 }
 
 /** Execution providers for the plugin (and so the CLI), e.g. GRADFEAT_ONNX_PROVIDERS=cuda,cpu. */

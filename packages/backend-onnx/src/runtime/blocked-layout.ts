@@ -90,13 +90,34 @@ export class BlockedLayout {
   }
 
   /**
-   * The filter gradient of a depthwise conv (stride 1, no dilation) as one depthwise NCHWc conv: per
-   * channel, the batch's padded images are stacked into one tall image, and dy stacked the same way
-   * (zero rows where the padding rows are) is the filter, so a single correlation sums over the batch
-   * and the positions. Returns dW [C, 1, kh, kw], plain.
+   * The filter gradient of a depthwise conv (stride 1, no dilation) as one depthwise NCHWc conv.
+   * With a fixed batch of n, the blocked batch [n, C/B, h, w, B] is one image of n·C channels and dy
+   * [n, C/B, ho, wo, B] is the OIHWBo filter of n·C outputs, so one conv (its group count n·C fixes the
+   * batch) correlates every image with its own dy, and a sum over the n images is dW: no copies. With a
+   * batch of any size, the images of each channel are stacked into one tall image instead, and dy the
+   * same way (zero rows where the padding rows are), which costs two transposes and two pads.
+   * Returns dW [C, 1, kh, kw], plain.
    */
   depthwiseFilterGradient(x: string, dy: string, geometry: ConvGeometry): string {
-    const { inChannels: channels, inputSize, outputSize, kernel } = geometry;
+    const { batch, inChannels: channels, inputSize, outputSize, kernel } = geometry;
+    if (batch !== BATCH) {
+      const perImage = this.graph.node(
+        'Conv',
+        [this.reshape(x, [1, batch * channels, ...inputSize]), this.reshape(dy, [batch * channels, 1, ...outputSize])],
+        {
+          domain: NCHWC_DOMAIN,
+          attributes: [attribute.ints('pads', geometry.attrs.pads), attribute.int('group', batch * channels)],
+        },
+      );
+      const summed = this.graph.node(
+        'ReduceSum',
+        [this.reshape(perImage, [batch, channels / this.block, ...kernel, this.block]), this.graph.int64s([0])],
+        {
+          attributes: [attribute.int('keepdims', 0)],
+        },
+      );
+      return this.reshape(this.toPlain(this.reshape(summed, [1, channels, ...kernel]), [1, channels, ...kernel]), [channels, 1, ...kernel]);
+    }
     const [top, left, bottom, right] = geometry.attrs.pads;
     const paddedHeight = inputSize[0] + top + bottom;
     const paddedWidth = inputSize[1] + left + right;

@@ -1,4 +1,12 @@
-import { type CompiledProgram, checkFeeds, checkOutputBuffer, type HostTensor, type InputSignature, type RunOptions } from '@gradfeat/core';
+import {
+  BATCH,
+  type CompiledProgram,
+  checkFeeds,
+  checkOutputBuffer,
+  type HostTensor,
+  type InputSignature,
+  type RunOptions,
+} from '@gradfeat/core';
 // Types only: onnxruntime-node and onnxruntime-web both export onnxruntime-common's InferenceSession and Tensor.
 import type { InferenceSession, Tensor } from 'onnxruntime-web';
 
@@ -26,14 +34,66 @@ export function readableByOrt(data: Float32Array, reuse?: Float32Array): Float32
   return copy;
 }
 
-/** One traced program as an ONNX Runtime session (of onnxruntime-node or onnxruntime-web); the batch size may change between runs. */
+/** The session that runs a batch of a given size. */
+export interface SessionSource {
+  /** Runs `use` on the session for batches of `batch` rows (0 for a program without a batch axis). */
+  use<T>(batch: number, use: (session: InferenceSession) => Promise<T>): Promise<T>;
+  release(): void;
+}
+
+/** One session for every batch size. */
+export function oneSession(session: InferenceSession): SessionSource {
+  return { use: (_batch, use) => use(session), release: () => void session.release() };
+}
+
+/**
+ * A session per batch size, created on the first batch of that size, for programs that lower faster
+ * at a fixed batch. The least recently used beyond `capacity` are released when no run holds them.
+ */
+export function sessionPerBatchSize(create: (batch: number) => Promise<InferenceSession>, capacity = 4): SessionSource {
+  const sessions = new Map<number, { session: Promise<InferenceSession>; runs: number }>();
+  const releaseIdle = () => {
+    for (const [batch, entry] of sessions) {
+      if (sessions.size <= capacity) break;
+      if (entry.runs > 0) continue;
+      sessions.delete(batch);
+      void entry.session.then((session) => session.release()).catch(() => undefined);
+    }
+  };
+  return {
+    async use(batch, use) {
+      let entry = sessions.get(batch);
+      if (entry) sessions.delete(batch);
+      else entry = { session: create(batch), runs: 0 };
+      // Map order is recency order: the entry goes to the end.
+      sessions.set(batch, entry);
+      entry.runs++;
+      try {
+        return await use(await entry.session);
+      } catch (error) {
+        // A session that could not be created is not kept, so the next batch of that size tries again.
+        if (sessions.get(batch) === entry) await entry.session.catch(() => sessions.delete(batch));
+        throw error;
+      } finally {
+        entry.runs--;
+        releaseIdle();
+      }
+    },
+    release() {
+      for (const { session } of sessions.values()) void session.then((s) => s.release()).catch(() => undefined);
+      sessions.clear();
+    },
+  };
+}
+
+/** One traced program on ONNX Runtime sessions (of onnxruntime-node or onnxruntime-web); the batch size may change between runs. */
 export class OnnxCompiledProgram implements CompiledProgram {
   private released = false;
   private readonly unsharedCopies = new Map<string, Float32Array>();
 
   constructor(
     private readonly Tensor: OrtTensorClass,
-    private readonly session: InferenceSession,
+    private readonly sessions: SessionSource,
     private readonly name: string,
     private readonly signature: InputSignature,
     private readonly outputNames: Readonly<Record<string, string>>,
@@ -52,9 +112,10 @@ export class OnnxCompiledProgram implements CompiledProgram {
       const target = this.options.writesIntoCallerBuffers ? options.into?.[key] : undefined;
       fetches[onnxName] = target ? new this.Tensor('float32', target.data, target.shape) : null;
     }
+    const feeds = this.feeds(inputs);
     let results: InferenceSession.OnnxValueMapType;
     try {
-      results = await this.session.run(this.feeds(inputs), fetches);
+      results = await this.sessions.use(this.batchOf(inputs), (session) => session.run(feeds, fetches));
     } catch (error) {
       throw new Error(`program '${this.name}' on ONNX Runtime: ${(error as Error).message}`, { cause: error });
     }
@@ -74,7 +135,13 @@ export class OnnxCompiledProgram implements CompiledProgram {
   dispose(): void {
     if (this.released) return;
     this.released = true;
-    void this.session.release();
+    this.sessions.release();
+  }
+
+  /** The rows of the batch-indexed inputs (checkFeeds made them agree), or 0 when the program has none. */
+  private batchOf(inputs: Readonly<Record<string, HostTensor>>): number {
+    const batched = Object.keys(this.signature).find((name) => this.signature[name][0] === BATCH);
+    return batched === undefined ? 0 : inputs[batched].shape[0];
   }
 
   /** Wraps each input's Float32Array (no copy unless it is shared memory), after checking it against the compiled signature. */

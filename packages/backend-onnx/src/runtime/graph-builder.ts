@@ -83,6 +83,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
+  private lowersFasterPerBatchSize = false;
 
   constructor(options: LoweringOptions = {}) {
     if (options.nchwcBlockSize !== undefined) this.blocked = new BlockedLayout(this.graph, options.nchwcBlockSize);
@@ -100,6 +101,11 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   encode(model: Pick<ModelContents, 'graphName' | 'docString' | 'metadata'>): Uint8Array {
     return this.graph.encode(model);
+  }
+
+  /** Whether a trace at a fixed batch size would lower some kernel faster than this one (see BlockedLayout.depthwiseFilterGradient). */
+  get fasterPerBatchSize(): boolean {
+    return this.lowersFasterPerBatchSize;
   }
 
   // ---- kernels ----
@@ -175,10 +181,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const half = this.halfClips.get(x);
     const [low, high] = half?.limits ?? ['', ''];
     const merged =
-      half &&
-      (side === 'min' ? low === '' && this.ordered(this.plain(bound), high) : high === '' && this.ordered(low, this.plain(bound)));
-    const limits: [string, string] =
-      side === 'min' ? [this.plain(bound), merged ? high : ''] : [merged ? low : '', this.plain(bound)];
+      half && (side === 'min' ? low === '' && this.ordered(this.plain(bound), high) : high === '' && this.ordered(low, this.plain(bound)));
+    const limits: [string, string] = side === 'min' ? [this.plain(bound), merged ? high : ''] : [merged ? low : '', this.plain(bound)];
     const input = merged ? half.input : x;
     const layouts = this.layoutsOf(input);
     const result =
@@ -191,8 +195,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /** Whether scalar bounds (by ONNX name) satisfy low ≤ high, under which a Clip of a Clip is one Clip with both bounds. */
   private ordered(low: string, high: string): boolean {
-    const valueOf = (bound: string) => [...this.scalars].find(([, handle]) => this.layouts.get(handle)?.plain === bound)?.[0];
-    const [a, b] = [valueOf(low), valueOf(high)];
+    const scalarNamed = (bound: string) => [...this.scalars].find(([, handle]) => this.layouts.get(handle)?.plain === bound)?.[0];
+    const [a, b] = [scalarNamed(low), scalarNamed(high)];
     return a !== undefined && b !== undefined && a <= b;
   }
 
@@ -428,6 +432,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     expectConvOutput([ho, wo], geometry.inputSize, geometry.kernel, attrs);
     const depthwise = this.blocked?.algorithm(geometry) === 'depthwise';
     if (this.blocked && depthwise && attrs.strides.every((s) => s === 1) && attrs.dilations.every((d) => d === 1)) {
+      if (geometry.batch === BATCH) this.lowersFasterPerBatchSize = true;
       return this.value(filterShape, { plain: this.blocked.depthwiseFilterGradient(this.blockedName(x), this.blockedName(dy), geometry) });
     }
     if (isDepthwise(geometry) && geometry.outPerGroup === 1)

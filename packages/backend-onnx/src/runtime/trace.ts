@@ -18,6 +18,8 @@ export interface TracedProgram {
   readonly model: Uint8Array;
   /** Program output key → ONNX output name (the same unless it collided with an input's). */
   readonly outputNames: Readonly<Record<string, string>>;
+  /** Whether the program, traced with a fixed batch size, lowers faster (so a backend may trace it once per batch size it runs). */
+  readonly fasterPerBatchSize: boolean;
 }
 
 /** A failure inside one kernel call; carries the program and kernel so the user knows where to look. */
@@ -77,5 +79,9 @@ export function traceProgram(program: Program, inputShapes: Readonly<Record<stri
     }
   }
   if (Object.keys(outputNames).length === 0) throw new Error(`program '${options.name}' returned no outputs`);
-  return { model: builder.encode({ graphName: options.name, docString: options.docString, metadata: options.metadata }), outputNames };
+  return {
+    model: builder.encode({ graphName: options.name, docString: options.docString, metadata: options.metadata }),
+    outputNames,
+    fasterPerBatchSize: builder.fasterPerBatchSize,
+  };
 }

@@ -1,6 +1,6 @@
 import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core';
 import type * as OrtWeb from 'onnxruntime-web';
-import { OnnxCompiledProgram } from '../runtime/compiled-program.js';
+import { OnnxCompiledProgram, oneSession } from '../runtime/compiled-program.js';
 import { onnx } from '../runtime/proto.js';
 import { traceProgram } from '../runtime/trace.js';
 
@@ -155,7 +155,9 @@ export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}):
           cause: error,
         });
       }
-      return new OnnxCompiledProgram(ort.Tensor, session, name, signature, traced.outputNames, { writesIntoCallerBuffers: false });
+      return new OnnxCompiledProgram(ort.Tensor, oneSession(session), name, signature, traced.outputNames, {
+        writesIntoCallerBuffers: false,
+      });
     },
   };
 }
