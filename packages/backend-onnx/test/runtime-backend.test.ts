@@ -316,6 +316,18 @@ describe('NCHWc lowering', () => {
     compiled.dispose();
   });
 
+  it("takes a wide pointwise filter's gradient as one channels-first GEMM, with the reference numbers", async () => {
+    const pointwise: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
+    const program: Program = (k, { x, dy }) => ({ dw: k.conv2dBackpropFilter(x, dy, [256, 256, 1, 1], pointwise) });
+    const inputs = { x: wave([3, 256, 3, 2], 1), dy: wave([3, 256, 3, 2], 2) };
+    const traced = traceProgram(program, inputShapesOf(inputs, ['x', 'dy']), { name: 'wide pointwise' });
+    expect(opCounts(traced.model).get('Gemm')).toBe(1);
+    expect(opCounts(traced.model).get('MatMul') ?? 0).toBe(0);
+    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, [], 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, ['x', 'dy'], 'wide pointwise');
+    expect(relativeError(actual.dw.data, expected.dw.data).relative).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+  });
+
   it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {
     const counts = opCounts(traceProgram(blockedHead, shapes, { name: 'portable head' }).model);
     expect([...counts.keys()].filter((op) => op.includes('.'))).toEqual([]);

@@ -54,6 +54,14 @@ const TO_THE_END = 2 ** 31 - 1;
 /** Output pixels per image up to which a whole im2col matrix is built for a filter gradient (else one tap at a time). */
 const SMALL_IMAGE = 256;
 
+/**
+ * Values of a pointwise conv's filter (O × C) from which its gradient is one GEMM of dy and x laid out
+ * channels-first, [O, N·h·w]·[C, N·h·w]ᵀ: 1.5× faster than from channels-last rows, layout changes included,
+ * on MobileNet's block 13 (256 × 256 at 7×7); smaller filters give too few output tiles for ONNX
+ * Runtime's threads.
+ */
+const POINTWISE_PRODUCT = 2 ** 16;
+
 /** Values of a filter gradient (O × kh·kw·C) up to which its long GEMM is split into chunks (see rowSum). */
 const SMALL_PRODUCT = 2 ** 17;
 
@@ -421,7 +429,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    * ONNX has no filter-gradient op. dW[o, c, i, j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d] over n, p,
    * q is one GEMM with K = N·Ho·Wo between dy laid out [N·Ho·Wo, O] and the im2col matrix of x
    * (gathered in one node), or on large images one GEMM per filter tap, so that only one tap's copy
-   * of x is alive at a time. A depthwise conv on blocked data is one NCHWc conv (see BlockedLayout).
+   * of x is alive at a time. A pointwise conv with a large filter takes dy and x channels-first, and a
+   * depthwise conv on blocked data is one NCHWc conv (see BlockedLayout).
    */
   conv2dBackpropFilter(x: SymbolicTensor, dy: SymbolicTensor, filterShape: readonly number[], attrs: Conv2DAttrs): SymbolicTensor {
     const geometry = convGeometry(x.shape, filterShape, attrs);
@@ -442,6 +451,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     }
     const { inChannels: c, outChannels: out } = geometry;
     const taps = geometry.kernel[0] * geometry.kernel[1];
+    if (taps === 1 && attrs.strides.every((s) => s === 1) && attrs.pads.every((p) => p === 0) && out * c >= POINTWISE_PRODUCT) {
+      const product = this.graph.node('Gemm', [this.channelsFirst(dy), this.channelsFirst(x)], {
+        attributes: [attribute.int('transB', 1)],
+      });
+      return this.value(filterShape, { plain: this.graph.node('Reshape', [product, this.int64s(filterShape)]) });
+    }
     const dyRows = this.graph.node('Reshape', [this.channelsLast(dy), this.int64s([-1, out])]);
     let tapMajor: string;
     if (ho * wo <= SMALL_IMAGE) {
@@ -484,6 +499,17 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     // [kh·kw, C] → [C, 1, kh, kw]
     const channelMajor = this.graph.node('Transpose', [tapMajor], { attributes: [attribute.ints('perm', [1, 0])] });
     return this.graph.node('Reshape', [channelMajor, this.int64s([channels, 1, ...geometry.kernel])]);
+  }
+
+  /**
+   * x [N, C, h, w] as [C, N·h·w]: a transpose that moves whole images of a channel (h·w floats at a
+   * time), several times faster than the element-wise one to channels-last.
+   */
+  private channelsFirst(x: SymbolicTensor): string {
+    const [, c, h, w] = x.shape;
+    const images = this.graph.node('Reshape', [this.plain(x), this.int64s([-1, c, h * w])]);
+    const swapped = this.graph.node('Transpose', [images], { attributes: [attribute.ints('perm', [1, 0, 2])] });
+    return this.graph.node('Reshape', [swapped, this.int64s([c, -1])]);
   }
 
   /**
