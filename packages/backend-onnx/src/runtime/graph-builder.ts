@@ -1,5 +1,5 @@
 import { BATCH, type Conv2DAttrs, type HostTensor, hostTensor, type Kernels, type Pair, type PoolAttrs, sameShape } from '@gradfeat/core';
-import { BlockedLayout } from './blocked-layout.js';
+import { BlockedLayout, type NchwcAlgorithm } from './blocked-layout.js';
 import {
   type ConvGeometry,
   convAttributes,
@@ -12,63 +12,17 @@ import {
   transposedConvRemainder,
   windowReciprocals,
 } from './conv-geometry.js';
+import { convLowering, filterGradientLowering, rowSumChunks, wholeColumns } from './lowering-choices.js';
 import type { LoweringOptions } from './lowering-options.js';
 import { OnnxGraph } from './onnx-graph.js';
 import { type AttributeProto, attribute, FLOAT_DATA_TYPE, floatTensorProto, int64TensorProto, type ModelContents } from './proto.js';
 import { broadcastShapes, describeShape, normalizeAxes, resolveReshape } from './symbolic-shape.js';
+import { type Condition, type SymbolicTensor, ValueLayouts } from './value-layouts.js';
 
-/** A value of the graph being traced: its static shape (-1 for the batch axis). */
-export interface SymbolicTensor {
-  readonly shape: readonly number[];
-}
-
-/**
- * Where one value lives: plain NCHW (row-major in its logical shape), NCHWc blocked, or channels-last
- * NHWC. A value holds at least one; the others are made from it on first use, once.
- */
-interface Layouts {
-  plain?: string;
-  blocked?: string;
-  channelsLast?: string;
-}
-
-/**
- * A value not written out yet: `small` broadcast to its shape (a mean's transpose), or a comparison's
- * float 1/0 whose boolean `condition` is kept.
- */
-interface Deferred {
-  readonly write: () => SymbolicTensor;
-  readonly small?: SymbolicTensor;
-  readonly condition?: Condition;
-}
-
-/** A boolean tensor by ONNX name, in plain or blocked layout (ONNX Runtime reorders float tensors only). */
-interface Condition {
-  readonly name: string;
-  readonly blocked: boolean;
-}
+export type { SymbolicTensor } from './value-layouts.js';
 
 /** Slice ends at least this large mean "to the end of the axis" (core writes Number.MAX_SAFE_INTEGER). */
 const TO_THE_END = 2 ** 31 - 1;
-
-/** Output pixels per image up to which a whole im2col matrix is built for a filter gradient (else one tap at a time). */
-const SMALL_IMAGE = 256;
-
-/**
- * Values of a pointwise conv's filter (O × C) from which its gradient is one GEMM of dy and x laid out
- * channels-first, [O, N·h·w]·[C, N·h·w]ᵀ: 1.5× faster than from channels-last rows, layout changes included,
- * on MobileNet's block 13 (256 × 256 at 7×7); smaller filters give too few output tiles for ONNX
- * Runtime's threads.
- */
-const POINTWISE_PRODUCT = 2 ** 16;
-
-/** Values of a filter gradient (O × kh·kw·C) up to which its long GEMM is split into chunks (see rowSum). */
-const SMALL_PRODUCT = 2 ** 17;
-
-/** One input channel per group: a depthwise conv (with a channel multiplier when outPerGroup > 1). */
-function isDepthwise(geometry: ConvGeometry): boolean {
-  return geometry.attrs.groups > 1 && geometry.inPerGroup === 1;
-}
 
 /**
  * Records kernel calls as an ONNX graph instead of running them. Every value's static shape is
@@ -78,14 +32,12 @@ function isDepthwise(geometry: ConvGeometry): boolean {
  */
 export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly graph = new OnnxGraph();
-  private readonly layouts = new WeakMap<SymbolicTensor, Layouts>();
+  private readonly values: ValueLayouts;
   private readonly blocked?: BlockedLayout;
   private readonly constants = new Map<HostTensor, SymbolicTensor>();
   private readonly scalars = new Map<number, SymbolicTensor>();
   /** Constants whose values are all one number, with that number. */
   private readonly uniformConstants = new Map<SymbolicTensor, number>();
-  /** Values not written out yet, which `write` produces on their first use that cannot take them as they are. */
-  private readonly deferred = new Map<SymbolicTensor, Deferred>();
   /** Clip nodes with one bound, so that a second bound on their result makes one Clip with both. */
   private readonly halfClips = new Map<SymbolicTensor, { input: SymbolicTensor; limits: readonly [string, string] }>();
   private readonly maxPoolIndices = new Map<string, string>();
@@ -95,16 +47,17 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   constructor(options: LoweringOptions = {}) {
     if (options.nchwcBlockSize !== undefined) this.blocked = new BlockedLayout(this.graph, options.nchwcBlockSize);
+    this.values = new ValueLayouts(this.graph, this.blocked);
   }
 
   input(name: string, shape: readonly number[]): SymbolicTensor {
     this.graph.addInput(name, shape);
-    return this.value(shape, { plain: name });
+    return this.values.create(shape, { plain: name });
   }
 
   /** Makes `value` a graph output; returns the ONNX name, which is `name` unless that is taken. */
   output(name: string, value: SymbolicTensor): string {
-    return this.graph.addOutput(name, this.plain(value), value.shape);
+    return this.graph.addOutput(name, this.values.plain(value), value.shape);
   }
 
   encode(model: Pick<ModelContents, 'graphName' | 'docString' | 'metadata'>): Uint8Array {
@@ -119,14 +72,14 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   // ---- kernels ----
 
   shape(x: SymbolicTensor): readonly number[] {
-    this.ownLayouts(x);
+    this.values.own(x);
     return x.shape;
   }
 
   constant(value: HostTensor): SymbolicTensor {
     let handle = this.constants.get(value);
     if (!handle) {
-      handle = this.value(value.shape, { plain: this.graph.initializer(floatTensorProto(this.graph.freshName('const'), value)) });
+      handle = this.values.create(value.shape, { plain: this.graph.initializer(floatTensorProto(this.graph.freshName('const'), value)) });
       this.constants.set(value, handle);
       if (value.data.length > 1 && value.data.every((v) => v === value.data[0])) this.uniformConstants.set(handle, value.data[0]);
     }
@@ -136,7 +89,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   scalar(value: number): SymbolicTensor {
     let handle = this.scalars.get(value);
     if (!handle) {
-      handle = this.value([], { plain: this.graph.floatScalar(value) });
+      handle = this.values.create([], { plain: this.graph.floatScalar(value) });
       this.scalars.set(value, handle);
     }
     return handle;
@@ -189,21 +142,25 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const half = this.halfClips.get(x);
     const [low, high] = half?.limits ?? ['', ''];
     const merged =
-      half && (side === 'min' ? low === '' && this.ordered(this.plain(bound), high) : high === '' && this.ordered(low, this.plain(bound)));
-    const limits: [string, string] = side === 'min' ? [this.plain(bound), merged ? high : ''] : [merged ? low : '', this.plain(bound)];
+      half &&
+      (side === 'min'
+        ? low === '' && this.ordered(this.values.plain(bound), high)
+        : high === '' && this.ordered(low, this.values.plain(bound)));
+    const limits: [string, string] =
+      side === 'min' ? [this.values.plain(bound), merged ? high : ''] : [merged ? low : '', this.values.plain(bound)];
     const input = merged ? half.input : x;
-    const layouts = this.layoutsOf(input);
+    const layouts = this.values.layoutsOf(input);
     const result =
       layouts.plain === undefined && layouts.blocked !== undefined
-        ? this.value(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) })
-        : this.value(x.shape, { plain: this.graph.node('Clip', [this.plain(input), ...limits]) });
+        ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) })
+        : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...limits]) });
     if (!merged) this.halfClips.set(result, { input, limits });
     return result;
   }
 
   /** Whether scalar bounds (by ONNX name) satisfy low ≤ high, under which a Clip of a Clip is one Clip with both bounds. */
   private ordered(low: string, high: string): boolean {
-    const scalarNamed = (bound: string) => [...this.scalars].find(([, handle]) => this.layouts.get(handle)?.plain === bound)?.[0];
+    const scalarNamed = (bound: string) => [...this.scalars].find(([, handle]) => this.values.own(handle).plain === bound)?.[0];
     const [a, b] = [scalarNamed(low), scalarNamed(high)];
     return a !== undefined && b !== undefined && a <= b;
   }
@@ -219,25 +176,25 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   }
 
   private deferCondition(booleans: SymbolicTensor): SymbolicTensor {
-    const layouts = this.layoutsOf(booleans);
+    const layouts = this.values.layoutsOf(booleans);
     const condition: Condition =
       layouts.blocked !== undefined ? { name: layouts.blocked, blocked: true } : { name: layouts.plain as string, blocked: false };
-    const result = this.value(booleans.shape, {});
-    this.deferred.set(result, {
+    return this.values.defer(booleans.shape, {
       condition,
       write: () => {
         const cast = this.graph.node('Cast', [condition.name], { attributes: [attribute.int('to', FLOAT_DATA_TYPE)] });
-        return this.value(booleans.shape, condition.blocked ? { blocked: cast } : { plain: cast });
+        return this.values.create(booleans.shape, condition.blocked ? { blocked: cast } : { plain: cast });
       },
     });
-    return result;
   }
 
   /** The product of two kept comparisons of the same shape and layout as their And, or undefined. */
   private conjunction(a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor | undefined {
-    const [p, q] = [this.deferred.get(a)?.condition, this.deferred.get(b)?.condition];
+    const [p, q] = [this.values.deferred(a)?.condition, this.values.deferred(b)?.condition];
     if (!p || !q || p.blocked !== q.blocked || !sameShape(a.shape, b.shape)) return undefined;
-    return this.deferCondition(this.value(a.shape, { [p.blocked ? 'blocked' : 'plain']: this.graph.node('And', [p.name, q.name]) }));
+    return this.deferCondition(
+      this.values.create(a.shape, { [p.blocked ? 'blocked' : 'plain']: this.graph.node('And', [p.name, q.name]) }),
+    );
   }
 
   sum(x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {
@@ -344,46 +301,47 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     );
   }
 
-  /**
-   * With an NCHWc block size, every conv whose channels fill whole blocks runs as ONNX Runtime's
-   * NCHWc Conv, whatever its filter. Otherwise a constant filter or a large image takes ONNX
-   * Runtime's Conv (which reorders constant filters into NCHWc itself), and a filter computed at run
-   * time (the tangent's Ẇ, or θ2 while fine-tuning) on a small image one GEMM over an im2col matrix
-   * of the whole batch, several times faster than ONNX Runtime's per-image GEMMs only Ho·Wo wide.
-   */
+  /** Lowered as `convLowering` chooses (see lowering-choices.ts). */
   conv2d(x: SymbolicTensor, w: SymbolicTensor, bias: SymbolicTensor | undefined, attrs: Conv2DAttrs): SymbolicTensor {
     const geometry = convGeometry(x.shape, w.shape, attrs);
     const { outChannels, outputSize } = geometry;
     if (bias && !sameShape(bias.shape, [outChannels])) throw new Error(`bias must be [${outChannels}], got ${describeShape(bias.shape)}`);
     const shape = [geometry.batch, outChannels, ...outputSize];
     const algorithm = this.blocked?.algorithm(geometry);
-    if (this.blocked && algorithm) {
-      const input = algorithm === 'plain' ? this.plain(x) : this.blockedName(x);
-      return this.value(shape, {
-        blocked: this.blocked.conv(input, this.plain(w), bias && this.plain(bias), geometry, algorithm),
-      });
+    switch (convLowering(geometry, algorithm, this.graph.isConstant(this.values.plain(w)))) {
+      case 'nchwc': {
+        const blocked = this.values.requireBlocked();
+        const input = algorithm === 'plain' ? this.values.plain(x) : this.values.blocked(x);
+        return this.values.create(shape, {
+          blocked: blocked.conv(input, this.values.plain(w), bias && this.values.plain(bias), geometry, algorithm as NchwcAlgorithm),
+        });
+      }
+      case 'onnx-conv':
+        return this.plainNode('Conv', bias ? [x, w, bias] : [x, w], shape, convAttributes(geometry.kernel, attrs));
+      case 'per-group':
+        return this.perGroup(geometry, (group) => this.conv2d(group.x(x), group.filter(w), group.bias(bias), group.attrs));
+      case 'im2col-gemm':
+        return this.im2colConv(x, w, bias, geometry);
     }
-    // A depthwise filter has only kh·kw values per channel: per-channel GEMMs would be all overhead.
-    if (this.graph.isConstant(this.plain(w)) || outputSize[0] * outputSize[1] > SMALL_IMAGE || isDepthwise(geometry)) {
-      return this.plainNode('Conv', bias ? [x, w, bias] : [x, w], shape, convAttributes(geometry.kernel, attrs));
-    }
-    if (attrs.groups > 1)
-      return this.perGroup(geometry, (group) => this.conv2d(group.x(x), group.filter(w), group.bias(bias), group.attrs));
-    // y [N·Ho·Wo, O] = columns [N·Ho·Wo, kh·kw·C] · W as [O, kh·kw·C] (tap-major like the columns), bias fused.
+  }
+
+  /** y [N·Ho·Wo, O] = the batch's im2col matrix [N·Ho·Wo, kh·kw·C] · W as [O, kh·kw·C] (tap-major like the columns), bias fused. */
+  private im2colConv(x: SymbolicTensor, w: SymbolicTensor, bias: SymbolicTensor | undefined, geometry: ConvGeometry): SymbolicTensor {
+    const { outChannels, outputSize } = geometry;
     const [kh, kw] = geometry.kernel;
     const filterRows = this.graph.node('Reshape', [
       this.graph.node(
         'Transpose',
-        [this.graph.node('Reshape', [this.plain(w), this.int64s([outChannels, geometry.inChannels, kh * kw])])],
+        [this.graph.node('Reshape', [this.values.plain(w), this.int64s([outChannels, geometry.inChannels, kh * kw])])],
         { attributes: [attribute.ints('perm', [0, 2, 1])] },
       ),
       this.int64s([outChannels, -1]),
     ]);
-    const product = this.graph.node('Gemm', [this.columns(x, geometry), filterRows, ...(bias ? [this.plain(bias)] : [])], {
+    const product = this.graph.node('Gemm', [this.columns(x, geometry), filterRows, ...(bias ? [this.values.plain(bias)] : [])], {
       attributes: [attribute.int('transB', 1)],
     });
     const channelsLast = this.graph.node('Reshape', [product, this.int64s([-1, ...outputSize, outChannels])]);
-    return this.value(shape, { channelsLast });
+    return this.values.create([geometry.batch, outChannels, ...outputSize], { channelsLast });
   }
 
   /**
@@ -415,22 +373,19 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       );
     }
     const { inPerGroup, outPerGroup } = geometry;
-    const grouped = this.graph.node('Reshape', [this.plain(w), this.int64s([groups, outPerGroup, inPerGroup, kh, kw])]);
+    const grouped = this.graph.node('Reshape', [this.values.plain(w), this.int64s([groups, outPerGroup, inPerGroup, kh, kw])]);
     const swapped = this.graph.node('Transpose', [grouped], { attributes: [attribute.ints('perm', [0, 2, 1, 3, 4])] });
     const transposed = this.graph.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
     const reversed = [this.int64s([-1, -1]), this.int64s([-TO_THE_END, -TO_THE_END]), this.int64s([2, 3]), this.int64s([-1, -1])];
     const flippedName = kh * kw === 1 ? transposed : this.graph.node('Slice', [transposed, ...reversed]);
-    const flipped = this.value([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
+    const flipped = this.values.create([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
     const [top, left, bottom, right] = flippedPads;
     return this.conv2d(dy, flipped, undefined, { strides: [1, 1], dilations, groups, pads: [top, left, bottom, right] });
   }
 
   /**
-   * ONNX has no filter-gradient op. dW[o, c, i, j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d] over n, p,
-   * q is one GEMM with K = N·Ho·Wo between dy laid out [N·Ho·Wo, O] and the im2col matrix of x
-   * (gathered in one node), or on large images one GEMM per filter tap, so that only one tap's copy
-   * of x is alive at a time. A pointwise conv with a large filter takes dy and x channels-first, and a
-   * depthwise conv on blocked data is one NCHWc conv (see BlockedLayout).
+   * ONNX has no filter-gradient op: dW[o, c, i, j] = Σ dy[n,o,p,q]·x[n,c,p·s+i·d,q·s+j·d] over n, p, q,
+   * lowered as `filterGradientLowering` chooses (see lowering-choices.ts).
    */
   conv2dBackpropFilter(x: SymbolicTensor, dy: SymbolicTensor, filterShape: readonly number[], attrs: Conv2DAttrs): SymbolicTensor {
     const geometry = convGeometry(x.shape, filterShape, attrs);
@@ -439,37 +394,44 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       throw new Error(`filter ${describeShape(filterShape)} does not fit dy ${describeShape(dy.shape)}`);
     }
     expectConvOutput([ho, wo], geometry.inputSize, geometry.kernel, attrs);
-    const depthwise = this.blocked?.algorithm(geometry) === 'depthwise';
-    if (this.blocked && depthwise && attrs.strides.every((s) => s === 1) && attrs.dilations.every((d) => d === 1)) {
-      if (geometry.batch === BATCH) this.lowersFasterPerBatchSize = true;
-      return this.value(filterShape, { plain: this.blocked.depthwiseFilterGradient(this.blockedName(x), this.blockedName(dy), geometry) });
-    }
-    if (isDepthwise(geometry) && geometry.outPerGroup === 1)
-      return this.value(filterShape, { plain: this.depthwiseFilterGradient(x, dy, geometry) });
-    if (attrs.groups > 1) {
-      return this.perGroup(geometry, (group) => this.conv2dBackpropFilter(group.x(x), group.dy(dy), group.filterShape, group.attrs), 0);
-    }
+    const gradient = (plain: string) => this.values.create(filterShape, { plain });
     const { inChannels: c, outChannels: out } = geometry;
     const taps = geometry.kernel[0] * geometry.kernel[1];
-    if (taps === 1 && attrs.strides.every((s) => s === 1) && attrs.pads.every((p) => p === 0) && out * c >= POINTWISE_PRODUCT) {
-      const product = this.graph.node('Gemm', [this.channelsFirst(dy), this.channelsFirst(x)], {
-        attributes: [attribute.int('transB', 1)],
-      });
-      return this.value(filterShape, { plain: this.graph.node('Reshape', [product, this.int64s(filterShape)]) });
+    const lowering = filterGradientLowering(geometry, this.blocked?.algorithm(geometry));
+    switch (lowering) {
+      case 'nchwc-depthwise':
+        if (geometry.batch === BATCH) this.lowersFasterPerBatchSize = true;
+        return gradient(this.values.requireBlocked().depthwiseFilterGradient(this.values.blocked(x), this.values.blocked(dy), geometry));
+      case 'depthwise-taps':
+        return gradient(this.depthwiseFilterGradient(x, dy, geometry));
+      case 'per-group':
+        return this.perGroup(geometry, (group) => this.conv2dBackpropFilter(group.x(x), group.dy(dy), group.filterShape, group.attrs), 0);
+      case 'pointwise-channels-first': {
+        // [O, N·h·w]·[C, N·h·w]ᵀ
+        const product = this.graph.node('Gemm', [this.channelsFirst(dy), this.channelsFirst(x)], {
+          attributes: [attribute.int('transB', 1)],
+        });
+        return gradient(this.graph.node('Reshape', [product, this.int64s(filterShape)]));
+      }
+      case 'im2col-gemm':
+      case 'per-tap-gemm': {
+        // dy laid out [N·Ho·Wo, O] times x's im2col matrix, whole or one tap at a time.
+        const dyRows = this.graph.node('Reshape', [this.values.channelsLast(dy), this.int64s([-1, out])]);
+        const tapMajor =
+          lowering === 'im2col-gemm'
+            ? this.rowSum([dyRows, out], [this.columns(x, geometry), taps * c], ho * wo)
+            : this.graph.node(
+                'Concat',
+                Array.from({ length: taps }, (_, tap) => this.rowSum([dyRows, out], [this.gather(x, geometry, [tap]), c], ho * wo)),
+                { attributes: [attribute.int('axis', 1)] },
+              );
+        // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
+        const channelMajor = this.graph.node('Transpose', [this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])])], {
+          attributes: [attribute.ints('perm', [0, 2, 1])],
+        });
+        return gradient(this.graph.node('Reshape', [channelMajor, this.int64s(filterShape)]));
+      }
     }
-    const dyRows = this.graph.node('Reshape', [this.channelsLast(dy), this.int64s([-1, out])]);
-    let tapMajor: string;
-    if (ho * wo <= SMALL_IMAGE) {
-      tapMajor = this.rowSum([dyRows, out], [this.columns(x, geometry), taps * c], ho * wo);
-    } else {
-      const perTap = Array.from({ length: taps }, (_, tap) => this.rowSum([dyRows, out], [this.gather(x, geometry, [tap]), c], ho * wo));
-      tapMajor = this.graph.node('Concat', perTap, { attributes: [attribute.int('axis', 1)] });
-    }
-    // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
-    const channelMajor = this.graph.node('Transpose', [this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])])], {
-      attributes: [attribute.ints('perm', [0, 2, 1])],
-    });
-    return this.value(filterShape, { plain: this.graph.node('Reshape', [channelMajor, this.int64s(filterShape)]) });
   }
 
   /**
@@ -480,22 +442,20 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private depthwiseFilterGradient(x: SymbolicTensor, dy: SymbolicTensor, geometry: ConvGeometry): string {
     const channels = geometry.inChannels;
     const taps = Array.from({ length: geometry.kernel[0] * geometry.kernel[1] }, (_, tap) => tap);
-    const dyRows = this.graph.node('Reshape', [this.channelsLast(dy), this.int64s([-1, 1, channels])]);
+    const dyRows = this.graph.node('Reshape', [this.values.channelsLast(dy), this.int64s([-1, 1, channels])]);
     const tapSums = (some: readonly number[], columns: string) => {
       const rows = this.graph.node('Reshape', [columns, this.int64s([-1, some.length, channels])]);
       return this.graph.node('ReduceSum', [this.graph.node('Mul', [rows, dyRows]), this.int64s([0])], {
         attributes: [attribute.int('keepdims', 0)],
       });
     };
-    const [ho, wo] = geometry.outputSize;
-    const tapMajor =
-      ho * wo <= SMALL_IMAGE
-        ? tapSums(taps, this.columns(x, geometry))
-        : this.graph.node(
-            'Concat',
-            taps.map((tap) => tapSums([tap], this.gather(x, geometry, [tap]))),
-            { attributes: [attribute.int('axis', 0)] },
-          );
+    const tapMajor = wholeColumns(geometry)
+      ? tapSums(taps, this.columns(x, geometry))
+      : this.graph.node(
+          'Concat',
+          taps.map((tap) => tapSums([tap], this.gather(x, geometry, [tap]))),
+          { attributes: [attribute.int('axis', 0)] },
+        );
     // [kh·kw, C] → [C, 1, kh, kw]
     const channelMajor = this.graph.node('Transpose', [tapMajor], { attributes: [attribute.ints('perm', [1, 0])] });
     return this.graph.node('Reshape', [channelMajor, this.int64s([channels, 1, ...geometry.kernel])]);
@@ -507,21 +467,14 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    */
   private channelsFirst(x: SymbolicTensor): string {
     const [, c, h, w] = x.shape;
-    const images = this.graph.node('Reshape', [this.plain(x), this.int64s([-1, c, h * w])]);
+    const images = this.graph.node('Reshape', [this.values.plain(x), this.int64s([-1, c, h * w])]);
     const swapped = this.graph.node('Transpose', [images], { attributes: [attribute.ints('perm', [1, 0, 2])] });
     return this.graph.node('Reshape', [swapped, this.int64s([c, -1])]);
   }
 
-  /**
-   * aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K =
-   * batch·pixels. When M·N is small, as a batch of GEMMs over contiguous runs of rows, summed, which
-   * ONNX Runtime spreads over its threads; a single GEMM with so long a K and so few columns is 2-5×
-   * slower.
-   */
+  /** aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K = batch·pixels, in `rowSumChunks` chunks. */
   private rowSum([a, aColumns]: [string, number], [b, bColumns]: [string, number], pixelsPerImage: number): string {
-    // Worth it for a small product only: summing the chunks' products costs a pass over them all.
-    const small = aColumns * bColumns <= SMALL_PRODUCT;
-    const chunks = small ? [4, 2, 3, 5, 7].find((d) => pixelsPerImage % d === 0) : undefined;
+    const chunks = rowSumChunks(aColumns, bColumns, pixelsPerImage);
     if (chunks === undefined) return this.graph.node('Gemm', [a, b], { attributes: [attribute.int('transA', 1)] });
     const chunked = (rows: string, columns: number) => this.graph.node('Reshape', [rows, this.int64s([chunks, -1, columns])]);
     const aT = this.graph.node('Transpose', [chunked(a, aColumns)], { attributes: [attribute.ints('perm', [0, 2, 1])] });
@@ -547,7 +500,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
           windowReciprocals(inputSize, [ho, wo], attrs),
         );
     const ones = this.graph.floatConstant(`ones ${c}x${kh}x${kw}`, () => hostTensor([c, 1, kh, kw], new Float32Array(c * kh * kw).fill(1)));
-    const scaled = this.graph.node('Mul', [this.plain(dy), reciprocal]);
+    const scaled = this.graph.node('Mul', [this.values.plain(dy), reciprocal]);
     const poolAsConv = { strides: attrs.strides, pads: attrs.pads, dilations: [1, 1] as const, groups: c };
     const spread = this.graph.node('ConvTranspose', [scaled, ones], {
       attributes: [
@@ -555,7 +508,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         attribute.ints('output_padding', transposedConvRemainder(inputSize, attrs.kernel, poolAsConv)),
       ],
     });
-    return this.value([n, c, ...inputSize], { plain: spread });
+    return this.values.create([n, c, ...inputSize], { plain: spread });
   }
 
   maxPool(x: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
@@ -565,9 +518,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   /** Gathers dx at the flat index ONNX Runtime's MaxPool reports for each window (its first maximum). */
   maxPoolJvp(x: SymbolicTensor, dx: SymbolicTensor, attrs: PoolAttrs): SymbolicTensor {
     if (!sameShape(x.shape, dx.shape)) throw new Error(`tangent ${describeShape(dx.shape)} differs from input ${describeShape(x.shape)}`);
-    const flatTangent = this.graph.node('Reshape', [this.plain(dx), this.int64s([-1])]);
+    const flatTangent = this.graph.node('Reshape', [this.values.plain(dx), this.int64s([-1])]);
     const gathered = this.graph.node('Gather', [flatTangent, this.maxPoolArgmax(x, attrs)], { attributes: [attribute.int('axis', 0)] });
-    return this.value(pooledShape(x.shape, attrs), { plain: gathered });
+    return this.values.create(pooledShape(x.shape, attrs), { plain: gathered });
   }
 
   /** Scatter-adds dy into zeros at each window's first maximum (windows overlap, so indices repeat). */
@@ -576,101 +529,16 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (!sameShape(pooled, dy.shape))
       throw new Error(`dy ${describeShape(dy.shape)} differs from the pooled shape ${describeShape(pooled)}`);
     const flat = this.int64s([-1]);
-    const flatInput = this.graph.node('Reshape', [this.plain(x), flat]);
+    const flatInput = this.graph.node('Reshape', [this.values.plain(x), flat]);
     const zeros = this.graph.node('ConstantOfShape', [this.graph.node('Shape', [flatInput])], {
       attributes: [attribute.tensor('value', floatTensorProto('zero', hostTensor([1], [0])))],
     });
     const scattered = this.graph.node(
       'ScatterElements',
-      [zeros, this.graph.node('Reshape', [this.maxPoolArgmax(x, attrs), flat]), this.graph.node('Reshape', [this.plain(dy), flat])],
+      [zeros, this.graph.node('Reshape', [this.maxPoolArgmax(x, attrs), flat]), this.graph.node('Reshape', [this.values.plain(dy), flat])],
       { attributes: [attribute.int('axis', 0), attribute.string('reduction', 'add')] },
     );
-    return this.value(x.shape, { plain: this.graph.node('Reshape', [scattered, this.int64s(x.shape)]) });
-  }
-
-  // ---- values and their layouts ----
-
-  private value(shape: readonly number[], layouts: Layouts): SymbolicTensor {
-    const handle: SymbolicTensor = { shape: [...shape] };
-    this.layouts.set(handle, { ...layouts });
-    return handle;
-  }
-
-  /** The value's layouts, writing a deferred value out first. */
-  private layoutsOf(x: SymbolicTensor): Layouts {
-    const layouts = this.ownLayouts(x);
-    const pending = this.deferred.get(x);
-    if (pending) {
-      this.deferred.delete(x);
-      Object.assign(layouts, this.layoutsOf(pending.write()));
-    }
-    return layouts;
-  }
-
-  private ownLayouts(x: SymbolicTensor): Layouts {
-    const layouts = this.layouts.get(x);
-    if (!layouts)
-      throw new Error(
-        `a value of shape ${describeShape(x?.shape ?? [])} does not belong to this trace (was it created by another program or backend?)`,
-      );
-    return layouts;
-  }
-
-  /** Whether a value of this spatial size has the same memory in every layout (one pixel per channel). */
-  private static onePixel(shape: readonly number[]): boolean {
-    return shape.length === 4 && shape[2] === 1 && shape[3] === 1;
-  }
-
-  /** The value in plain NCHW layout, converted once if it only exists in another. */
-  private plain(x: SymbolicTensor): string {
-    const layouts = this.layoutsOf(x);
-    if (layouts.plain === undefined) {
-      if (layouts.blocked !== undefined) {
-        layouts.plain = OnnxGraphBuilder.onePixel(x.shape) ? layouts.blocked : this.requireBlocked().toPlain(layouts.blocked, x.shape);
-      } else {
-        layouts.plain = this.graph.node('Transpose', [layouts.channelsLast as string], {
-          attributes: [attribute.ints('perm', [0, 3, 1, 2])],
-        });
-      }
-    }
-    return layouts.plain;
-  }
-
-  /** The value in NCHWc layout (its shape must allow it), converted once if needed. */
-  private blockedName(x: SymbolicTensor): string {
-    const layouts = this.layoutsOf(x);
-    const blocked = this.requireBlocked();
-    if (!blocked.holds(x.shape)) throw new Error(`${describeShape(x.shape)} cannot be stored in NCHWc blocks of ${blocked.block}`);
-    if (layouts.blocked === undefined) {
-      if (layouts.plain !== undefined) {
-        layouts.blocked = OnnxGraphBuilder.onePixel(x.shape) ? layouts.plain : blocked.toBlocked(layouts.plain);
-      } else {
-        layouts.blocked = blocked.fromChannelsLast(layouts.channelsLast as string);
-      }
-    }
-    return layouts.blocked;
-  }
-
-  /** The value in NHWC layout, converted once if needed. */
-  private channelsLast(x: SymbolicTensor): string {
-    const layouts = this.layoutsOf(x);
-    if (layouts.channelsLast === undefined) {
-      layouts.channelsLast =
-        layouts.plain === undefined && layouts.blocked !== undefined
-          ? this.requireBlocked().toChannelsLast(layouts.blocked, x.shape)
-          : this.graph.node('Transpose', [this.plain(x)], { attributes: [attribute.ints('perm', [0, 2, 3, 1])] });
-    }
-    return layouts.channelsLast;
-  }
-
-  private requireBlocked(): BlockedLayout {
-    if (!this.blocked) throw new Error('internal: a blocked value in a graph traced without NCHWc');
-    return this.blocked;
-  }
-
-  /** Whether a value exists only outside plain layout, so that working on it in place saves a conversion. */
-  private awayFromPlain(x: SymbolicTensor): boolean {
-    return this.layoutsOf(x).plain === undefined;
+    return this.values.create(x.shape, { plain: this.graph.node('Reshape', [scattered, this.int64s(x.shape)]) });
   }
 
   private plainNode(
@@ -680,7 +548,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     attributes: AttributeProto[] = [],
     extraInputs: readonly string[] = [],
   ): SymbolicTensor {
-    return this.value(shape, { plain: this.graph.node(opType, [...inputs.map((x) => this.plain(x)), ...extraInputs], { attributes }) });
+    return this.values.create(shape, {
+      plain: this.graph.node(opType, [...inputs.map((x) => this.values.plain(x)), ...extraInputs], { attributes }),
+    });
   }
 
   /**
@@ -709,7 +579,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /** A pending broadcast enters an elementwise op as its small value wherever NumPy broadcasting gives the same result. */
   private smallWherever(x: SymbolicTensor, otherShapes: readonly (readonly number[])[], shape: readonly number[]): SymbolicTensor {
-    const small = this.deferred.get(x)?.small;
+    const small = this.values.deferred(x)?.small;
     if (!small) return x;
     return sameShape(
       otherShapes.reduce((a, b) => broadcastShapes(a, b), small.shape),
@@ -728,9 +598,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private timesUniform(x: SymbolicTensor, uniform: SymbolicTensor, shape: readonly number[]): SymbolicTensor {
     const scaled = this.writeElementwise('Mul', [x, this.scalar(this.uniformConstants.get(uniform) as number)], x.shape);
     if (sameShape(x.shape, shape)) return scaled;
-    const pending = this.value(shape, {});
-    this.deferred.set(pending, { small: scaled, write: () => this.writeElementwise('Mul', [x, uniform], shape) });
-    return pending;
+    return this.values.defer(shape, { small: scaled, write: () => this.writeElementwise('Mul', [x, uniform], shape) });
   }
 
   private writeElementwise(opType: string, operands: readonly SymbolicTensor[], shape: readonly number[]): SymbolicTensor {
@@ -739,36 +607,24 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const fullSize = operands.filter((x) => sameShape(x.shape, shape));
     const inBlocks =
       this.blocked?.holds(shape) === true &&
-      (operands.some((x) => this.awayFromPlain(x)) ||
-        (fullSize.length > 0 && fullSize.every((x) => this.layoutsOf(x).blocked !== undefined)));
+      (operands.some((x) => this.values.awayFromPlain(x)) ||
+        (fullSize.length > 0 && fullSize.every((x) => this.values.layoutsOf(x).blocked !== undefined)));
     const flat = shape.at(-1) === 1 && operands.some((x) => x.shape.length === 0);
     if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape)) && (flat || inBlocks)) {
-      const name = (x: SymbolicTensor) => (x.shape.length === 0 ? this.plain(x) : inBlocks ? this.blockedName(x) : this.plain(x));
-      if (!flat) return this.value(shape, { blocked: emit(operands.map(name)) });
+      const name = (x: SymbolicTensor) =>
+        x.shape.length === 0 ? this.values.plain(x) : inBlocks ? this.values.blocked(x) : this.values.plain(x);
+      if (!flat) return this.values.create(shape, { blocked: emit(operands.map(name)) });
       const flatShape = this.int64s([-1]);
       const names = operands.map((x) => (x.shape.length === 0 ? name(x) : this.graph.node('Reshape', [name(x), flatShape])));
       const result = this.graph.node('Reshape', [emit(names), this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
-      return this.value(shape, inBlocks ? { blocked: result } : { plain: result });
+      return this.values.create(shape, inBlocks ? { blocked: result } : { plain: result });
     }
     if (inBlocks) {
-      const views = operands.map((x) => this.blockedView(x, shape));
+      const views = operands.map((x) => this.values.blockedView(x, shape));
       if (views.every((v) => v !== undefined))
-        return this.value(shape, { blocked: this.requireBlocked().unview(emit(views as string[]), shape) });
+        return this.values.create(shape, { blocked: this.values.requireBlocked().unview(emit(views as string[]), shape) });
     }
-    return this.value(shape, { plain: emit(operands.map((x) => this.plain(x))) });
-  }
-
-  /** A 5-D view of an operand that broadcasts against a blocked result of `shape`, if the operand has one. */
-  private blockedView(x: SymbolicTensor, shape: readonly number[]): string | undefined {
-    if (x.shape.length === 0) return this.plain(x);
-    if (x.shape.length > 4) return undefined;
-    const [n, c, h, w] = [...Array<number>(4 - x.shape.length).fill(1), ...x.shape];
-    const blocked = this.requireBlocked();
-    if (c === 1) return blocked.view(this.plain(x), [n, c, h, w]);
-    if (c !== shape[1]) return undefined;
-    if (x.shape.length === 4) return blocked.view(this.blockedName(x), x.shape);
-    // [C, h, w] or [C, 1]-like operands: blocked memory only when they are one pixel per channel.
-    return h === 1 && w === 1 ? blocked.view(this.plain(x), [n, c, h, w]) : undefined;
+    return this.values.create(shape, { plain: emit(operands.map((x) => this.values.plain(x))) });
   }
 
   private reduce(opType: 'ReduceSum' | 'ReduceMax', x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {
@@ -785,12 +641,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     // the result (one pixel per channel) has the same memory in plain layout.
     // The batch is summed after the pixels: one reduction over both axes at once is several times slower.
     const spatial = reduced.includes(2) && reduced.includes(3) && !reduced.includes(1);
-    if (this.blocked && spatial && this.awayFromPlain(x) && this.blocked.holds(x.shape)) {
-      const pixels = emit(this.blocked.view(this.blockedName(x), x.shape), [2, 3]);
+    if (this.blocked && spatial && this.values.awayFromPlain(x) && this.blocked.holds(x.shape)) {
+      const pixels = emit(this.blocked.view(this.values.blocked(x), x.shape), [2, 3]);
       const all = reduced.includes(0) ? emit(pixels, [0]) : pixels;
-      return this.value(shape, { plain: this.graph.node('Reshape', [all, this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]) });
+      return this.values.create(shape, { plain: this.graph.node('Reshape', [all, this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]) });
     }
-    return this.value(shape, { plain: emit(this.plain(x), reduced) });
+    return this.values.create(shape, { plain: emit(this.values.plain(x), reduced) });
   }
 
   private int64s(values: readonly number[]): string {
@@ -799,7 +655,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /** The im2col matrix of x for a conv (groups 1), [N·Ho·Wo, kh·kw·C] with tap-major columns, built once per x and geometry. */
   private columns(x: SymbolicTensor, geometry: ConvGeometry): string {
-    const key = `${this.layoutsKey(x)} ${JSON.stringify(geometry)}`;
+    const key = `${this.values.key(x)} ${JSON.stringify(geometry)}`;
     let matrix = this.columnMatrices.get(key);
     if (matrix === undefined) {
       matrix = this.gather(
@@ -817,7 +673,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const [top, left, bottom, right] = geometry.attrs.pads;
     const [h, w] = geometry.inputSize;
     const c = geometry.inChannels;
-    const nhwc = this.channelsLast(x);
+    const nhwc = this.values.channelsLast(x);
     const { kernel, attrs } = geometry;
     // A 1×1 conv with stride 1 reads every pixel once, in order: its im2col matrix is x in NHWC.
     if (kernel[0] * kernel[1] === 1 && attrs.strides.every((s) => s === 1) && attrs.pads.every((p) => p === 0)) {
@@ -833,11 +689,6 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     );
     const gathered = this.graph.node('Gather', [pixels, indices], { attributes: [attribute.int('axis', 1)] });
     return this.graph.node('Reshape', [gathered, this.int64s([-1, taps.length * c])]);
-  }
-
-  private layoutsKey(x: SymbolicTensor): string {
-    const layouts = this.layoutsOf(x);
-    return layouts.plain ?? layouts.blocked ?? (layouts.channelsLast as string);
   }
 
   /**
@@ -882,10 +733,10 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
 
   /** MaxPool's second output: per window, the flat NCHW index of its first maximum (padding never wins). */
   private maxPoolArgmax(x: SymbolicTensor, attrs: PoolAttrs): string {
-    const key = `${this.layoutsKey(x)} ${JSON.stringify(attrs)}`;
+    const key = `${this.values.key(x)} ${JSON.stringify(attrs)}`;
     let indices = this.maxPoolIndices.get(key);
     if (!indices) {
-      indices = this.graph.nodeOutputs('MaxPool', [this.plain(x)], 2, { attributes: poolAttributes(attrs) })[1];
+      indices = this.graph.nodeOutputs('MaxPool', [this.values.plain(x)], 2, { attributes: poolAttributes(attrs) })[1];
       this.maxPoolIndices.set(key, indices);
     }
     return indices;
