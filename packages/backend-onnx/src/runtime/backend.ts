@@ -5,7 +5,7 @@ import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxCompiledProgram } from './compiled-program.js';
 import { OnnxGraph } from './onnx-graph.js';
-import { traceProgram } from './trace.js';
+import { PROVIDER_PROBE, traceProgram } from './trace.js';
 
 type OnnxRuntime = typeof Ort;
 
@@ -57,7 +57,7 @@ export function loadOnnxRuntime(): Promise<OnnxRuntime> {
 
 /** Starts a session of a one-node graph on the provider, which fails when its libraries are missing. */
 async function probeExecutionProvider(ort: OnnxRuntime, provider: OnnxExecutionProvider): Promise<void> {
-  const { model } = traceProgram((k, inputs) => ({ y: k.abs(inputs.x) }), { x: [1] }, { name: `${provider}-probe` });
+  const { model } = traceProgram(PROVIDER_PROBE, { name: `${provider}-probe` });
   const session = await ort.InferenceSession.create(model, { executionProviders: [provider] });
   await session.release();
 }
@@ -124,9 +124,9 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     executionProvider: provider,
     fallbackReason,
     nchwcBlockSize,
-    async compile(program, signature, compileOptions) {
-      const name = compileOptions?.name ?? (program.name || 'anonymous');
-      const traced = traceProgram(program, signature, { name, nchwcBlockSize });
+    async compile(program, compileOptions) {
+      const name = compileOptions?.name ?? 'anonymous';
+      const traced = traceProgram(program, { name, nchwcBlockSize });
       let session: Ort.InferenceSession;
       try {
         // Spinning workers would take the cores from the process's own other threads.
@@ -138,7 +138,7 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
           { cause: error },
         );
       }
-      return new OnnxCompiledProgram(ort.Tensor, session, name, signature, traced.outputNames, { writesIntoCallerBuffers: true });
+      return new OnnxCompiledProgram(ort.Tensor, session, name, program.inputs, traced.outputNames, { writesIntoCallerBuffers: true });
     },
   };
 }
