@@ -1,4 +1,4 @@
-import { type Backend, type EagerRuntime, eagerBackend, type HostTensor } from '@gradfeat/core';
+import { type Backend, type EagerRuntime, eagerBackend, type HostTensor } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsKernels } from './kernels.js';
 import { chooseRuntime, type SkippedRuntime, type TfjsRuntime } from './runtime.js';

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import type { Backend } from '@gradfeat/core';
+import type { Backend } from '@gradfeat/core/engine';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';

@@ -1,4 +1,11 @@
-import { type CompiledProgram, checkFeeds, checkOutputBuffer, type HostTensor, type InputSignature, type RunOptions } from '@gradfeat/core';
+import {
+  type CompiledProgram,
+  checkFeeds,
+  checkOutputBuffer,
+  type HostTensor,
+  type InputSignature,
+  type RunOptions,
+} from '@gradfeat/core/engine';
 // Types only: onnxruntime-node and onnxruntime-web both export onnxruntime-common's InferenceSession and Tensor.
 import type { InferenceSession, Tensor } from 'onnxruntime-web';
 

@@ -1,4 +1,6 @@
-import { type SignedProgram, writeFileAtomic } from '@gradfeat/core';
+// The atomic write is core's application layer (io), Node only like this module: no engine name does it.
+import { writeFileAtomic } from '@gradfeat/core';
+import type { SignedProgram } from '@gradfeat/core/engine';
 import { traceProgram } from './trace.js';
 
 /** Names and metadata stored in a saved model. */

@@ -1,4 +1,4 @@
-import { checkOutputs, checkSignature, KERNEL_NAMES, type Kernels, type SignedProgram } from '@gradfeat/core';
+import { checkOutputs, checkSignature, KERNEL_NAMES, type Kernels, type SignedProgram } from '@gradfeat/core/engine';
 import { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
 import type { LoweringOptions } from './lowering-options.js';
 

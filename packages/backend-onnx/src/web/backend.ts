@@ -1,4 +1,4 @@
-import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core';
+import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core/engine';
 import type * as OrtWeb from 'onnxruntime-web';
 import { OnnxCompiledProgram } from '../runtime/compiled-program.js';
 import { onnx } from '../runtime/proto.js';
