@@ -26,12 +26,14 @@ import {
   trainStepProgram,
 } from '@gradfeat/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeFeedChecks } from '../../../test-support/feed-checks.js';
 import { describeKernelConformance } from '../../../test-support/kernel-conformance.js';
 import { createOnnxBackend } from '../src/index.js';
 import { cpuOnlyNodes, createOnnxWebBackend } from '../src/web/index.js';
 
 // onnxruntime-web's WebAssembly build, run here in Node on one thread: every kernel against the float64 reference.
 describeKernelConformance('onnxruntime-web-wasm', () => createOnnxWebBackend(), 1e-4);
+describeFeedChecks('onnxruntime-web-wasm', () => createOnnxWebBackend());
 
 /** Runs the same program and inputs on both backends; the relative error of every output. */
 async function compareBackends(

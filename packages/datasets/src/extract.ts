@@ -79,10 +79,11 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
     return dataset;
   };
   const batchSize = options.batchSize ?? 128;
+  const name = `trunk to ${options.trunk.cut}`;
   return {
     directory: options.cacheDir,
     key: featureCacheKey(options.trunk, options.dataset, options.split, options.transform),
-    sampleShape: outputSampleShape(options.trunk.program, `trunk to ${options.trunk.cut}`),
+    sampleShape: outputSampleShape(options.trunk.program, name),
     batchSize,
     dtype: options.dtype ?? 'float32',
     shardBytes: options.shardBytes,
@@ -97,7 +98,7 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
         skipBadImages: options.skipBadImages,
       });
       return programShardWriter(options.backend, options.trunk.program, pipeline, batchSize, {
-        name: `trunk to ${options.trunk.cut}`,
+        name,
         sharesCores: true,
         closeSource: () => pipeline.close(),
       });
