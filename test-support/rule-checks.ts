@@ -8,6 +8,7 @@ import {
   type Graph,
   type HostTensor,
   hostTensor,
+  inputShapesOf,
   isZero,
   jvp,
   type Kernels,
@@ -19,6 +20,8 @@ import {
   pointFromPrimals,
   relativeError,
   runProgramOnce,
+  type Shape,
+  type SignedProgram,
   sameShape,
   shapeOf,
   type Tangent,
@@ -301,6 +304,16 @@ function batchInputs(ruleCase: RuleCase): string[] {
   return [...Object.keys(ruleCase.inputs).flatMap((name) => [valueName(name), tangentName(name)]), COTANGENT];
 }
 
+/** A check's program signed for these inputs (batched as batchInputs says) and outputs. */
+function signed(ruleCase: RuleCase, program: Program, inputs: Record<string, HostTensor>, outputs: Record<string, Shape>): SignedProgram {
+  return { program, inputs: inputShapesOf(inputs, batchInputs(ruleCase)), outputs };
+}
+
+/** The shape of a slot's tangent and gradient: a graph input's (batch free) or a parameter's. */
+function slotShape(ruleCase: RuleCase, slot: string): Shape {
+  return ruleCase.graph.inputs.find((input) => input.name === slot)?.shape ?? (ruleCase.graph.params.get(slot) as HostTensor).shape;
+}
+
 function pick<T>(handles: Readonly<Record<string, T>>, keys: Iterable<string>, name: (key: string) => string): Record<string, T> {
   return Object.fromEntries([...keys].map((key) => [key, handles[name(key)]]));
 }
@@ -351,11 +364,12 @@ export async function jvpAndFiniteDifferences(
     };
     return { jvp: tangent, finiteDifference: k.mul(k.sub(at(1), at(-1)), k.scalar(1 / (2 * step))) };
   };
+  const inputs = programInputs(ruleCase, new Rng(seed));
+  const outputShape = shapeOf(graph, output);
   const result = await runProgramOnce(
     backend,
-    program,
-    programInputs(ruleCase, new Rng(seed)),
-    batchInputs(ruleCase),
+    signed(ruleCase, program, inputs, { jvp: outputShape, finiteDifference: outputShape }),
+    inputs,
     `${ruleCase.name}: JVP`,
   );
   return { jvp: result.jvp, finiteDifference: result.finiteDifference };
@@ -406,7 +420,15 @@ export async function adjointGaps(backend: Backend, ruleCase: RuleCase, seed = 6
     }
     return outputs;
   };
-  const result = await runProgramOnce(backend, program, inputs, batchInputs(ruleCase), `${ruleCase.name}: adjoint`);
+  const outputs = Object.fromEntries(
+    slots.flatMap((slot) => [
+      [`forward_${slot}`, []],
+      [`transposed_${slot}`, []],
+      [`scale_${slot}`, []],
+      [`gradient_${slot}`, slotShape(ruleCase, slot)],
+    ]),
+  );
+  const result = await runProgramOnce(backend, signed(ruleCase, program, inputs, outputs), inputs, `${ruleCase.name}: adjoint`);
   return slots.map((slot) => {
     const forwardProduct = result[`forward_${slot}`].data[0];
     const transposed = result[`transposed_${slot}`].data[0];
@@ -442,7 +464,13 @@ export async function zeroTangentJvps(
       nonZero(jvp(k, graph, point, params, paramTangents, inputTangents).get(output), `the JVP of '${output}'`);
     return { symbolic: tangentWith({}), explicit: tangentWith(pick(handles, inputNames, tangentName)) };
   };
-  const result = await runProgramOnce(backend, program, inputs, batchInputs(ruleCase), `${ruleCase.name}: zero tangent`);
+  const outputShape = shapeOf(graph, output);
+  const result = await runProgramOnce(
+    backend,
+    signed(ruleCase, program, inputs, { symbolic: outputShape, explicit: outputShape }),
+    inputs,
+    `${ruleCase.name}: zero tangent`,
+  );
   return { symbolic: result.symbolic, explicit: result.explicit };
 }
 

@@ -16,6 +16,7 @@ import {
   INPUT,
   isLinearised,
   type LinearisedModel,
+  LOGITS,
   linearise,
   loadNetwork,
   METHODS,
@@ -158,13 +159,9 @@ export class BrowserAdapter {
     for (const method of methods) {
       deployed.set(
         method,
-        await this.backend.compile(
-          deployedProgram(model, method, omegaBar, params.get(method) as Map<string, HostTensor>),
-          this.imageShapes(),
-          {
-            name: `${method} model`,
-          },
-        ),
+        await this.backend.compile(deployedProgram(model, method, omegaBar, params.get(method) as Map<string, HostTensor>), {
+          name: `${method} model`,
+        }),
       );
     }
     this.trained = { model, classes, omegaBar, params, deployed };
@@ -184,7 +181,7 @@ export class BrowserAdapter {
     const input = this.preprocess([{ label: 0, image }]);
     const probabilities: Partial<Record<Method, number[]>> = {};
     for (const [method, program] of trained.deployed) {
-      const { logits } = await program.run({ [INPUT]: input });
+      const { [LOGITS]: logits } = await program.run({ [INPUT]: input });
       probabilities[method] = softmax(logits.data);
     }
     return probabilities;
@@ -197,7 +194,7 @@ export class BrowserAdapter {
     if (!trained || !params) throw new Error(`'${method}' has not been trained yet`);
     // The exported model takes NCHW input whatever layout the source network had.
     const { sourceLayout: _, ...preprocessing } = this.preprocessing;
-    return traceProgram(deployedProgram(trained.model, method, trained.omegaBar, params), this.imageShapes(), {
+    return traceProgram(deployedProgram(trained.model, method, trained.omegaBar, params), {
       name: `mobilenet-v1-0.25-${method}`,
       docString: `MobileNet v1 0.25 adapted by gradfeat (${method}, θ2 after ${trained.model.cut}) to ${trained.classes.length} classes`,
       metadata: {
@@ -207,10 +204,6 @@ export class BrowserAdapter {
         cut: trained.model.cut,
       },
     }).model;
-  }
-
-  private imageShapes() {
-    return { [INPUT]: [-1, ...transformedShape(this.transform)] };
   }
 
   /** The model's input for each image: the CLI's evaluation transform (resize the shorter side, centre crop, scale). */

@@ -10,7 +10,7 @@ import {
   type ReferenceTensor,
   referenceRuntime,
   sizeOf,
-} from '@gradfeat/core';
+} from '@gradfeat/core/engine';
 
 // #region plugin
 /** The plugin's tensor handle: whatever its runtime computes on. Here, a shape and a plain array. */

@@ -17,11 +17,12 @@ import {
   relativeError,
   resolveBackend,
   runProgramOnce,
+  type SignedProgram,
   smallCnn,
   type TrainConfig,
 } from '@gradfeat/core';
 import { describe, expect, it } from 'vitest';
-import { compareKernelCase, kernelConformanceCases } from '../../../test-support/kernel-conformance.js';
+import { compareKernelCase, kernelConformanceCases, signedOnReference } from '../../../test-support/kernel-conformance.js';
 import { jvpAndFiniteDifferences, ruleCases } from '../../../test-support/rule-checks.js';
 import { describeWithShared, sharedPath } from '../../../test-support/shared.js';
 import { adaptNetwork, type LabelledImages } from '../examples/adapt-network.js';
@@ -64,14 +65,19 @@ describe('the example backend plugin (guide/backends.md)', () => {
   it('rejects a program that needs a kernel it lacks with MissingKernelError naming the kernel', async () => {
     const convolution = kernelConformanceCases().find((c) => c.name.startsWith('conv2d'));
     if (!convolution) throw new Error('test-support has no conv2d conformance case');
-    const run = runProgramOnce(await arrayBackendPlugin.create(), convolution.program, convolution.inputs, [], convolution.name);
+    const program = signedOnReference(convolution.program, convolution.inputs);
+    const run = runProgramOnce(await arrayBackendPlugin.create(), program, convolution.inputs, convolution.name);
     await expect(run).rejects.toThrow(MissingKernelError);
     await expect(run).rejects.toMatchObject({ backend: 'array-js', kernel: 'conv2d' });
   });
 
   it('reports shapes that do not broadcast, naming the kernel', async () => {
     const backend = await arrayBackendPlugin.create();
-    const program = await backend.compile((k, { a, b }) => ({ sum: k.add(a, b) }), { a: [2, 3], b: [2] });
+    const program = await backend.compile({
+      program: (k, { a, b }) => ({ sum: k.add(a, b) }),
+      inputs: { a: [2, 3], b: [2] },
+      outputs: { sum: [2, 3] },
+    });
     await expect(program.run({ a: hostTensor([2, 3]), b: hostTensor([2]) })).rejects.toThrow(
       /add: shapes \[2, 3\] and \[2\] do not broadcast/,
     );
@@ -87,7 +93,12 @@ describe('the example backend plugin (guide/backends.md)', () => {
   it('gives the result the usage snippet states', async () => {
     registerPlugin(arrayPlugin);
     const backend = await resolveBackend('array');
-    const program = await backend.compile((k, { x }) => ({ y: k.maximum(x, k.scalar(0)) }), { x: [-1, 4] });
+    const relu: SignedProgram = {
+      program: (k, { x }) => ({ y: k.maximum(x, k.scalar(0)) }),
+      inputs: { x: [-1, 4] },
+      outputs: { y: [-1, 4] },
+    };
+    const program = await backend.compile(relu);
     const { y } = await program.run({ x: hostTensor([1, 4], [-2, -1, 1, 2]) });
     expect(Array.from(y.data)).toEqual([0, 0, 1, 2]);
   });

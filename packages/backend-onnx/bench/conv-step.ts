@@ -18,12 +18,13 @@ import {
   hostTensor,
   INPUT,
   initialParams,
+  inputShapesOf,
   linearise,
   median,
   normalTensor,
   type Program,
   Rng,
-  type Shape,
+  type SignedProgram,
   TARGETS,
   tangentProgram,
   trainStepProgram,
@@ -40,22 +41,16 @@ interface Timing {
   readonly cpu: number;
 }
 
-async function time(
-  backend: Backend,
-  name: string,
-  program: Program,
-  inputs: Record<string, HostTensor>,
-  batchInputs: readonly string[],
-): Promise<Timing> {
-  const shapes: Record<string, Shape> = {};
-  for (const [key, value] of Object.entries(inputs)) shapes[key] = batchInputs.includes(key) ? [-1, ...value.shape.slice(1)] : value.shape;
-  const compiled = await backend.compile(program, shapes, { name });
+/** Times `program` fed with the `inputs` its signature names. */
+async function time(backend: Backend, name: string, program: SignedProgram, inputs: Record<string, HostTensor>): Promise<Timing> {
+  const compiled = await backend.compile(program, { name });
+  const feed = Object.fromEntries(Object.keys(program.inputs).map((key) => [key, inputs[key]]));
   const wall: number[] = [];
   const cpu: number[] = [];
   for (let run = 0; run < WARMUP + RUNS; run++) {
     const startCpu = process.cpuUsage();
     const start = performance.now();
-    await compiled.run(inputs);
+    await compiled.run(feed);
     const used = process.cpuUsage(startCpu);
     if (run >= WARMUP) {
       wall.push((performance.now() - start) / 1000);
@@ -75,23 +70,32 @@ const same3x3: Conv2DAttrs = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [
 async function convBenchmark(backend: Backend, rng: Rng): Promise<void> {
   const [n, c, h, w] = [64, 256, 8, 8];
   const inputs = { x: normalTensor(rng, [n, c, h, w]), w: normalTensor(rng, [c, c, 3, 3], 0.02), dy: normalTensor(rng, [n, c, h, w]) };
-  const batch = ['x', 'dy'];
-  const parts: [string, Program][] = [
-    ['conv2d', (k, i) => ({ y: k.conv2d(i.x, i.w, undefined, same3x3) })],
-    ['conv2dBackpropInput', (k, i) => ({ dx: k.conv2dBackpropInput(i.dy, i.w, [h, w], same3x3) })],
-    ['conv2dBackpropFilter', (k, i) => ({ dw: k.conv2dBackpropFilter(i.x, i.dy, [c, c, 3, 3], same3x3) })],
+  const signed = (program: Program, outputs: SignedProgram['outputs']): SignedProgram => ({
+    program,
+    inputs: inputShapesOf(inputs, ['x', 'dy']),
+    outputs,
+  });
+  const image = [-1, c, h, w];
+  const filter = [c, c, 3, 3];
+  const parts: [string, SignedProgram][] = [
+    ['conv2d', signed((k, i) => ({ y: k.conv2d(i.x, i.w, undefined, same3x3) }), { y: image })],
+    ['conv2dBackpropInput', signed((k, i) => ({ dx: k.conv2dBackpropInput(i.dy, i.w, [h, w], same3x3) }), { dx: image })],
+    ['conv2dBackpropFilter', signed((k, i) => ({ dw: k.conv2dBackpropFilter(i.x, i.dy, filter, same3x3) }), { dw: filter })],
     [
       'all three',
-      (k, i) => ({
-        y: k.conv2d(i.x, i.w, undefined, same3x3),
-        dx: k.conv2dBackpropInput(i.dy, i.w, [h, w], same3x3),
-        dw: k.conv2dBackpropFilter(i.x, i.dy, [c, c, 3, 3], same3x3),
-      }),
+      signed(
+        (k, i) => ({
+          y: k.conv2d(i.x, i.w, undefined, same3x3),
+          dx: k.conv2dBackpropInput(i.dy, i.w, [h, w], same3x3),
+          dw: k.conv2dBackpropFilter(i.x, i.dy, filter, same3x3),
+        }),
+        { y: image, dx: image, dw: filter },
+      ),
     ],
   ];
   console.log(`(a) conv 3×3 on [${n}, ${c}, ${h}, ${w}]`);
   for (const [name, program] of parts) {
-    console.log(`    ${name.padEnd(22)} ${format(await time(backend, name, program, inputs, batch))}`);
+    console.log(`    ${name.padEnd(22)} ${format(await time(backend, name, program, inputs))}`);
   }
 }
 
@@ -112,7 +116,7 @@ async function blockBenchmark(backend: Backend, rng: Rng): Promise<void> {
     ...Object.fromEntries(initialParams(model, 'full', omegaBar)),
     ...direction,
   };
-  const stages: readonly (readonly [string, Program])[] = [
+  const stages: readonly (readonly [string, SignedProgram])[] = [
     ['forward', featuresProgram(model)],
     ['forward+jvp', tangentProgram(model)],
     ['full step', trainStepProgram(model, 'full', omegaBar, 'softmax-ce')],
@@ -121,7 +125,7 @@ async function blockBenchmark(backend: Backend, rng: Rng): Promise<void> {
   console.log(`(b) ResNet-18 layer4 basic block, batch ${n}, ${channels} channels at ${size}×${size}`);
   for (const [stage, program] of stages) {
     const inputs = stage === 'finetune step' ? { ...feed, ...Object.fromEntries(initialParams(model, 'finetune', omegaBar)) } : feed;
-    const timing = await time(backend, `block ${stage}`, program, inputs, [INPUT, TARGETS]);
+    const timing = await time(backend, `block ${stage}`, program, inputs);
     console.log(`    ${stage.padEnd(22)} ${format(timing)}, ${(n / timing.wall).toFixed(1)} images/s`);
   }
 }

@@ -1,4 +1,4 @@
-import { registerPlugin } from '@gradfeat/core';
+import { registerPlugin } from '@gradfeat/core/engine';
 import { onnxPlugin } from './plugin.js';
 
 export * from './import/index.js';

@@ -1,4 +1,4 @@
-import type { BackendPlugin, GradfeatPlugin, ModelFormat } from '@gradfeat/core';
+import type { BackendPlugin, GradfeatPlugin, ModelFormat } from '@gradfeat/core/engine';
 
 // This module is what `gradfeat` loads to learn what the package provides, so it imports neither
 // ONNX Runtime nor the ONNX protobuf reader: they load when a backend starts or a model is read.

@@ -45,7 +45,7 @@ async function ortLogits(session: ort.InferenceSession, images: HostTensor): Pro
 }
 
 async function ourLogits(backend: Backend, graph: Graph, images: HostTensor): Promise<Float32Array> {
-  const outputs = await runProgramOnce(backend, forwardProgram(graph), { [INPUT]: images }, [INPUT], 'resnet20-logits');
+  const outputs = await runProgramOnce(backend, forwardProgram(graph), { [INPUT]: images }, 'resnet20-logits');
   return outputs[OUTPUT].data;
 }
 
@@ -150,7 +150,7 @@ describeWithShared('ONNX import of the shared ResNet-20 (PyTorch 1.13 export)', 
     expect(count).toBe(4000);
     for (const key of ['kept', 'folded'] as const) {
       const session = await ort.InferenceSession.create(path(FILES[key]), { intraOpNumThreads: 1 });
-      const compiled = await backend.compile(forwardProgram(graphs[key]), { [INPUT]: [-1, 3, 32, 32] }, { name: `resnet20-${key}` });
+      const compiled = await backend.compile(forwardProgram(graphs[key]), { name: `resnet20-${key}` });
       let agreeing = 0;
       let worst = 0;
       for (let first = 0; first < count; first += 500) {

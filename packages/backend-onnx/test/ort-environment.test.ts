@@ -14,7 +14,7 @@ function runBackendOnce(env: NodeJS.ProcessEnv): number {
     "import { forwardProgram, smallCnn, runProgramOnce, INPUT } from '@gradfeat/core';",
     'const backend = await createOnnxBackend();',
     'const network = smallCnn({ input: [1, 4, 4], channels: [2], strides: [1], classes: 2, seed: 1 });',
-    "await runProgramOnce(backend, forwardProgram(network), { [INPUT]: { shape: [1, 1, 4, 4], data: new Float32Array(16) } }, [INPUT], 'probe');",
+    "await runProgramOnce(backend, forwardProgram(network), { [INPUT]: { shape: [1, 1, 4, 4], data: new Float32Array(16) } }, 'probe');",
   ].join('\n');
   const child = spawnSync(process.execPath, ['--conditions=source', '--import', 'tsx', '--input-type=module', '-e', script], {
     cwd: join(repo, 'packages', 'cli'),

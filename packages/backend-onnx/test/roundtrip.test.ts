@@ -62,7 +62,7 @@ describeWithShared('import → train → export → ONNX Runtime', () => {
       const dir = mkdtempSync(join(tmpdir(), 'gradfeat-export-'));
       try {
         const file = join(dir, `${method}.onnx`);
-        await saveProgramAsOnnx(deployedProgram(model, method, omegaBar, state.params), { [INPUT]: [-1, 3, 32, 32] }, file);
+        await saveProgramAsOnnx(deployedProgram(model, method, omegaBar, state.params), file);
         const session = await ort.InferenceSession.create(file);
         const output = await session.run({ [INPUT]: new ort.Tensor('float32', images.data, images.shape as number[]) });
         const theirs = output.logits.data as Float32Array;

@@ -25,6 +25,7 @@ import {
   relativeError,
   resolveBackend,
   runProgramOnce,
+  type SignedProgram,
   separableBlockNetwork,
   sizeOf,
   TARGETS,
@@ -46,7 +47,7 @@ const pool: PoolAttrs = { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], c
 const fixedFilter = wave([6, 2, 3, 3], 9);
 
 /** Every kernel whose ONNX lowering depends on the batch size, including ones that sum over it. */
-const batchSensitive: Program = (k, { x, w, dy, dyDilated, dx, image, imageFilter }) => {
+const batchSensitiveKernels: Program = (k, { x, w, dy, dyDilated, dx, image, imageFilter }) => {
   const [, channels, height, width] = k.shape(x);
   const flat = k.reshape(x, [-1, channels * height * width]);
   const imageOutput = k.conv2d(image, imageFilter, undefined, same);
@@ -71,6 +72,28 @@ const batchSensitive: Program = (k, { x, w, dy, dyDilated, dx, image, imageFilte
     batchSum: k.sum(x, [0], false),
     everyOtherRow: k.slice(x, [0, 1, 0, 0], [Number.MAX_SAFE_INTEGER, 3, 100, width], [1, 1, 2, 1]),
   };
+};
+const batchSensitive: SignedProgram = {
+  program: batchSensitiveKernels,
+  inputs: inputShapesOf(batchInputs(1), ['x', 'dy', 'dyDilated', 'dx', 'image']),
+  outputs: {
+    conv: [-1, 6, 4, 3],
+    inputGrad: [-1, 4, 7, 6],
+    filterGrad: [6, 2, 3, 3],
+    dilatedInputGrad: [-1, 4, 7, 6],
+    constantConv: [-1, 6, 5, 6],
+    constantInputGrad: [-1, 4, 7, 6],
+    dilatedFilterGrad: [6, 2, 3, 3],
+    imageConv: [-1, 3, 18, 17],
+    imageInputGrad: [-1, 2, 18, 17],
+    imageFilterGrad: [3, 2, 3, 3],
+    maxJvp: [-1, 4, 4, 3],
+    maxBackprop: [-1, 4, 7, 6],
+    avgBackprop: [-1, 4, 7, 6],
+    gram: [168, 168],
+    batchSum: [4, 7, 6],
+    everyOtherRow: [-1, 2, 4, 6],
+  },
 };
 
 /** Deterministic, distinct values (no max-pool ties) with a different phase per input. */
@@ -101,14 +124,12 @@ describe('ONNX Runtime backend', () => {
 
   it('compiles once for a symbolic batch and runs any batch size on that one session', async () => {
     const create = vi.spyOn(ort.InferenceSession, 'create');
-    const compiled = await backend.compile(batchSensitive, inputShapesOf(batchInputs(1), ['x', 'dy', 'dyDilated', 'dx', 'image']), {
-      name: 'batch',
-    });
+    const compiled = await backend.compile(batchSensitive, { name: 'batch' });
     const reference = createReferenceBackend();
     for (const batch of [2, 5, 1]) {
       const inputs = batchInputs(batch);
       const ours = await compiled.run(inputs);
-      const expected = await runProgramOnce(reference, batchSensitive, inputs, [], `batch ${batch}`);
+      const expected = await runProgramOnce(reference, batchSensitive, inputs, `batch ${batch}`);
       for (const [name, want] of Object.entries(expected)) {
         expect(ours[name].shape, `${name} at batch ${batch}`).toEqual(want.shape);
         expect(relativeError(ours[name].data, want.data).relative, `${name} at batch ${batch}`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
@@ -120,24 +141,28 @@ describe('ONNX Runtime backend', () => {
   });
 
   it('names the program and the kernel when tracing fails', async () => {
+    const rows = { x: [-1, 3] };
     const mismatch: Program = (k, { x, b }) => ({ y: k.add(x, b) });
-    await expect(backend.compile(mismatch, { x: [-1, 3], b: [4] }, { name: 'bias-step' })).rejects.toThrow(
-      "program 'bias-step', kernel 'add': shapes [N, 3] and [4] do not broadcast",
-    );
+    await expect(
+      backend.compile({ program: mismatch, inputs: { ...rows, b: [4] }, outputs: { y: [-1, 3] } }, { name: 'bias-step' }),
+    ).rejects.toThrow("program 'bias-step', kernel 'add': shapes [N, 3] and [4] do not broadcast");
     const mergesBatch: Program = (k, { x }) => ({ y: k.reshape(x, [-1]) });
-    await expect(backend.compile(mergesBatch, { x: [-1, 3] }, { name: 'flatten-all' })).rejects.toThrow(
+    await expect(backend.compile({ program: mergesBatch, inputs: rows, outputs: { y: [-1] } }, { name: 'flatten-all' })).rejects.toThrow(
       /program 'flatten-all', kernel 'reshape': cannot reshape \[N, 3\] to \[-1\]/,
     );
     const throwsItself: Program = () => {
       throw new Error('no head configured');
     };
-    await expect(backend.compile(throwsItself, { x: [-1, 3] }, { name: 'head' })).rejects.toThrow(
+    await expect(backend.compile({ program: throwsItself, inputs: rows, outputs: { y: [-1, 3] } }, { name: 'head' })).rejects.toThrow(
       "program 'head' failed while being traced for ONNX Runtime: no head configured",
     );
   });
 
   it('rejects inputs that do not fit the compiled shapes, saying which and why', async () => {
-    const compiled = await backend.compile((k, { x, y }) => ({ z: k.add(x, y) }), { x: [-1, 3], y: [-1, 3] }, { name: 'sum' });
+    const compiled = await backend.compile(
+      { program: (k, { x, y }) => ({ z: k.add(x, y) }), inputs: { x: [-1, 3], y: [-1, 3] }, outputs: { z: [-1, 3] } },
+      { name: 'sum' },
+    );
     const x = { shape: [2, 3], data: new Float32Array(6) };
     await expect(compiled.run({ x })).rejects.toThrow("program 'sum' needs input 'y' of shape [N, 3]");
     await expect(compiled.run({ x, y: { shape: [2, 4], data: new Float32Array(8) } })).rejects.toThrow(
@@ -152,7 +177,10 @@ describe('ONNX Runtime backend', () => {
   });
 
   it('runs on inputs in memory shared between threads (image batches decoded by workers)', async () => {
-    const compiled = await backend.compile((k, { x }) => ({ y: k.mul(x, k.scalar(2)) }), { x: [-1, 3] }, { name: 'shared' });
+    const compiled = await backend.compile(
+      { program: (k, { x }) => ({ y: k.mul(x, k.scalar(2)) }), inputs: { x: [-1, 3] }, outputs: { y: [-1, 3] } },
+      { name: 'shared' },
+    );
     const x = new Float32Array(new SharedArrayBuffer(6 * 4));
     x.set([1, 2, 3, 4, 5, 6]);
     expect([...(await compiled.run({ x: { shape: [2, 3], data: x } })).y.data]).toEqual([2, 4, 6, 8, 10, 12]);
@@ -164,8 +192,11 @@ describe('ONNX Runtime backend', () => {
   it('returns outputs that are inputs or constants under their own names', async () => {
     const table = { shape: [2], data: Float32Array.of(1.5, -2) };
     const compiled = await backend.compile(
-      (k, { x }) => ({ x, table: k.constant(table), twice: k.add(x, x) }),
-      { x: [2] },
+      {
+        program: (k, { x }) => ({ x, table: k.constant(table), twice: k.add(x, x) }),
+        inputs: { x: [2] },
+        outputs: { x: [2], table: [2], twice: [2] },
+      },
       { name: 'passthrough' },
     );
     const outputs = await compiled.run({ x: { shape: [2], data: Float32Array.of(3, 4) } });
@@ -183,7 +214,10 @@ describe('traced graphs', () => {
       y: k.add(k.mul(x, k.constant(table)), k.constant(table)),
       z: k.mul(k.add(x, k.scalar(0.5)), k.scalar(0.5)),
     });
-    const { model } = traceProgram(program, { x: [-1, 2, 3] }, { name: 'constants' });
+    const { model } = traceProgram(
+      { program, inputs: { x: [-1, 2, 3] }, outputs: { y: [-1, 2, 3], z: [-1, 2, 3] } },
+      { name: 'constants' },
+    );
     const initializers = onnxProto.onnx.ModelProto.decode(model).graph?.initializer ?? [];
     expect(initializers.filter((t) => t.dims?.join() === '2,3')).toHaveLength(1);
     expect(initializers.filter((t) => t.dims?.length === 0)).toHaveLength(1);
@@ -192,9 +226,14 @@ describe('traced graphs', () => {
 
 describe('ReLU6 lowering', () => {
   /** ReLU6 and its backward as the op rules emit them: min(max(x, 0), 6), and dy times (x > 0)·(x < 6). */
-  const relu6Step: Program = (k, { x, dy }) => {
-    const mask = k.mul(k.greater(x, k.scalar(0)), k.less(x, k.scalar(6)));
-    return { y: k.minimum(k.maximum(x, k.scalar(0)), k.scalar(6)), dx: k.mul(dy, mask), mask };
+  const shape = [-1, 16, 2, 2];
+  const relu6Step: SignedProgram = {
+    program: (k, { x, dy }) => {
+      const mask = k.mul(k.greater(x, k.scalar(0)), k.less(x, k.scalar(6)));
+      return { y: k.minimum(k.maximum(x, k.scalar(0)), k.scalar(6)), dx: k.mul(dy, mask), mask };
+    },
+    inputs: { x: shape, dy: shape },
+    outputs: { y: shape, dx: shape, mask: shape },
   };
   // Exactly 0 and 6 are outside the open interval where ReLU6's derivative is 1 (v + 0 below equates -0 and 0).
   const inputs = {
@@ -206,15 +245,13 @@ describe('ReLU6 lowering', () => {
   };
 
   it.each([undefined, 16])('is one Clip and one And with blocks of %s channels, with the reference numbers', async (block) => {
-    const counts = opCounts(
-      traceProgram(relu6Step, { x: [-1, 16, 2, 2], dy: [-1, 16, 2, 2] }, { name: 'relu6', nchwcBlockSize: block }).model,
-    );
+    const counts = opCounts(traceProgram(relu6Step, { name: 'relu6', nchwcBlockSize: block }).model);
     expect(counts.get('Clip')).toBe(1);
     expect(counts.get('And')).toBe(1);
     // The mask is written out once as float, for the product with dy and the mask output alike.
     expect(counts.get('Cast')).toBe(1);
-    const expected = await runProgramOnce(createReferenceBackend(), relu6Step, inputs, [], 'reference');
-    const actual = await runProgramOnce(await createOnnxBackend({ nchwc: block !== undefined }), relu6Step, inputs, ['x', 'dy'], 'relu6');
+    const expected = await runProgramOnce(createReferenceBackend(), relu6Step, inputs, 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend({ nchwc: block !== undefined }), relu6Step, inputs, 'relu6');
     for (const name of ['y', 'dx', 'mask'])
       expect(
         Array.from(actual[name].data, (v) => v + 0),
@@ -223,18 +260,26 @@ describe('ReLU6 lowering', () => {
   });
 
   it('keeps two Clips when the bounds are out of order or the inner one is read elsewhere', async () => {
-    const crossed: Program = (k, { x }) => ({ y: k.minimum(k.maximum(x, k.scalar(6)), k.scalar(0)) });
-    const shared: Program = (k, { x }) => {
-      const positive = k.maximum(x, k.scalar(0));
-      return { positive, y: k.minimum(positive, k.scalar(6)) };
+    const crossed: SignedProgram = {
+      program: (k, { x }) => ({ y: k.minimum(k.maximum(x, k.scalar(6)), k.scalar(0)) }),
+      inputs: { x: shape },
+      outputs: { y: shape },
+    };
+    const shared: SignedProgram = {
+      program: (k, { x }) => {
+        const positive = k.maximum(x, k.scalar(0));
+        return { positive, y: k.minimum(positive, k.scalar(6)) };
+      },
+      inputs: { x: shape },
+      outputs: { positive: shape, y: shape },
     };
     for (const [program, clips] of [
       [crossed, 2],
       [shared, 2],
     ] as const) {
-      expect(opCounts(traceProgram(program, { x: [-1, 16, 2, 2] }, { name: 'clips' }).model).get('Clip')).toBe(clips);
-      const expected = await runProgramOnce(createReferenceBackend(), program, { x: inputs.x }, [], 'reference');
-      const actual = await runProgramOnce(await createOnnxBackend(), program, { x: inputs.x }, ['x'], 'clips');
+      expect(opCounts(traceProgram(program, { name: 'clips' }).model).get('Clip')).toBe(clips);
+      const expected = await runProgramOnce(createReferenceBackend(), program, { x: inputs.x }, 'reference');
+      const actual = await runProgramOnce(await createOnnxBackend(), program, { x: inputs.x }, 'clips');
       for (const [name, want] of Object.entries(expected))
         expect(
           Array.from(actual[name].data, (v) => v + 0),
@@ -255,7 +300,7 @@ function opCounts(model: Uint8Array): Map<string, number> {
 }
 
 /** A head's step on channels in whole blocks: depthwise and pointwise convs with run-time filters, their transposes and gradients. */
-const blockedHead: Program = (k, { x, depthwise, pointwise, dy }) => {
+const blockedHeadStep: Program = (k, { x, depthwise, pointwise, dy }) => {
   const depthwiseAttrs: Conv2DAttrs = { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 16 };
   const pointwiseAttrs: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
   const hidden = k.maximum(k.conv2d(x, depthwise, undefined, depthwiseAttrs), k.scalar(0));
@@ -273,12 +318,15 @@ const blockedInputs = {
   pointwise: wave([32, 16, 1, 1], 3),
   dy: wave([3, 32, 5, 5], 4),
 };
+const blockedHead: SignedProgram = {
+  program: blockedHeadStep,
+  inputs: inputShapesOf(blockedInputs, ['x', 'dy']),
+  outputs: { pooled: [-1, 32], pointwiseGrad: [32, 16, 1, 1], depthwiseGrad: [16, 1, 3, 3] },
+};
 
 describe('NCHWc lowering', () => {
-  const shapes = inputShapesOf(blockedInputs, ['x', 'dy']);
-
   it.each([8, 16])('runs every conv of a head on NCHWc kernels with blocks of %i channels', (block) => {
-    const counts = opCounts(traceProgram(blockedHead, shapes, { name: 'blocked head', nchwcBlockSize: block }).model);
+    const counts = opCounts(traceProgram(blockedHead, { name: 'blocked head', nchwcBlockSize: block }).model);
     // depthwise forward, pointwise forward, pointwise input gradient, and the depthwise filter gradient
     expect(counts.get('com.microsoft.nchwc:Conv')).toBe(4);
     expect(counts.get('Slice') ?? 0).toBe(0);
@@ -287,16 +335,16 @@ describe('NCHWc lowering', () => {
 
   it('runs a depthwise filter gradient traced per batch size, and traced for any batch, with the reference numbers', async () => {
     const block = (await createOnnxBackend()).nchwcBlockSize;
-    if (block === undefined) return expect(traceProgram(blockedHead, shapes, { name: 'portable' }).fasterPerBatchSize).toBe(false);
+    if (block === undefined) return expect(traceProgram(blockedHead, { name: 'portable' }).fasterPerBatchSize).toBe(false);
     // Traced for any batch: the tall-image lowering, run as it is.
-    const anyBatch = traceProgram(blockedHead, shapes, { name: 'any batch', nchwcBlockSize: block });
+    const anyBatch = traceProgram(blockedHead, { name: 'any batch', nchwcBlockSize: block });
     expect(anyBatch.fasterPerBatchSize).toBe(true);
     const session = await ort.InferenceSession.create(anyBatch.model);
     const reference = createReferenceBackend();
     const feeds = Object.fromEntries(Object.entries(blockedInputs).map(([name, t]) => [name, new ort.Tensor('float32', t.data, t.shape)]));
     const symbolic = await session.run(feeds);
     await session.release();
-    const expected = await runProgramOnce(reference, blockedHead, blockedInputs, [], 'reference');
+    const expected = await runProgramOnce(reference, blockedHead, blockedInputs, 'reference');
     for (const [name, want] of Object.entries(expected)) {
       expect(relativeError(symbolic[anyBatch.outputNames[name]].data as Float32Array, want.data).relative, name).toBeLessThanOrEqual(
         FLOAT32_TOLERANCE,
@@ -304,10 +352,10 @@ describe('NCHWc lowering', () => {
     }
     // Compiled: one session per batch size, more sizes than it keeps, and a size again after its session went.
     const backend = await createOnnxBackend();
-    const compiled = await backend.compile(blockedHead, shapes, { name: 'per batch size' });
+    const compiled = await backend.compile(blockedHead, { name: 'per batch size' });
     for (const batch of [3, 1, 2, 4, 5, 6, 3]) {
       const inputs = { ...blockedInputs, x: wave([batch, 16, 5, 5], batch), dy: wave([batch, 32, 5, 5], batch + 10) };
-      const want = await runProgramOnce(reference, blockedHead, inputs, [], 'reference');
+      const want = await runProgramOnce(reference, blockedHead, inputs, 'reference');
       const actual = await compiled.run(inputs);
       for (const [name, value] of Object.entries(want)) {
         expect(relativeError(actual[name].data, value.data).relative, `${name}, batch ${batch}`).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
@@ -318,25 +366,29 @@ describe('NCHWc lowering', () => {
 
   it("takes a wide pointwise filter's gradient as one channels-first GEMM, with the reference numbers", async () => {
     const pointwise: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
-    const program: Program = (k, { x, dy }) => ({ dw: k.conv2dBackpropFilter(x, dy, [256, 256, 1, 1], pointwise) });
     const inputs = { x: wave([3, 256, 3, 2], 1), dy: wave([3, 256, 3, 2], 2) };
-    const traced = traceProgram(program, inputShapesOf(inputs, ['x', 'dy']), { name: 'wide pointwise' });
+    const program: SignedProgram = {
+      program: (k, { x, dy }) => ({ dw: k.conv2dBackpropFilter(x, dy, [256, 256, 1, 1], pointwise) }),
+      inputs: inputShapesOf(inputs, ['x', 'dy']),
+      outputs: { dw: [256, 256, 1, 1] },
+    };
+    const traced = traceProgram(program, { name: 'wide pointwise' });
     expect(opCounts(traced.model).get('Gemm')).toBe(1);
     expect(opCounts(traced.model).get('MatMul') ?? 0).toBe(0);
-    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, [], 'reference');
-    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, ['x', 'dy'], 'wide pointwise');
+    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'wide pointwise');
     expect(relativeError(actual.dw.data, expected.dw.data).relative).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
   });
 
   it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {
-    const counts = opCounts(traceProgram(blockedHead, shapes, { name: 'portable head' }).model);
+    const counts = opCounts(traceProgram(blockedHead, { name: 'portable head' }).model);
     expect([...counts.keys()].filter((op) => op.includes('.'))).toEqual([]);
   });
 
   it('gives the reference numbers on whichever layout this CPU has', async () => {
     const backend = await createOnnxBackend();
-    const expected = await runProgramOnce(createReferenceBackend(), blockedHead, blockedInputs, [], 'reference');
-    const actual = await runProgramOnce(backend, blockedHead, blockedInputs, ['x', 'dy'], 'blocked head');
+    const expected = await runProgramOnce(createReferenceBackend(), blockedHead, blockedInputs, 'reference');
+    const actual = await runProgramOnce(backend, blockedHead, blockedInputs, 'blocked head');
     for (const [name, want] of Object.entries(expected)) {
       expect(relativeError(actual[name].data, want.data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
     }
@@ -364,16 +416,10 @@ describe('linearised steps at a cached point on ONNX Runtime', () => {
           [BATCH_SCALE]: hostTensor([1], [1 / 6]),
           ...Object.fromEntries(params),
         };
-        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], 'point');
+        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, 'point');
         if (method === 'gradient') delete point[FEATURES];
         const step = (cachedPoint: boolean, inputs: Record<string, HostTensor>) =>
-          runProgramOnce(
-            backend,
-            trainStepProgram(model, method, omega, 'softmax-ce', { cachedPoint }),
-            inputs,
-            [INPUT, TARGETS, ...Object.keys(point)],
-            method,
-          );
+          runProgramOnce(backend, trainStepProgram(model, method, omega, 'softmax-ce', { cachedPoint }), inputs, method);
         const recomputed = await step(false, feeds);
         const cached = await step(true, { ...feeds, ...point });
         for (const name of ['loss', ...[...params.keys()].map(gradName)]) {
@@ -421,13 +467,18 @@ const bias = wave([5], 5);
 const classifier = wave([4, 5], 6);
 
 /** A small trained head: weights are constants baked into the file, images the only input. */
-const head: Program = (k, { images }) => {
+const headOutputs: Program = (k, { images }) => {
   const activations = k.maximum(
     k.conv2d(images, k.constant(filter), k.constant(bias), { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1 }),
     k.scalar(0),
   );
   const features = k.reshape(k.mul(k.sum(activations, [2, 3], false), k.scalar(1 / 36)), [-1, 5]);
   return { features, logits: k.matMul(features, k.constant(classifier), false, true), images: k.abs(images) };
+};
+const head: SignedProgram = {
+  program: headOutputs,
+  inputs: { images: [-1, 3, 6, 6] },
+  outputs: { features: [-1, 5], logits: [-1, 4], images: [-1, 3, 6, 6] },
 };
 
 describe('saveProgramAsOnnx', () => {
@@ -441,7 +492,7 @@ describe('saveProgramAsOnnx', () => {
 
   it('writes a standalone model with readable names that ONNX Runtime runs like the program', async () => {
     const path = join(dir, 'head.onnx');
-    const saved = await saveProgramAsOnnx(head, { images: [-1, 3, 6, 6] }, path, {
+    const saved = await saveProgramAsOnnx(head, path, {
       name: 'head',
       metadata: { method: 'gradient features' },
     });
@@ -459,7 +510,7 @@ describe('saveProgramAsOnnx', () => {
     const images = wave([3, 3, 6, 6], 7);
     const results = await session.run({ images: new ort.Tensor('float32', images.data, images.shape) });
     await session.release();
-    const expected = await runProgramOnce(createReferenceBackend(), head, { images }, [], 'head');
+    const expected = await runProgramOnce(createReferenceBackend(), head, { images }, 'head');
     for (const [key, onnxName] of Object.entries(saved.outputs)) {
       expect(results[onnxName].dims).toEqual(expected[key].shape);
       expect(relativeError(results[onnxName].data as Float32Array, expected[key].data).relative, key).toBeLessThanOrEqual(1e-5);
@@ -468,7 +519,7 @@ describe('saveProgramAsOnnx', () => {
 
   it('reports the destination and leaves no temporary file when it cannot write', async () => {
     const path = join(dir, 'missing', 'head.onnx');
-    await expect(saveProgramAsOnnx(head, { images: [-1, 3, 6, 6] }, path)).rejects.toThrow(`could not write the ONNX model to '${path}'`);
+    await expect(saveProgramAsOnnx(head, path)).rejects.toThrow(`could not write the ONNX model to '${path}'`);
     expect(await readdir(dir)).not.toContain('missing');
   });
 });

@@ -8,6 +8,7 @@ import {
   initialParams,
   isLinearised,
   type LinearisedModel,
+  LOSS,
   linearisationPointProgram,
   linearise,
   METHODS,
@@ -15,34 +16,35 @@ import {
   mobileNetV1,
   normalTensor,
   oneHot,
-  type Program,
   Rng,
   registeredBackends,
   relativeError,
   resolveBackend,
   runProgramOnce,
+  type SignedProgram,
   TARGETS,
   trainStepProgram,
 } from '@gradfeat/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeFeedChecks } from '../../../test-support/feed-checks.js';
 import { describeKernelConformance } from '../../../test-support/kernel-conformance.js';
 import { createOnnxBackend } from '../src/index.js';
 import { cpuOnlyNodes, createOnnxWebBackend } from '../src/web/index.js';
 
 // onnxruntime-web's WebAssembly build, run here in Node on one thread: every kernel against the float64 reference.
 describeKernelConformance('onnxruntime-web-wasm', () => createOnnxWebBackend(), 1e-4);
+describeFeedChecks('onnxruntime-web-wasm', () => createOnnxWebBackend());
 
 /** Runs the same program and inputs on both backends; the relative error of every output. */
 async function compareBackends(
   web: Backend,
   node: Backend,
-  program: Program,
+  program: SignedProgram,
   feed: Readonly<Record<string, HostTensor>>,
-  batchInputs: readonly string[],
   name: string,
 ): Promise<Record<string, number>> {
-  const ours = await runProgramOnce(web, program, feed, batchInputs, name);
-  const reference = await runProgramOnce(node, program, feed, batchInputs, name);
+  const ours = await runProgramOnce(web, program, feed, name);
+  const reference = await runProgramOnce(node, program, feed, name);
   expect(Object.keys(ours).sort()).toEqual(Object.keys(reference).sort());
   return Object.fromEntries(Object.keys(reference).map((key) => [key, relativeError(ours[key].data, reference[key].data).relative]));
 }
@@ -90,14 +92,14 @@ describe('onnxruntime-web (wasm) against onnxruntime-node: MobileNet v1 0.25, θ
   it(`runs the trunk (224×224 images to the cut) within ${tolerance} relative`, async ({ annotate }) => {
     expect(web.name).toBe('onnxruntime-web-wasm');
     const images = normalTensor(new Rng(1), [batch, 3, 224, 224]);
-    const errors = await compareBackends(web, node, forwardProgram(model.trunk), { [INPUT]: images }, [INPUT], 'trunk');
+    const errors = await compareBackends(web, node, forwardProgram(model.trunk), { [INPUT]: images }, 'trunk');
     expect(Object.keys(errors)).toEqual(['outputs']);
     await expectWithin(errors, annotate);
   });
 
   it(`runs the linearised models' point within ${tolerance} relative`, async ({ annotate }) => {
     const cut = normalTensor(new Rng(2), [batch, ...model.cutShape]);
-    const errors = await compareBackends(web, node, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], 'point');
+    const errors = await compareBackends(web, node, linearisationPointProgram(model), { [INPUT]: cut }, 'point');
     expect(Object.keys(errors)).toContain(FEATURES);
     await expectWithin(errors, annotate);
   });
@@ -110,7 +112,7 @@ describe('onnxruntime-web (wasm) against onnxruntime-node: MobileNet v1 0.25, θ
     async ({ method, cachedPoint }, { annotate }) => {
       const rng = new Rng(METHODS.indexOf(method) + 10);
       const cut = normalTensor(rng, [batch, ...model.cutShape]);
-      const point = await runProgramOnce(node, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], 'point');
+      const point = await runProgramOnce(node, linearisationPointProgram(model), { [INPUT]: cut }, 'point');
       const { omegaBar, feed } = stepFeed(model, method, rng, batch, point);
       if (method !== 'activation') feed[INPUT] = cut;
       const pointInputs = cachedPoint
@@ -121,10 +123,9 @@ describe('onnxruntime-web (wasm) against onnxruntime-node: MobileNet v1 0.25, θ
         node,
         trainStepProgram(model, method, omegaBar, 'softmax-ce', { cachedPoint }),
         { ...feed, ...pointInputs },
-        [INPUT, TARGETS, ...Object.keys(pointInputs)],
         `${method} step`,
       );
-      expect(Object.keys(errors)).toContain('loss');
+      expect(Object.keys(errors)).toContain(LOSS);
       expect(Object.keys(errors).filter((key) => key.startsWith('grad:')).length).toBeGreaterThan(0);
       await expectWithin(errors, annotate);
     },
@@ -158,8 +159,11 @@ describe('createOnnxWebBackend', () => {
     const { traceProgram } = await import('../src/web/index.js');
     const attrs = { kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0] } as const;
     const { model } = traceProgram(
-      (k, { x, dx }) => ({ y: k.maxPool(x, attrs), tangent: k.maxPoolJvp(x, dx, attrs) }),
-      { x: [-1, 2, 4, 4], dx: [-1, 2, 4, 4] },
+      {
+        program: (k, { x, dx }) => ({ y: k.maxPool(x, attrs), tangent: k.maxPoolJvp(x, dx, attrs) }),
+        inputs: { x: [-1, 2, 4, 4], dx: [-1, 2, 4, 4] },
+        outputs: { y: [-1, 2, 2, 2], tangent: [-1, 2, 2, 2] },
+      },
       { name: 'pool' },
     );
     const forced = cpuOnlyNodes(model, 'webgpu');

@@ -1,4 +1,4 @@
-import { type Backend, type EagerRuntime, eagerBackend, type HostTensor } from '@gradfeat/core';
+import { type Backend, type EagerRuntime, eagerBackend, type HostTensor } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { tfjsKernels } from './kernels.js';
 import { chooseRuntime, type SkippedRuntime, type TfjsRuntime } from './runtime.js';
@@ -87,8 +87,8 @@ export async function createTfjsBackend(options: TfjsBackendOptions = {}): Promi
     runtime: started.runtime,
     detail: started.detail,
     skipped,
-    async compile(program, signature, compileOptions) {
-      const compiled = await eager.compile(program, signature, compileOptions);
+    async compile(program, compileOptions) {
+      const compiled = await eager.compile(program, compileOptions);
       return {
         async run(inputs, options) {
           // TF.js has one active backend per process; another gradfeat backend may have switched it.

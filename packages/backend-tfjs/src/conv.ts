@@ -1,4 +1,4 @@
-import type { Conv2DAttrs, Pair } from '@gradfeat/core';
+import type { Conv2DAttrs, Pair } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { explicitPadding, mutablePair, padOrCrop, spreadForTranspose, toNCHW, toNHWC, windowExtent } from './spatial.js';
 

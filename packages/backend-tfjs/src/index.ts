@@ -1,4 +1,4 @@
-import { registerPlugin } from '@gradfeat/core';
+import { registerPlugin } from '@gradfeat/core/engine';
 import { tfjsPlugin } from './plugin.js';
 
 export { createTfjsBackend, type TfjsBackend, type TfjsBackendOptions } from './backend.js';

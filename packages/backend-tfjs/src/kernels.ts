@@ -1,4 +1,4 @@
-import type { HostTensor, Kernels } from '@gradfeat/core';
+import type { HostTensor, Kernels } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { type ConvKernelOptions, conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './conv.js';
 import { avgPool, avgPoolBackprop, maxPool, maxPoolBackprop, maxPoolJvp } from './pooling.js';

@@ -1,4 +1,4 @@
-import type { BackendPlugin, GradfeatPlugin } from '@gradfeat/core';
+import type { BackendPlugin, GradfeatPlugin } from '@gradfeat/core/engine';
 import { kerasModelFormat } from './keras/model-format.js';
 
 // This module is what `gradfeat` loads to learn what the package provides, so it does not import

@@ -1,4 +1,4 @@
-import type { Pair, PoolAttrs } from '@gradfeat/core';
+import type { Pair, PoolAttrs } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { interleaveZeros, mutablePair, padOrCrop, spreadForTranspose, toNCHW, toNHWC } from './spatial.js';
 

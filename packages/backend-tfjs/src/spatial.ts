@@ -1,4 +1,4 @@
-import type { Pads4, Pair } from '@gradfeat/core';
+import type { Pads4, Pair } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**

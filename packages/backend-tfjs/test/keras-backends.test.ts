@@ -13,13 +13,11 @@ describeWithShared('MobileNet v1 0.25 from TF.js on both backends', () => {
       data: Float32Array.from({ length: 2 * 3 * 224 * 224 }, () => rng.uniform() * 2 - 1),
     };
     const backends = [await createTfjsBackend({ runtime: 'wasm' }), await createOnnxBackend()];
-    const whole = await Promise.all(
-      backends.map((b) => runProgramOnce(b, forwardProgram(network), { [INPUT]: input }, [INPUT], 'mobilenet')),
-    );
+    const whole = await Promise.all(backends.map((b) => runProgramOnce(b, forwardProgram(network), { [INPUT]: input }, 'mobilenet')));
     expect(whole[0][OUTPUT].shape).toEqual([2, 1000]);
     expect(relativeError(whole[0][OUTPUT].data, whole[1][OUTPUT].data).relative).toBeLessThanOrEqual(1e-4);
     const { trunk } = cutNetwork(network, 'conv_pw_11_relu');
-    const cut = await Promise.all(backends.map((b) => runProgramOnce(b, forwardProgram(trunk), { [INPUT]: input }, [INPUT], 'trunk')));
+    const cut = await Promise.all(backends.map((b) => runProgramOnce(b, forwardProgram(trunk), { [INPUT]: input }, 'trunk')));
     expect(cut[0][OUTPUT].shape).toEqual([2, 128, 14, 14]);
     expect(relativeError(cut[0][OUTPUT].data, cut[1][OUTPUT].data).relative).toBeLessThanOrEqual(1e-4);
   });

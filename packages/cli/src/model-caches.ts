@@ -8,7 +8,6 @@ import {
   type PointData,
   pointRowParts,
   pointRowsProgram,
-  sizeOf,
   splitRows,
 } from '@gradfeat/core';
 import {
@@ -24,7 +23,7 @@ import {
 
 /** The linearised model's frozen trunk θ1 as the program a split's cache holds the outputs of. */
 export function trunkProgram(model: LinearisedModel): TrunkProgram {
-  return { program: forwardProgram(model.trunk), sampleShape: model.cutShape, modelHash: graphFingerprint(model.trunk), cut: model.cut };
+  return { program: forwardProgram(model.trunk), modelHash: graphFingerprint(model.trunk), cut: model.cut };
 }
 
 /** What a point or features cache is computed from, and where it lives. */
@@ -75,11 +74,9 @@ export function pointOfCache(model: LinearisedModel, cache: FeatureCache): Point
 
 /** The point of every cached cut value as a cache to fill. */
 export function pointCacheFill(options: HeadCacheOptions): CacheFill {
-  const parts = pointRowParts(options.model);
   return derivedCacheFill(options, {
     key: pointCacheKey(options.model, options.cut),
     program: pointRowsProgram(options.model),
-    sampleShape: [parts.reduce((total, [, shape]) => total + sizeOf(shape), 0)],
     name: `point of ${options.model.features}`,
   });
 }
@@ -98,7 +95,6 @@ export function featuresCacheFill(options: HeadCacheOptions): CacheFill {
   return derivedCacheFill(options, {
     key: featuresCacheKey(options.model, options.cut),
     program: featuresProgram(options.model),
-    sampleShape: [options.model.featureCount],
     name: `features ${options.model.features}`,
   });
 }

@@ -1,17 +1,16 @@
 import { resolve } from 'node:path';
 import {
   averageCrops,
-  type BatchProgram,
   compileBatchProgram,
   featuresProgram,
   forwardProgram,
   type HostTensor,
   INPUT,
+  LOGITS,
   logitsProgram,
   type Method,
   OUTPUT,
-  type Program,
-  shapesOf,
+  type SignedProgram,
 } from '@gradfeat/core';
 import {
   fileDataset,
@@ -77,25 +76,15 @@ async function loadRunModel(dir: string, options: LoadTrainedModelOptions): Prom
   const { classNames } = await openDataset(config.dataset, config.splits.train);
   // The same programs the run's evaluation ran: trunk → cut (→ features for the probe) → the method's logits.
   const backend = prepared.backend;
-  const compile = (program: Program, input: readonly number[], extra: ReadonlyMap<string, HostTensor>, name: string) =>
-    compileBatchProgram(backend, program, { batched: { [INPUT]: input }, fixed: shapesOf(extra) }, { name });
   const none = new Map<string, HostTensor>();
-  const programs: { program: BatchProgram; extra: ReadonlyMap<string, HostTensor>; output: string }[] = [
-    {
-      program: await compile(forwardProgram(model.trunk), model.trunk.inputs[0].shape.slice(1), none, 'trunk'),
-      extra: none,
-      output: OUTPUT,
-    },
-  ];
-  if (method === 'activation') {
-    programs.push({ program: await compile(featuresProgram(model), model.cutShape, none, 'features'), extra: none, output: OUTPUT });
-  }
-  const headInput = method === 'activation' ? [model.featureCount] : model.cutShape;
-  programs.push({
-    program: await compile(logitsProgram(model, method, trained.omegaBar), headInput, state.params, method),
-    extra: state.params,
-    output: 'logits',
+  const stage = async (program: SignedProgram, output: string, extra: ReadonlyMap<string, HostTensor>, name: string) => ({
+    program: await compileBatchProgram(backend, program, { name }),
+    output,
+    extra,
   });
+  const programs = [await stage(forwardProgram(model.trunk), OUTPUT, none, 'trunk')];
+  if (method === 'activation') programs.push(await stage(featuresProgram(model), OUTPUT, none, 'features'));
+  programs.push(await stage(logitsProgram(model, method, trained.omegaBar), LOGITS, state.params, method));
   return {
     source: trained.run.path,
     method,

@@ -82,13 +82,7 @@ describe('the linearisation-point cache', () => {
     const { data: point } = await extractPoint({ backend, model, cut, cacheDir: `${dir.path}/train.point`, batchSize: 3 });
     expect(Object.keys(point.residuals).sort()).toEqual([...pointResiduals(model).keys()].sort());
     const rows = [10, 0, 7, 3];
-    const expected = await runProgramOnce(
-      backend,
-      linearisationPointProgram(model),
-      { [INPUT]: await cut.source.read(rows) },
-      [INPUT],
-      'point',
-    );
+    const expected = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: await cut.source.read(rows) }, 'point');
     expect([...(await point.features.read(rows)).data]).toEqual([...expected[FEATURES].data]);
     for (const [name, source] of Object.entries(point.residuals)) {
       const read = await source.read(rows);

@@ -1,6 +1,4 @@
-import { fetchFiles, registerDefaultFiles } from './io/file-source.js';
+// The engine's browser entry registers fetchFiles() as the default FileSource.
+import './engine/browser.js';
 
 export * from './portable.js';
-
-// In a browser, model files are fetched (relative paths from the page's, or the worker's, address).
-registerDefaultFiles(fetchFiles());

@@ -1,5 +1,5 @@
-import { registerDefaultFiles } from './io/file-source.js';
-import { fileSystemFiles } from './io/file-system.js';
+// The engine's Node entry registers the file system as the default FileSource.
+import './engine/index.js';
 
 export * from './fixtures/jvp-fixture.js';
 export * from './io/atomic.js';
@@ -11,6 +11,3 @@ export * from './io/file-system.js';
 export * from './io/run-directory.js';
 export * from './ir/fingerprint.js';
 export * from './portable.js';
-
-// In Node, model files are read from the file system unless a FileSource is given.
-registerDefaultFiles(fileSystemFiles);

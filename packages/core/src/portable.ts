@@ -1,23 +1,12 @@
-// Everything in @gradfeat/core that runs without Node. browser.ts (the package's `browser` export
-// condition, and `@gradfeat/core/browser`) is this; index.ts adds the modules that use the file
-// system and Node's crypto: atomic writes, checkpoints, run directories and their locks, feature
-// cache files, contained-file reads, the PyTorch fixture check, graph fingerprints and the
-// file-system FileSource.
-export * from './backend/backend.js';
-export * from './backend/batch-program.js';
-export * from './backend/kernels.js';
-export * from './backend/reference.js';
-export * from './backend/registry.js';
+// Everything in @gradfeat/core that runs without Node: the engine (engine/portable.ts) and the
+// application layer on it. browser.ts (the package's `browser` export condition, and
+// `@gradfeat/core/browser`) is this; index.ts adds the modules that use the file system and Node's
+// crypto: atomic writes, checkpoints, run directories and their locks, feature cache files,
+// contained-file reads, the PyTorch fixture check, graph fingerprints and the file-system FileSource.
+
 export * from './bench/workloads.js';
-export * from './data/source.js';
-export * from './engine/interpreter.js';
+export * from './engine/portable.js';
 export * from './experiments/transfer-demo.js';
-export * from './io/file-source.js';
-export * from './io/model-formats.js';
-export * from './ir/cost.js';
-export * from './ir/graph.js';
-export * from './ir/shapes.js';
-export * from './ir/summary.js';
 export * from './methods/compare.js';
 export * from './methods/finetuned.js';
 export * from './methods/linearised-model.js';
@@ -27,13 +16,9 @@ export * from './networks/builder.js';
 export * from './networks/mobilenet.js';
 export * from './networks/resnet.js';
 export * from './networks/small-cnn.js';
-export * from './ops/index.js';
 export * from './plugin.js';
-export * from './plugins/registry.js';
-export * from './random.js';
 export * from './report/loss-curves.js';
 export * from './report/markdown.js';
-export * from './tensor.js';
 export * from './train/divergence.js';
 export * from './train/gradient-sums.js';
 export * from './train/lbfgs.js';
@@ -41,8 +26,3 @@ export * from './train/losses.js';
 export * from './train/optimisers.js';
 export * from './train/settings.js';
 export * from './train/trainer.js';
-export * from './transforms/classifier.js';
-export * from './transforms/cut.js';
-export * from './transforms/fold-batchnorm.js';
-export * from './transforms/reinitialise.js';
-export * from './transforms/reparametrise.js';

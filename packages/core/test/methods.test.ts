@@ -78,7 +78,7 @@ async function lossAndGrads(
     ...Object.fromEntries(params),
     ...(mask ? { [MASK]: mask } : {}),
   };
-  return runProgramOnce(backend, trainStepProgram(model, method, omega, loss), inputs, [INPUT, TARGETS, MASK], method);
+  return runProgramOnce(backend, trainStepProgram(model, method, omega, loss, { masked: mask !== undefined }), inputs, method);
 }
 
 describe('the four methods', () => {
@@ -88,26 +88,18 @@ describe('the four methods', () => {
     const omega = omegaFor(model, rng);
     const cut = normalTensor(rng, [3, ...model.cutShape]);
     const gradientParams = Object.fromEntries(initialParams(model, 'gradient', omega));
-    const gradient = await runProgramOnce(
-      backend,
-      logitsProgram(model, 'gradient', omega),
-      { [INPUT]: cut, ...gradientParams },
-      [INPUT],
-      'g',
-    );
+    const gradient = await runProgramOnce(backend, logitsProgram(model, 'gradient', omega), { [INPUT]: cut, ...gradientParams }, 'g');
     expect(Math.max(...gradient.logits.data.map(Math.abs))).toBe(0);
     const full = await runProgramOnce(
       backend,
       logitsProgram(model, 'full', omega),
       { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'full', omega)) },
-      [INPUT],
       'f',
     );
     const finetune = await runProgramOnce(
       backend,
       logitsProgram(model, 'finetune', omega),
       { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
-      [INPUT],
       'ft',
     );
     expect(relativeError(full.logits.data, finetune.logits.data).relative).toBeLessThan(1e-7);
@@ -136,14 +128,8 @@ describe('the four methods', () => {
           { ...(direction.get(key) as HostTensor), data: (direction.get(key) as HostTensor).data.map((v) => v * scaleOf(key)) },
         ]),
       );
-    const a = await runProgramOnce(backend, tangentProgram(ntk), { [INPUT]: cut, ...feed(() => 1) }, [INPUT], 'ntk');
-    const b = await runProgramOnce(
-      backend,
-      tangentProgram(standard),
-      { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) },
-      [INPUT],
-      'std',
-    );
+    const a = await runProgramOnce(backend, tangentProgram(ntk), { [INPUT]: cut, ...feed(() => 1) }, 'ntk');
+    const b = await runProgramOnce(backend, tangentProgram(standard), { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) }, 'std');
     expect(relativeError(a.tangent.data, b.tangent.data).relative).toBeLessThan(1e-6);
     expect(relativeError(a.features.data, b.features.data).relative).toBeLessThan(1e-6);
   });
@@ -158,7 +144,7 @@ describe('the four methods', () => {
     );
     const probe = { 'w1.weight': omega.weight, 'w1.bias': omega.bias };
     const run = (m: LinearisedModel, method: Method, params: Record<string, HostTensor>) =>
-      runProgramOnce(backend, logitsProgram(m, method, omega), { [INPUT]: cut, ...params }, [INPUT], method);
+      runProgramOnce(backend, logitsProgram(m, method, omega), { [INPUT]: cut, ...params }, method);
     const randomHead = linearise(
       reinitialise(smallCnn({ input: [2, 6, 6], channels: [3, 4, 5], strides: [1, 2, 1], classes: 4, seed: 9 }), new Rng(1)),
       {
@@ -176,7 +162,6 @@ describe('the four methods', () => {
       backend,
       logitsProgram(model, 'finetune', omega),
       { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
-      [INPUT],
       'probe',
     );
     const sum = activation.logits.data.map((v, i) => v + ablated.logits.data[i]);
@@ -238,7 +223,7 @@ describe('the linearisation point', () => {
         const data = batch(model, method, rng, 6);
         const params = initialParams(model, method, omega);
         for (const [name, value] of params) params.set(name, normalTensor(rng, value.shape, 0.3));
-        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: data.inputs }, [INPUT], 'point');
+        const point = await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: data.inputs }, 'point');
         expect(Object.keys(point).sort()).toEqual([FEATURES, ...[...pointResiduals(model).keys()].map(residualInput)].sort());
         const feeds: Record<string, HostTensor> = {
           [INPUT]: data.inputs,
@@ -246,20 +231,13 @@ describe('the linearisation point', () => {
           [BATCH_SCALE]: { shape: [1], data: Float32Array.of(1 / 6) },
           ...Object.fromEntries(params),
         };
-        const recomputed = await runProgramOnce(
-          backend,
-          trainStepProgram(model, method, omega, 'softmax-ce'),
-          feeds,
-          [INPUT, TARGETS],
-          'r',
-        );
+        const recomputed = await runProgramOnce(backend, trainStepProgram(model, method, omega, 'softmax-ce'), feeds, 'r');
         const cachedFeeds = { ...feeds, ...point };
         if (method === 'gradient') delete cachedFeeds[FEATURES];
         const cached = await runProgramOnce(
           backend,
           trainStepProgram(model, method, omega, 'softmax-ce', { cachedPoint: true }),
           cachedFeeds,
-          Object.keys(cachedFeeds).filter((name) => name !== BATCH_SCALE && !params.has(name)),
           'c',
         );
         for (const name of ['loss', ...[...params.keys()].map(gradName)]) {

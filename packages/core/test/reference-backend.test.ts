@@ -2,7 +2,13 @@ import 'reflect-metadata';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { describeFeedChecks } from '../../../test-support/feed-checks.js';
-import { compareKernelCase, convAttrs, kernelConformanceCases, uniformTensor } from '../../../test-support/kernel-conformance.js';
+import {
+  compareKernelCase,
+  convAttrs,
+  kernelConformanceCases,
+  signedOnReference,
+  uniformTensor,
+} from '../../../test-support/kernel-conformance.js';
 import { adjointGaps, jvpAndFiniteDifferences, ruleCases } from '../../../test-support/rule-checks.js';
 import {
   type Backend,
@@ -12,7 +18,6 @@ import {
   createReferenceBackend,
   eagerBackend,
   hostTensor,
-  inputShapesOf,
   KERNEL_NAMES,
   type Kernels,
   MissingKernelError,
@@ -295,13 +300,13 @@ describe('backend plugins', () => {
 
     const backend = await resolveBackend(undefined, scope);
     expect(backend.name).toBe('list-js');
-    const program = await backend.compile(affine, { x: [3] });
+    const program = await backend.compile({ program: affine, inputs: { x: [3] }, outputs: { y: [3] } });
     expect(Array.from((await program.run(input)).y.data)).toEqual([3, 5, 7]);
     expect((await resolveBackend('js', scope)).name).toBe('js-reference');
   });
 
   it('a kernel the plugin lacks raises MissingKernelError naming it', async () => {
-    const program = await (await listPlugin.create()).compile(exponential, { x: [3] });
+    const program = await (await listPlugin.create()).compile({ program: exponential, inputs: { x: [3] }, outputs: { y: [3] } });
     const failure = program.run(input);
     await expect(failure).rejects.toThrow(MissingKernelError);
     await expect(failure).rejects.toMatchObject({ backend: 'list-js', kernel: 'exp', message: expect.stringContaining("no kernel 'exp'") });
@@ -350,7 +355,9 @@ describe('the backend-neutral harnesses', () => {
           }),
           inputs,
         );
-      await (await reference.compile(recording, inputShapesOf(kernelCase.inputs, []))).run(kernelCase.inputs);
+      await (await reference.compile({ ...signedOnReference(kernelCase.program, kernelCase.inputs), program: recording })).run(
+        kernelCase.inputs,
+      );
     }
     expect(KERNEL_NAMES.filter((name) => !used.has(name))).toEqual([]);
   });

@@ -61,12 +61,15 @@ describe('losses', () => {
   const run = (kind: 'softmax-ce' | 'sigmoid-bce', mask?: HostTensor) =>
     runProgramOnce(
       backend,
-      (k, inputs) => {
-        const terms = lossAndGradient(k, kind, inputs.logits, inputs.targets, inputs.scale, inputs.mask);
-        return { loss: terms.loss, dlogits: terms.dlogits };
+      {
+        program: (k, inputs) => {
+          const terms = lossAndGradient(k, kind, inputs.logits, inputs.targets, inputs.scale, inputs.mask);
+          return { loss: terms.loss, dlogits: terms.dlogits };
+        },
+        inputs: { logits: logits.shape, targets: targets.shape, scale: [1], ...(mask ? { mask: mask.shape } : {}) },
+        outputs: { loss: [1], dlogits: logits.shape },
       },
       { logits, targets, scale: { shape: [1], data: Float32Array.of(0.5) }, ...(mask ? { mask } : {}) },
-      [],
       kind,
     );
 

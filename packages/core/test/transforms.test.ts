@@ -24,7 +24,7 @@ import {
 const backend = createReferenceBackend();
 
 async function run(graph: Graph, input: HostTensor): Promise<HostTensor> {
-  return (await runProgramOnce(backend, forwardProgram(graph), { [INPUT]: input }, [INPUT], 'test'))[OUTPUT];
+  return (await runProgramOnce(backend, forwardProgram(graph), { [INPUT]: input }, 'test'))[OUTPUT];
 }
 
 /** conv → BN → ReLU → conv → BN, + a skip from the first ReLU, ReLU, pool, classifier. */

@@ -1,7 +1,7 @@
-import type { Backend, HostTensor, Program, SampleSource } from '@gradfeat/core';
+import type { Backend, HostTensor, SampleSource, SignedProgram } from '@gradfeat/core';
 import type { FeatureCacheKey, FeatureCacheProgress, FeatureDtype } from './cache-manifest.js';
 import type { FeatureCache } from './cache-reader.js';
-import { type CacheFill, fillFeatureCache, programShardWriter, type ShardRunner } from './fill.js';
+import { type CacheFill, fillFeatureCache, outputSampleShape, programShardWriter, type ShardRunner } from './fill.js';
 import { ImagePipeline } from './pipeline.js';
 import { openDataset } from './spec.js';
 import { emptyClassWarnings, perClassCounts, targetsTensor } from './targets.js';
@@ -32,13 +32,11 @@ export interface ExtractSplitOptions {
 }
 
 /**
- * A program of the images (INPUT → OUTPUT) whose outputs a split's cache holds, and what identifies
- * it in the cache's key.
+ * A program of the images (INPUT → OUTPUT, whose sample shape the cache's rows have) whose outputs a
+ * split's cache holds, and what identifies it in the cache's key.
  */
 export interface TrunkProgram {
-  readonly program: Program;
-  /** The shape of one sample of its output. */
-  readonly sampleShape: readonly number[];
+  readonly program: SignedProgram;
   /** Identifies the program's weights, e.g. its graph's fingerprint. */
   readonly modelHash: string;
   /** The value it computes, e.g. the node where the network is cut. */
@@ -81,10 +79,11 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
     return dataset;
   };
   const batchSize = options.batchSize ?? 128;
+  const name = `trunk to ${options.trunk.cut}`;
   return {
     directory: options.cacheDir,
     key: featureCacheKey(options.trunk, options.dataset, options.split, options.transform),
-    sampleShape: options.trunk.sampleShape,
+    sampleShape: outputSampleShape(options.trunk.program, name),
     batchSize,
     dtype: options.dtype ?? 'float32',
     shardBytes: options.shardBytes,
@@ -99,7 +98,7 @@ export function trunkCacheFill(options: Omit<ExtractSplitOptions, 'onProgress' |
         skipBadImages: options.skipBadImages,
       });
       return programShardWriter(options.backend, options.trunk.program, pipeline, batchSize, {
-        name: `trunk to ${options.trunk.cut}`,
+        name,
         sharesCores: true,
         closeSource: () => pipeline.close(),
       });

@@ -1,4 +1,4 @@
-import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type Program } from '@gradfeat/core';
+import { type Backend, type CompileOptions, compileBatchProgram, INPUT, OUTPUT, type SignedProgram } from '@gradfeat/core';
 import { checkCacheMatches } from './cache-key.js';
 import {
   type CacheSourceInfo,
@@ -39,20 +39,20 @@ export interface OpenShardWriter extends ShardWriter {
 }
 
 /**
- * A shard writer running `program` (INPUT → OUTPUT), compiled once for samples of `sampleShape`, on
- * each batch of `source`; `close` frees the program, then calls `closeSource`.
+ * A shard writer running `program` (INPUT → OUTPUT), compiled once, on each batch of `source`;
+ * `close` frees the program, then calls `closeSource`.
  */
 export async function programShardWriter(
   backend: Backend,
-  program: Program,
-  source: ShardWriter['source'] & { readonly sampleShape: readonly number[] },
+  program: SignedProgram,
+  source: ShardWriter['source'],
   batchSize: number,
   options: CompileOptions & { readonly closeSource?: () => Promise<void> },
 ): Promise<OpenShardWriter> {
-  const compiled = await compileBatchProgram(backend, program, { batched: { [INPUT]: source.sampleShape } }, options);
+  const compiled = await compileBatchProgram(backend, program, options);
   return {
     source,
-    extract: async (batch) => (await compiled.run({ [INPUT]: batch }))[OUTPUT],
+    extract: async (batch) => (await compiled.run({ [INPUT]: batch }, { only: [OUTPUT] }))[OUTPUT],
     batchSize,
     close: async () => {
       compiled.dispose();
@@ -145,12 +145,17 @@ export interface DerivedCacheOptions {
 /** The program a derived cache holds the outputs of, and what identifies them. */
 export interface DerivedProgram {
   readonly key: FeatureCacheKey;
-  /** INPUT (rows of the cache it reads) → OUTPUT. */
-  readonly program: Program;
-  /** The shape of one sample of its output. */
-  readonly sampleShape: readonly number[];
+  /** INPUT (rows of the cache it reads) → OUTPUT, whose sample shape the cache's rows have. */
+  readonly program: SignedProgram;
   /** Shown in errors and profiles. */
   readonly name: string;
+}
+
+/** The shape of one sample of a cached program's OUTPUT (the rows its cache holds), from its signature. */
+export function outputSampleShape(program: SignedProgram, name: string): readonly number[] {
+  const shape = program.outputs[OUTPUT];
+  if (!shape) throw new Error(`program '${name}' has no output '${OUTPUT}' to cache (outputs: ${Object.keys(program.outputs).join(', ')})`);
+  return shape.slice(1);
 }
 
 /**
@@ -163,7 +168,7 @@ export function derivedCacheFill(options: DerivedCacheOptions, derived: DerivedP
   return {
     directory: options.cacheDir,
     key: derived.key,
-    sampleShape: derived.sampleShape,
+    sampleShape: outputSampleShape(derived.program, derived.name),
     batchSize,
     shardBytes: options.shardBytes,
     async sourceInfo() {
@@ -175,7 +180,7 @@ export function derivedCacheFill(options: DerivedCacheOptions, derived: DerivedP
 }
 
 /** A cache's rows, in order and whole images at a time, as the batches the cache writer reads. */
-function cachedRows(cache: FeatureCache): BatchSource & { readonly sampleShape: readonly number[] } {
+function cachedRows(cache: FeatureCache): BatchSource {
   const { manifest } = cache;
   const crops = manifest.cropsPerImage;
   return {
@@ -183,7 +188,6 @@ function cachedRows(cache: FeatureCache): BatchSource & { readonly sampleShape: 
     classNames: manifest.classNames,
     labelKind: manifest.labelKind,
     cropsPerImage: crops,
-    sampleShape: cache.source.sampleShape,
     async *batches({ batchSize, start = 0, end = manifest.counts.images }) {
       const stop = Math.min(end, manifest.counts.images);
       for (let first = start; first < stop; first += batchSize) {

@@ -1,4 +1,4 @@
-import { formatShape, sizeOf, stridesOf } from '@gradfeat/core';
+import { formatShape, sizeOf, stridesOf } from '@gradfeat/core/engine';
 
 /**
  * A tensor the importer knows at import time: an initializer, a Constant node's value or the result

@@ -1,4 +1,4 @@
-import { formatShape, type OpAttrs, type OpType, type Pads4, type Pair, type Shape, windowedSize } from '@gradfeat/core';
+import { formatShape, type OpAttrs, type OpType, type Pads4, type Pair, type Shape, windowedSize } from '@gradfeat/core/engine';
 import { type ConstTensor, integers, normalizeAxis, resolveSliceRange, scalarValue, transposeConst } from './constant.js';
 import { sliceParameters } from './fold.js';
 import type { OnnxNode } from './proto.js';

@@ -1,4 +1,4 @@
-import { formatShape, sizeOf } from '@gradfeat/core';
+import { formatShape, sizeOf } from '@gradfeat/core/engine';
 import {
   binaryConst,
   broadcastShapes,

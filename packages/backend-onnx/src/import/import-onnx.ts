@@ -12,7 +12,7 @@ import {
   rulesFor,
   type Shape,
   type ValueInfo,
-} from '@gradfeat/core';
+} from '@gradfeat/core/engine';
 import { type ConstTensor, constTensor, sameConst } from './constant.js';
 import { type BiasFreeDense, CONVERSION_RULES, type ConversionContext, type NetworkValue } from './convert.js';
 import { FOLD_RULES, FoldBudget, shapeValue } from './fold.js';

@@ -1,4 +1,4 @@
-import type { ModelMetadata, Preprocessing } from '@gradfeat/core';
+import type { ModelMetadata, Preprocessing } from '@gradfeat/core/engine';
 
 /** metadata_props keys gradfeat reads; both hold JSON. */
 export const PREPROCESSING_KEY = 'preprocessing';

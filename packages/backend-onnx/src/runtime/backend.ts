@@ -1,11 +1,11 @@
 import { availableParallelism } from 'node:os';
-import { BATCH, type Backend, type InputSignature } from '@gradfeat/core';
+import { BATCH, type Backend, type SignedProgram } from '@gradfeat/core/engine';
 import type * as Ort from 'onnxruntime-node';
 import { disableOrtTelemetry } from '../ort-telemetry.js';
 import { NCHWC_DOMAIN } from './blocked-layout.js';
 import { OnnxCompiledProgram, oneSession, sessionPerBatchSize } from './compiled-program.js';
 import { OnnxGraph } from './onnx-graph.js';
-import { traceProgram } from './trace.js';
+import { PROVIDER_PROBE, traceProgram } from './trace.js';
 
 type OnnxRuntime = typeof Ort;
 
@@ -57,7 +57,7 @@ export function loadOnnxRuntime(): Promise<OnnxRuntime> {
 
 /** Starts a session of a one-node graph on the provider, which fails when its libraries are missing. */
 async function probeExecutionProvider(ort: OnnxRuntime, provider: OnnxExecutionProvider): Promise<void> {
-  const { model } = traceProgram((k, inputs) => ({ y: k.abs(inputs.x) }), { x: [1] }, { name: `${provider}-probe` });
+  const { model } = traceProgram(PROVIDER_PROBE, { name: `${provider}-probe` });
   const session = await ort.InferenceSession.create(model, { executionProviders: [provider] });
   await session.release();
 }
@@ -124,9 +124,9 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
     executionProvider: provider,
     fallbackReason,
     nchwcBlockSize,
-    async compile(program, signature, compileOptions) {
-      const name = compileOptions?.name ?? (program.name || 'anonymous');
-      const traced = traceProgram(program, signature, { name, nchwcBlockSize });
+    async compile(program, compileOptions) {
+      const name = compileOptions?.name ?? 'anonymous';
+      const traced = traceProgram(program, { name, nchwcBlockSize });
       // Spinning workers would take the cores from the process's own other threads.
       const spinning = compileOptions?.sharesCores ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {};
       const startSession = async (model: Uint8Array) => {
@@ -141,20 +141,20 @@ export async function createOnnxBackend(options: OnnxBackendOptions = {}): Promi
       };
       // The trace above checked the program; a batch of a new size traces it again with that size fixed.
       const sessions = traced.fasterPerBatchSize
-        ? sessionPerBatchSize((batch) =>
-            startSession(traceProgram(program, withBatchSize(signature, batch), { name, nchwcBlockSize }).model),
-          )
+        ? sessionPerBatchSize((batch) => startSession(traceProgram(withBatchSize(program, batch), { name, nchwcBlockSize }).model))
         : oneSession(await startSession(traced.model));
-      return new OnnxCompiledProgram(ort.Tensor, sessions, name, signature, traced.outputNames, { writesIntoCallerBuffers: true });
+      return new OnnxCompiledProgram(ort.Tensor, sessions, name, program.inputs, traced.outputNames, { writesIntoCallerBuffers: true });
     },
   };
 }
 
-/** The signature with its batch axes fixed at `batch` rows. */
-function withBatchSize(signature: InputSignature, batch: number): InputSignature {
-  return Object.fromEntries(
-    Object.entries(signature).map(([name, shape]) => [name, shape.map((d, axis) => (axis === 0 && d === BATCH ? batch : d))]),
-  );
+/** The program with the batch axes of its signature fixed at `batch` rows. */
+function withBatchSize(signed: SignedProgram, batch: number): SignedProgram {
+  const fixed = (shapes: Readonly<Record<string, readonly number[]>>) =>
+    Object.fromEntries(
+      Object.entries(shapes).map(([name, shape]) => [name, shape.map((d, axis) => (axis === 0 && d === BATCH ? batch : d))]),
+    );
+  return { program: signed.program, inputs: fixed(signed.inputs), outputs: fixed(signed.outputs) };
 }
 
 /** Execution providers for the plugin (and so the CLI), e.g. GRADFEAT_ONNX_PROVIDERS=cuda,cpu. */

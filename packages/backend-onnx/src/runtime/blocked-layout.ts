@@ -1,4 +1,4 @@
-import { BATCH } from '@gradfeat/core';
+import { BATCH } from '@gradfeat/core/engine';
 import { type ConvGeometry, convAttributes } from './conv-geometry.js';
 import type { OnnxGraph } from './onnx-graph.js';
 import { attribute } from './proto.js';

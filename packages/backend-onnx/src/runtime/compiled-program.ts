@@ -6,7 +6,7 @@ import {
   type HostTensor,
   type InputSignature,
   type RunOptions,
-} from '@gradfeat/core';
+} from '@gradfeat/core/engine';
 // Types only: onnxruntime-node and onnxruntime-web both export onnxruntime-common's InferenceSession and Tensor.
 import type { InferenceSession, Tensor } from 'onnxruntime-web';
 

@@ -1,4 +1,13 @@
-import { BATCH, type Conv2DAttrs, type HostTensor, hostTensor, type Pads4, type Pair, type PoolAttrs, windowedSize } from '@gradfeat/core';
+import {
+  BATCH,
+  type Conv2DAttrs,
+  type HostTensor,
+  hostTensor,
+  type Pads4,
+  type Pair,
+  type PoolAttrs,
+  windowedSize,
+} from '@gradfeat/core/engine';
 import { type AttributeProto, attribute } from './proto.js';
 import { describeShape } from './symbolic-shape.js';
 

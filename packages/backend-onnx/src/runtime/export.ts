@@ -1,9 +1,11 @@
-import { type Program, type Shape, writeFileAtomic } from '@gradfeat/core';
+// The atomic write is core's application layer (io), Node only like this module: no engine name does it.
+import { writeFileAtomic } from '@gradfeat/core';
+import type { SignedProgram } from '@gradfeat/core/engine';
 import { traceProgram } from './trace.js';
 
 /** Names and metadata stored in a saved model. */
 export interface SaveOnnxOptions {
-  /** The graph's name; default the program function's name. */
+  /** The graph's name; default 'gradfeat'. */
   readonly name?: string;
   readonly docString?: string;
   /** Stored as the model's metadata_props, e.g. the source network and the method that trained it. */
@@ -24,17 +26,12 @@ export interface SavedOnnxModel {
  * output keys, and every constant it used (e.g. trained weights) is stored in the file. The file is
  * written beside its destination and renamed into place, so a reader never sees half a model.
  */
-export async function saveProgramAsOnnx(
-  program: Program,
-  inputShapes: Readonly<Record<string, Shape>>,
-  path: string,
-  options: SaveOnnxOptions = {},
-): Promise<SavedOnnxModel> {
-  const traced = traceProgram(program, inputShapes, { ...options, name: options.name ?? (program.name || 'gradfeat') });
+export async function saveProgramAsOnnx(program: SignedProgram, path: string, options: SaveOnnxOptions = {}): Promise<SavedOnnxModel> {
+  const traced = traceProgram(program, { ...options, name: options.name ?? 'gradfeat' });
   try {
     await writeFileAtomic(path, traced.model);
   } catch (error) {
     throw new Error(`could not write the ONNX model to '${path}': ${(error as Error).message}`, { cause: error });
   }
-  return { path, inputs: Object.keys(inputShapes), outputs: traced.outputNames, bytes: traced.model.byteLength };
+  return { path, inputs: Object.keys(program.inputs), outputs: traced.outputNames, bytes: traced.model.byteLength };
 }

@@ -1,4 +1,13 @@
-import { BATCH, type Conv2DAttrs, type HostTensor, hostTensor, type Kernels, type Pair, type PoolAttrs, sameShape } from '@gradfeat/core';
+import {
+  BATCH,
+  type Conv2DAttrs,
+  type HostTensor,
+  hostTensor,
+  type Kernels,
+  type Pair,
+  type PoolAttrs,
+  sameShape,
+} from '@gradfeat/core/engine';
 import { BlockedLayout, type NchwcAlgorithm } from './blocked-layout.js';
 import {
   type ConvGeometry,

@@ -1,4 +1,4 @@
-import { type HostTensor, hostTensor } from '@gradfeat/core';
+import { type HostTensor, hostTensor } from '@gradfeat/core/engine';
 import {
   type AttributeProto,
   encodeModel,

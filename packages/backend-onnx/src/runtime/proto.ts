@@ -1,4 +1,4 @@
-import type { HostTensor } from '@gradfeat/core';
+import type { HostTensor } from '@gradfeat/core/engine';
 import onnxProto, { type onnx as Schema } from 'onnx-proto';
 
 /** The ONNX protobuf messages (onnx-proto is CommonJS: one namespace object). */

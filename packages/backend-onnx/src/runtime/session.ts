@@ -1,4 +1,4 @@
-import type { HostTensor } from '@gradfeat/core';
+import type { HostTensor } from '@gradfeat/core/engine';
 import type * as Ort from 'onnxruntime-node';
 import { loadOnnxRuntime } from './backend.js';
 import { readableByOrt } from './compiled-program.js';

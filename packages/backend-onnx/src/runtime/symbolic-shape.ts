@@ -1,4 +1,4 @@
-import { BATCH, formatSignatureShape, sizeOf } from '@gradfeat/core';
+import { BATCH, formatSignatureShape, sizeOf } from '@gradfeat/core/engine';
 
 /**
  * Static shapes of traced values. The one unknown is the batch size: -1 (core's BATCH) marks the

@@ -1,7 +1,6 @@
-import { BATCH, KERNEL_NAMES, type Kernels, type Program, type Shape } from '@gradfeat/core';
+import { checkOutputs, checkSignature, KERNEL_NAMES, type Kernels, type SignedProgram } from '@gradfeat/core/engine';
 import { OnnxGraphBuilder, type SymbolicTensor } from './graph-builder.js';
 import type { LoweringOptions } from './lowering-options.js';
-import { describeShape } from './symbolic-shape.js';
 
 /** How `traceProgram` names and annotates the model, and which ONNX Runtime-only kernels it may use. */
 export interface TraceOptions extends LoweringOptions {
@@ -21,6 +20,9 @@ export interface TracedProgram {
   /** Whether the program, traced with a fixed batch size, lowers faster (so a backend may trace it once per batch size it runs). */
   readonly fasterPerBatchSize: boolean;
 }
+
+/** A one-kernel program: tracing and starting it shows whether an execution provider can run at all. */
+export const PROVIDER_PROBE: SignedProgram = { program: (k, inputs) => ({ y: k.abs(inputs.x) }), inputs: { x: [1] }, outputs: { y: [1] } };
 
 /** A failure inside one kernel call; carries the program and kernel so the user knows where to look. */
 class KernelTraceError extends Error {
@@ -46,30 +48,23 @@ function tracingKernels(builder: OnnxGraphBuilder, program: string): Kernels<Sym
   return kernels as unknown as Kernels<SymbolicTensor>;
 }
 
-function checkInputShape(program: string, name: string, shape: Shape): void {
-  const valid = shape.every((d, axis) => (Number.isInteger(d) && d > 0) || (d === BATCH && axis === 0));
-  if (!valid) {
-    throw new Error(
-      `program '${program}': input '${name}' has shape ${describeShape(shape)}; sizes must be positive, with -1 allowed only for the batch (axis 0)`,
-    );
-  }
-}
-
-/** Runs the program once on symbolic tensors and serializes what it did as an ONNX model. */
-export function traceProgram(program: Program, inputShapes: Readonly<Record<string, Shape>>, options: TraceOptions): TracedProgram {
+/**
+ * Runs the program once on symbolic tensors and serializes what it did as an ONNX model, after
+ * checking its signature and then the traced outputs' names and (symbolic) shapes against it.
+ */
+export function traceProgram(signed: SignedProgram, options: TraceOptions): TracedProgram {
+  checkSignature(options.name, signed);
   const builder = new OnnxGraphBuilder(options);
   const inputs: Record<string, SymbolicTensor> = {};
-  for (const [name, shape] of Object.entries(inputShapes)) {
-    checkInputShape(options.name, name, shape);
-    inputs[name] = builder.input(name, shape);
-  }
+  for (const [name, shape] of Object.entries(signed.inputs)) inputs[name] = builder.input(name, shape);
   let results: Record<string, SymbolicTensor>;
   try {
-    results = program(tracingKernels(builder, options.name), inputs);
+    results = signed.program(tracingKernels(builder, options.name), inputs);
   } catch (error) {
     if (error instanceof KernelTraceError) throw error;
     throw new Error(`program '${options.name}' failed while being traced for ONNX Runtime: ${(error as Error).message}`, { cause: error });
   }
+  checkOutputs(options.name, signed.outputs, Object.fromEntries(Object.entries(results).map(([key, value]) => [key, value.shape])));
   const outputNames: Record<string, string> = {};
   for (const [key, value] of Object.entries(results)) {
     try {
@@ -78,7 +73,6 @@ export function traceProgram(program: Program, inputShapes: Readonly<Record<stri
       throw new Error(`program '${options.name}': output '${key}': ${(error as Error).message}`, { cause: error });
     }
   }
-  if (Object.keys(outputNames).length === 0) throw new Error(`program '${options.name}' returned no outputs`);
   return {
     model: builder.encode({ graphName: options.name, docString: options.docString, metadata: options.metadata }),
     outputNames,

@@ -1,8 +1,8 @@
-import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core';
+import type { Backend, BackendPlugin, GradfeatPlugin } from '@gradfeat/core/engine';
 import type * as OrtWeb from 'onnxruntime-web';
 import { OnnxCompiledProgram, oneSession } from '../runtime/compiled-program.js';
 import { onnx } from '../runtime/proto.js';
-import { traceProgram } from '../runtime/trace.js';
+import { PROVIDER_PROBE, traceProgram } from '../runtime/trace.js';
 
 type OnnxRuntimeWeb = typeof OrtWeb;
 
@@ -83,7 +83,7 @@ function providerOption(provider: OnnxWebExecutionProvider, model: Uint8Array): 
 
 /** Starts a session of a one-node graph on the provider, which fails where the provider cannot run. */
 async function probeProvider(ort: OnnxRuntimeWeb, provider: OnnxWebExecutionProvider): Promise<void> {
-  const { model } = traceProgram((k, inputs) => ({ y: k.abs(inputs.x) }), { x: [1] }, { name: `${provider}-probe` });
+  const { model } = traceProgram(PROVIDER_PROBE, { name: `${provider}-probe` });
   const session = await ort.InferenceSession.create(model, { executionProviders: [providerOption(provider, model)] });
   await session.release();
 }
@@ -137,9 +137,9 @@ export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}):
     executionProvider: provider,
     threads,
     fallbackReason,
-    async compile(program, signature, compileOptions) {
-      const name = compileOptions?.name ?? (program.name || 'anonymous');
-      const traced = traceProgram(program, signature, { name });
+    async compile(program, compileOptions) {
+      const name = compileOptions?.name ?? 'anonymous';
+      const traced = traceProgram(program, { name });
       let session: OrtWeb.InferenceSession;
       try {
         session = await ort.InferenceSession.create(traced.model, {
@@ -155,7 +155,7 @@ export async function createOnnxWebBackend(options: OnnxWebBackendOptions = {}):
           cause: error,
         });
       }
-      return new OnnxCompiledProgram(ort.Tensor, oneSession(session), name, signature, traced.outputNames, {
+      return new OnnxCompiledProgram(ort.Tensor, oneSession(session), name, program.inputs, traced.outputNames, {
         writesIntoCallerBuffers: false,
       });
     },

@@ -1,6 +1,6 @@
 // @gradfeat/backend-onnx/web: the ONNX Runtime backend for browsers, on onnxruntime-web, and the
 // tracer that turns a program into a standalone ONNX model (e.g. a trained model to download).
-import { registerPlugin } from '@gradfeat/core';
+import { registerPlugin } from '@gradfeat/core/engine';
 import { onnxWebPlugin } from './backend.js';
 
 export { CLASS_NAMES_KEY, PREPROCESSING_KEY } from '../import/metadata.js';

@@ -8,7 +8,7 @@ import {
   sameShape,
   sizeOf,
   type ValueInfo,
-} from '@gradfeat/core';
+} from '@gradfeat/core/engine';
 
 /**
  * A Keras tensor and where it lives in the IR. Keras is channels-last and gradfeat is NCHW, so a

@@ -1,4 +1,4 @@
-import type { Pair } from '@gradfeat/core';
+import type { Pair } from '@gradfeat/core/engine';
 import type { KerasLayer } from './topology.js';
 
 /** Typed reads of one layer's config; every error names the file, the layer and its class. */

@@ -10,7 +10,7 @@ import {
   type Preprocessing,
   sameShape,
   siblingPath,
-} from '@gradfeat/core';
+} from '@gradfeat/core/engine';
 import { GraphBuilder, type KerasTensor, LAYOUT_OPS } from './builder.js';
 import { LayerConfig } from './config.js';
 import { LAYER_CONVERTERS } from './layers.js';

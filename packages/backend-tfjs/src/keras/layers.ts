@@ -1,4 +1,4 @@
-import { type HostTensor, hostTensor, type OpType, type Pads4, type Pair, sizeOf, windowedSize } from '@gradfeat/core';
+import { type HostTensor, hostTensor, type OpType, type Pads4, type Pair, sizeOf, windowedSize } from '@gradfeat/core/engine';
 import { type GraphBuilder, type KerasTensor, spatialTensor } from './builder.js';
 import type { LayerConfig } from './config.js';
 import { permuteAxes } from './weights.js';

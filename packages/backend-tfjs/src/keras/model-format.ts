@@ -1,4 +1,4 @@
-import { childPath, type FileSource, type GradfeatPlugin, type ModelFormat } from '@gradfeat/core';
+import { childPath, type FileSource, type GradfeatPlugin, type ModelFormat } from '@gradfeat/core/engine';
 
 // Light, like ../plugin.ts (which lists this format too): the importer loads when a model is read.
 

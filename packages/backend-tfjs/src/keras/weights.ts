@@ -1,4 +1,4 @@
-import { type FileSource, formatShape, type HostTensor, type LocatedFile, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core';
+import { type FileSource, formatShape, type HostTensor, type LocatedFile, sizeOf, stridedOffsets, stridesOf } from '@gradfeat/core/engine';
 
 /** One entry of a weightsManifest group, as TF.js writes it. */
 interface WeightSpec {

@@ -1,4 +1,4 @@
-import { deployedProgram, INPUT, METHODS, type Method, theta2Size, writeFileAtomic } from '@gradfeat/core';
+import { deployedProgram, formatSignatureShape, INPUT, LOGITS, METHODS, type Method, theta2Size, writeFileAtomic } from '@gradfeat/core';
 import { openDataset } from '@gradfeat/datasets';
 import { type Command, Option } from 'commander';
 import { describeExport, EXPORT_KEY } from '../export-metadata.js';
@@ -72,17 +72,16 @@ export function registerExport(program: Command): void {
         );
         return;
       }
-      const input = model.trunk.inputs[0];
-      const saved = await saveProgramAsOnnx(
-        deployedProgram(model, flags.method, trained.omegaBar, state.params),
-        { [INPUT]: [-1, ...input.shape.slice(1)] },
-        flags.output,
-        { metadata, docString: `gradfeat ${description.version}: the '${flags.method}' model of run ${trained.run.path}` },
-      );
+      const program = deployedProgram(model, flags.method, trained.omegaBar, state.params);
+      const saved = await saveProgramAsOnnx(program, flags.output, {
+        metadata,
+        docString: `gradfeat ${description.version}: the '${flags.method}' model of run ${trained.run.path}`,
+      });
       emit(
         flags.json === true,
         { output: flags.output, format: flags.format, ...description, ...saved },
-        () => `wrote ${flags.output}: ${flags.method} model, input '${INPUT}' [N, ${input.shape.slice(1).join(', ')}], output 'logits'`,
+        () =>
+          `wrote ${flags.output}: ${flags.method} model, input '${INPUT}' ${formatSignatureShape(program.inputs[INPUT])}, output '${LOGITS}'`,
       );
     });
 }

@@ -15,11 +15,28 @@ export const INPUT = 'inputs';
 export const OUTPUT = 'outputs';
 
 /**
- * A program's named inputs and the shape each must have, BATCH (-1) marking the batch axis (any
- * size, the same in every batched input of a run). What `Backend.compile` is given and what every
- * backend checks each run's feeds against (`checkFeeds`), eager or traced, as ONNX Runtime does.
+ * A program's named inputs and the shape each must have, BATCH (-1) marking the batch axis (axis 0:
+ * any size, the same in every batched input of a run). Every backend checks each run's feeds against
+ * it (`checkFeeds`), eager or traced, as ONNX Runtime does.
  */
 export type InputSignature = Readonly<Record<string, Shape>>;
+
+/**
+ * A program's named outputs and the shape each has, BATCH (-1) standing for the batch size of the
+ * run's batched inputs. Every backend checks what the program returns against it (`checkOutputs`).
+ */
+export type OutputSignature = Readonly<Record<string, Shape>>;
+
+/**
+ * A program with its typed signature: what `Backend.compile` takes. gradfeat's program builders
+ * (`forwardProgram`, `trainStepProgram`, …) return one, so no caller restates a program's input
+ * shapes or output names.
+ */
+export interface SignedProgram {
+  readonly program: Program;
+  readonly inputs: InputSignature;
+  readonly outputs: OutputSignature;
+}
 
 /** A signature's shape as text, the batch axis shown as N, e.g. '[N, 3, 32, 32]'. */
 export function formatSignatureShape(shape: readonly number[]): string {
@@ -27,11 +44,39 @@ export function formatSignatureShape(shape: readonly number[]): string {
 }
 
 /**
+ * Refuses a signature a program cannot be compiled for: sizes that are not positive integers, BATCH
+ * anywhere but an input's axis 0, an output with BATCH when no input is batched, no outputs.
+ */
+export function checkSignature(program: string, signed: Pick<SignedProgram, 'inputs' | 'outputs'>): void {
+  for (const [name, shape] of Object.entries(signed.inputs)) {
+    if (!shape.every((d, axis) => isSize(d) || (d === BATCH && axis === 0))) {
+      throw new Error(
+        `program '${program}': input '${name}' has shape ${formatSignatureShape(shape)}; sizes must be positive, with -1 allowed only for the batch (axis 0)`,
+      );
+    }
+  }
+  const batched = Object.values(signed.inputs).some((shape) => shape[0] === BATCH);
+  for (const [name, shape] of Object.entries(signed.outputs)) {
+    if (!shape.every((d) => isSize(d) || (d === BATCH && batched))) {
+      throw new Error(
+        `program '${program}': output '${name}' has shape ${formatSignatureShape(shape)}; sizes must be positive, with -1 (the batch) only when an input is batched`,
+      );
+    }
+  }
+  if (Object.keys(signed.outputs).length === 0) throw new Error(`program '${program}' has no outputs in its signature`);
+}
+
+function isSize(d: number): boolean {
+  return Number.isInteger(d) && d > 0;
+}
+
+/**
  * Refuses feeds that do not fit a compiled program's signature: an input it does not have, one it
  * needs and did not get, a shape other than the compiled one, batched inputs of different batch
- * sizes. Errors name the program, the input, the expected and the received shape.
+ * sizes. Errors name the program, the input, the expected and the received shape. Returns the
+ * run's batch size (undefined when no input is batched), what `checkOutputs` reads BATCH as.
  */
-export function checkFeeds(program: string, signature: InputSignature, feeds: Readonly<Record<string, HostTensor>>): void {
+export function checkFeeds(program: string, signature: InputSignature, feeds: Readonly<Record<string, HostTensor>>): number | undefined {
   const unknown = Object.keys(feeds).filter((name) => !(name in signature));
   if (unknown.length > 0) {
     throw new Error(
@@ -56,6 +101,38 @@ export function checkFeeds(program: string, signature: InputSignature, feeds: Re
         throw new Error(`program '${program}': input '${name}' has batch size ${value.shape[0]} but '${batch.input}' has ${batch.size}`);
       }
       batch = { size: value.shape[0], input: name };
+    }
+  }
+  return batch?.size;
+}
+
+/**
+ * Refuses what a program returned when it does not fit the signature: an output it does not list,
+ * one it lists and the program did not return, a shape other than the declared one. BATCH is read as
+ * `batch`, the run's batch size; a tracing backend passes none and compares symbolic shapes, whose
+ * batch axis is BATCH itself. Errors name the program, the output, the expected and the actual shape.
+ */
+export function checkOutputs(
+  program: string,
+  signature: OutputSignature,
+  shapes: Readonly<Record<string, readonly number[]>>,
+  batch?: number,
+): void {
+  const declared = Object.keys(signature).join(', ');
+  const undeclared = Object.keys(shapes).filter((name) => !(name in signature));
+  if (undeclared.length > 0) {
+    throw new Error(
+      `program '${program}' returned ${undeclared.map((name) => `'${name}'`).join(', ')}, which its signature does not list (outputs: ${declared})`,
+    );
+  }
+  for (const [name, expected] of Object.entries(signature)) {
+    const shape = shapes[name];
+    if (!shape) throw new Error(`program '${program}' did not return its output '${name}' of shape ${formatSignatureShape(expected)}`);
+    const fits = shape.length === expected.length && expected.every((d, axis) => (d === BATCH ? (batch ?? BATCH) : d) === shape[axis]);
+    if (!fits) {
+      throw new Error(
+        `program '${program}': output '${name}' has shape ${formatSignatureShape(shape)}, expected ${formatSignatureShape(expected)}${batch !== undefined && expected.includes(BATCH) ? ` with N = ${batch}` : ''}`,
+      );
     }
   }
 }
@@ -124,10 +201,10 @@ export interface Backend {
   /** Specific runtime, e.g. 'tfjs-wasm' or 'onnxruntime-cpu'. */
   readonly name: string;
   /**
-   * Compiles (or, eagerly, wraps) a program for inputs of this signature; every run's feeds are
-   * checked against it (checkFeeds).
+   * Compiles (or, eagerly, wraps) a program for its signature (checkSignature); every run's feeds
+   * (checkFeeds) and the program's outputs (checkOutputs) are checked against it.
    */
-  compile(program: Program, signature: InputSignature, options?: CompileOptions): Promise<CompiledProgram>;
+  compile(program: SignedProgram, options?: CompileOptions): Promise<CompiledProgram>;
   /** Frees the backend's runtime resources. */
   dispose?(): void | Promise<void>;
 }
@@ -151,15 +228,16 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
   const kernels = completeKernels(runtime.name, runtime.kernels);
   return {
     name: runtime.name,
-    async compile(program, signature, options) {
+    async compile(signed, options) {
       const name = options?.name ?? 'anonymous';
+      checkSignature(name, signed);
       return {
         async run(inputs, runOptions) {
-          checkFeeds(name, signature, inputs);
+          const batch = checkFeeds(name, signed.inputs, inputs);
           const outputs = runtime.tidy(() => {
             const handles: Record<string, T> = {};
             for (const [key, value] of Object.entries(inputs)) handles[key] = runtime.upload(value);
-            return program(kernels, handles);
+            return signed.program(kernels, handles);
           });
           const result: Record<string, HostTensor> = {};
           try {
@@ -169,6 +247,7 @@ export function eagerBackend<T>(runtime: EagerRuntime<T>): Backend {
           } finally {
             for (const handle of Object.values(outputs)) runtime.dispose(handle);
           }
+          checkOutputs(name, signed.outputs, Object.fromEntries(Object.entries(result).map(([key, value]) => [key, value.shape])), batch);
           return deliverOutputs(name, result, runOptions);
         },
         dispose() {},
@@ -187,12 +266,11 @@ export function inputShapesOf(inputs: Readonly<Record<string, HostTensor>>, batc
 /** Compiles, runs once, and frees a program. */
 export async function runProgramOnce(
   backend: Backend,
-  program: Program,
+  program: SignedProgram,
   inputs: Readonly<Record<string, HostTensor>>,
-  batchInputs: readonly string[],
   name: string,
 ): Promise<Record<string, HostTensor>> {
-  const compiled = await backend.compile(program, inputShapesOf(inputs, batchInputs), { name });
+  const compiled = await backend.compile(program, { name });
   try {
     return await compiled.run(inputs);
   } finally {

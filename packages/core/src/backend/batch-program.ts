@@ -1,15 +1,7 @@
 import type { SampleSource } from '../data/source.js';
-import type { Shape } from '../ir/graph.js';
+import { BATCH, type Shape } from '../ir/graph.js';
 import type { HostTensor } from '../tensor.js';
-import { type Backend, type CompileOptions, INPUT, type Program, type RunOptions } from './backend.js';
-
-/** What a program run batch after batch reads. */
-export interface BatchInputs {
-  /** Inputs with the batch on their first axis: the shape of one sample of each. */
-  readonly batched: Readonly<Record<string, readonly number[]>>;
-  /** Inputs of the same shape every run (parameters, scalars): their shapes. */
-  readonly fixed?: Readonly<Record<string, Shape>>;
-}
+import { type Backend, type CompileOptions, INPUT, type RunOptions, type SignedProgram } from './backend.js';
 
 /** A program compiled once for batches of any size. */
 export interface BatchProgram {
@@ -21,17 +13,16 @@ export interface BatchProgram {
 
 /**
  * Compiles `program` once to be fed batch after batch: the one way trunk extraction, head caches,
- * training steps, evaluation and benchmarks run a program over data.
+ * training steps, evaluation and benchmarks run a program over data. Its signature must batch at
+ * least one input (BATCH on axis 0).
  */
-export async function compileBatchProgram(
-  backend: Backend,
-  program: Program,
-  inputs: BatchInputs,
-  options: CompileOptions = {},
-): Promise<BatchProgram> {
-  const shapes: Record<string, Shape> = { ...inputs.fixed };
-  for (const [name, sampleShape] of Object.entries(inputs.batched)) shapes[name] = [-1, ...sampleShape];
-  return backend.compile(program, shapes, options);
+export async function compileBatchProgram(backend: Backend, program: SignedProgram, options: CompileOptions = {}): Promise<BatchProgram> {
+  if (!Object.values(program.inputs).some((shape) => shape[0] === BATCH)) {
+    throw new Error(
+      `program '${options.name ?? 'anonymous'}' batches none of its inputs (${Object.keys(program.inputs).join(', ')}), so it cannot run over batches`,
+    );
+  }
+  return backend.compile(program, options);
 }
 
 /**
@@ -52,12 +43,7 @@ export async function readRows(
   return batch;
 }
 
-/** The sample shapes of sources, as `BatchInputs.batched`. */
-export function sampleShapesOf(sources: Readonly<Record<string, SampleSource>>): Record<string, readonly number[]> {
-  return Object.fromEntries(Object.entries(sources).map(([name, source]) => [name, source.sampleShape]));
-}
-
-/** The shapes of tensors, as `BatchInputs.fixed`. */
+/** The shapes of tensors, e.g. of a method's trainables. */
 export function shapesOf(tensors: Iterable<readonly [string, HostTensor]>): Record<string, Shape> {
   return Object.fromEntries([...tensors].map(([name, tensor]) => [name, tensor.shape]));
 }
@@ -68,19 +54,14 @@ export function shapesOf(tensors: Iterable<readonly [string, HostTensor]>): Reco
  */
 export async function mapBatches(
   backend: Backend,
-  program: Program,
+  program: SignedProgram,
   source: SampleSource,
   batchSize: number,
   output: string,
   extraInputs: ReadonlyMap<string, HostTensor> = new Map(),
   onBatch?: (done: number, total: number) => void,
 ): Promise<HostTensor> {
-  const compiled = await compileBatchProgram(
-    backend,
-    program,
-    { batched: { [INPUT]: source.sampleShape }, fixed: shapesOf(extraInputs) },
-    { name: output },
-  );
+  const compiled = await compileBatchProgram(backend, program, { name: output });
   const fixed = Object.fromEntries(extraInputs);
   try {
     const parts: Float32Array[] = [];
@@ -88,7 +69,8 @@ export async function mapBatches(
     const buffers = new Map<string, Float32Array>();
     for (let start = 0; start < source.count; start += batchSize) {
       const indices = Array.from({ length: Math.min(batchSize, source.count - start) }, (_, i) => start + i);
-      const result = (await compiled.run({ ...(await readRows({ [INPUT]: source }, indices, buffers)), ...fixed }))[output];
+      const batch = { ...(await readRows({ [INPUT]: source }, indices, buffers)), ...fixed };
+      const result = (await compiled.run(batch, { only: [output] }))[output];
       rowShape = result.shape.slice(1);
       parts.push(result.data);
       onBatch?.(start + indices.length, source.count);

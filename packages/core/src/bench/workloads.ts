@@ -1,5 +1,5 @@
 import { type Backend, INPUT, runProgramOnce } from '../backend/backend.js';
-import { compileBatchProgram, shapesOf } from '../backend/batch-program.js';
+import { compileBatchProgram } from '../backend/batch-program.js';
 import type { Graph } from '../ir/graph.js';
 import { linearise } from '../methods/linearised-model.js';
 import {
@@ -135,12 +135,7 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
   const model = linearise(spec.network(seed), { cut: spec.cut });
   if (spec.kind === 'extract') {
     const input = normalTensor(rng, [spec.batch, ...model.trunk.inputs[0].shape.slice(1)]);
-    const compiled = await compileBatchProgram(
-      backend,
-      forwardProgram(model.trunk),
-      { batched: { [INPUT]: input.shape.slice(1) } },
-      { name },
-    );
+    const compiled = await compileBatchProgram(backend, forwardProgram(model.trunk), { name });
     return { batch: spec.batch, step: async () => void (await compiled.run({ [INPUT]: input })), dispose: () => compiled.dispose() };
   }
   const omegaBar = model.sourceClassifier;
@@ -150,7 +145,7 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
   // The linearised models train at a cached point, as trainMethod runs them: computed once here.
   const cachedPoint = isLinearised(spec.method);
   const point = cachedPoint
-    ? pointOfOutputs(model, await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, [INPUT], `${name}: point`))
+    ? pointOfOutputs(model, await runProgramOnce(backend, linearisationPointProgram(model), { [INPUT]: cut }, `${name}: point`))
     : undefined;
   const batch = stepBatchInputs<HostTensor>(spec.method, {
     samples: cut,
@@ -161,15 +156,9 @@ async function prepare(backend: Backend, spec: WorkloadSpec, name: string, seed:
     point,
   });
   const fixed = stepFixedInputs(hostTensor([1], [1 / spec.batch]), params);
-  const compiled = await compileBatchProgram(
-    backend,
-    trainStepProgram(model, spec.method, omegaBar, 'softmax-ce', { cachedPoint }),
-    {
-      batched: Object.fromEntries(Object.entries(batch).map(([key, value]) => [key, value.shape.slice(1)])),
-      fixed: shapesOf(Object.entries(fixed)),
-    },
-    { name },
-  );
+  const compiled = await compileBatchProgram(backend, trainStepProgram(model, spec.method, omegaBar, 'softmax-ce', { cachedPoint }), {
+    name,
+  });
   const feed = { ...batch, ...fixed };
   const { into, gradients: grads } = stepOutputBuffers(params);
   const state: OptimiserState = {};

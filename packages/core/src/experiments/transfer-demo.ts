@@ -1,4 +1,4 @@
-import type { Backend } from '../backend/backend.js';
+import { type Backend, OUTPUT } from '../backend/backend.js';
 import { mapBatches } from '../backend/batch-program.js';
 import { memorySource } from '../data/source.js';
 import type { Graph } from '../ir/graph.js';
@@ -119,7 +119,7 @@ export async function runTransferDemo(options: TransferDemoOptions): Promise<Tra
 
   const model = linearise(pretrained, { cut: CUT, parametrisation: 'ntk' });
   const trunk = forwardProgram(model.trunk);
-  const cutValues = async (split: HostTensor) => memorySource(await mapBatches(backend, trunk, memorySource(split), 256, 'outputs'));
+  const cutValues = async (split: HostTensor) => memorySource(await mapBatches(backend, trunk, memorySource(split), 256, OUTPUT));
   const configs = demoConfigs(seed);
   const results = await compareMethods({
     backend,

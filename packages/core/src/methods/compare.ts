@@ -15,7 +15,7 @@ import {
   trainMethod,
 } from '../train/trainer.js';
 import { type Classifier, type LinearisedModel, zeroClassifier } from './linearised-model.js';
-import { B1, featuresProgram, logitsProgram, type Method, W1 } from './programs.js';
+import { B1, featuresProgram, LOGITS, logitsProgram, type Method, W1 } from './programs.js';
 
 /** A split as the methods read it: cut values (or features) with targets. */
 export interface LabelledSplit {
@@ -83,7 +83,7 @@ export async function predict(
   inputs: SampleSource,
   batchSize: number,
 ): Promise<HostTensor> {
-  return mapBatches(backend, logitsProgram(model, method, omegaBar), inputs, batchSize, 'logits', params);
+  return mapBatches(backend, logitsProgram(model, method, omegaBar), inputs, batchSize, LOGITS, params);
 }
 
 /** Mean of each run of `crops` consecutive rows. */

@@ -1,4 +1,4 @@
-import { INPUT, OUTPUT, type Program } from '../backend/backend.js';
+import { INPUT, OUTPUT, type Program, type SignedProgram } from '../backend/backend.js';
 import type { Kernels } from '../backend/kernels.js';
 import {
   backward,
@@ -11,7 +11,8 @@ import {
   pointFromResiduals,
 } from '../engine/interpreter.js';
 import { multiplyAddsPerSample } from '../ir/cost.js';
-import type { Graph, Shape } from '../ir/graph.js';
+import { BATCH, type Graph, type Shape } from '../ir/graph.js';
+import { shapeOf } from '../ir/shapes.js';
 import { isZero, type Tangent } from '../ops/rule.js';
 import { type HostTensor, hostTensor } from '../tensor.js';
 import { type LossKind, lossAndGradient } from '../train/losses.js';
@@ -40,6 +41,12 @@ export const w2Name = (key: string): string => `w2:${key}`;
 export const theta2Name = (key: string): string => `theta2:${key}`;
 /** The output name of a trainable's gradient in a training-step program. */
 export const gradName = (name: string): string => `grad:${name}`;
+/** The output of logits programs and training steps: the method's logits [N, classes]. */
+export const LOGITS = 'logits';
+/** A training step's output: the loss over the batch (its mean with batchScale = 1/N), shape [1]. */
+export const LOSS = 'loss';
+/** tangentProgram's output J w2, beside the features f(x) (FEATURES). */
+export const TANGENT = 'tangent';
 
 /** The targets input of a training step. */
 export const TARGETS = 'targets';
@@ -47,7 +54,10 @@ export const TARGETS = 'targets';
 export const MASK = 'mask';
 /** The training step's 1/batch-size input, so one graph serves every batch size. */
 export const BATCH_SCALE = 'batchScale';
-/** The frozen features f(x) of a sample, an input of the linearised models' steps at a cached point. */
+/**
+ * The frozen features f(x) of a sample: an output of linearisationPointProgram and tangentProgram,
+ * and an input of the linearised models' steps at a cached point.
+ */
 export const FEATURES = 'features';
 /** The program input that feeds a residual of the cached point. */
 export const residualInput = (name: string): string => `residual:${name}`;
@@ -92,7 +102,7 @@ export interface StepOutputs {
 /** Fresh output buffers for a step training `trainables`. */
 export function stepOutputBuffers(trainables: ReadonlyMap<string, HostTensor>): StepOutputs {
   const loss = hostTensor([1]);
-  const into: Record<string, HostTensor> = { loss };
+  const into: Record<string, HostTensor> = { [LOSS]: loss };
   const gradients = new Map<string, Float32Array>();
   for (const [name, value] of trainables) {
     const gradient = hostTensor(value.shape);
@@ -150,26 +160,47 @@ export function pointCachePays(model: LinearisedModel): boolean {
 /** Multiply-adds per cached value above which the point is cached (see pointCachePays). */
 export const POINT_CACHE_MULTIPLY_ADDS_PER_VALUE = 200;
 
-/** The trainable parameters a method starts from. ω̄ is copied, never aliased. */
-export function initialParams(model: LinearisedModel, method: Method, omegaBar: Classifier): Map<string, HostTensor> {
-  const params = new Map<string, HostTensor>();
-  if (method === 'activation') {
-    params.set(W1, { shape: omegaBar.weight.shape, data: new Float32Array(omegaBar.weight.data.length) });
-    params.set(B1, { shape: omegaBar.bias.shape, data: new Float32Array(omegaBar.bias.data.length) });
-    return params;
-  }
+/** One trainable of a method: w1 or b1 (with the part of ω̄ it starts from), or the w2 or θ2 of one θ2 key. */
+interface Trainable {
+  readonly name: string;
+  readonly shape: Shape;
+  readonly omega?: HostTensor;
+  readonly key?: string;
+}
+
+/** A method's trainables, in order. */
+function trainables(model: LinearisedModel, method: Method, omegaBar: Classifier): Trainable[] {
+  const classifier = [
+    { name: W1, shape: omegaBar.weight.shape, omega: omegaBar.weight },
+    { name: B1, shape: omegaBar.bias.shape, omega: omegaBar.bias },
+  ];
+  if (method === 'activation') return classifier;
   if (model.headParamKeys.length === 0) {
     throw new Error(`method '${method}' needs parameters in θ2, but the cut '${model.cut}' is at the features; cut earlier`);
   }
-  if (method === 'full' || method === 'finetune') {
-    params.set(W1, copy(omegaBar.weight));
-    params.set(B1, copy(omegaBar.bias));
-  }
+  const theta2 = model.headParamKeys.map((key) => ({
+    name: method === 'finetune' ? theta2Name(key) : w2Name(key),
+    shape: (model.head.params.get(key) as HostTensor).shape,
+    key,
+  }));
+  return method === 'gradient' ? theta2 : [...classifier, ...theta2];
+}
+
+/** The shapes of the trainable parameters of a method, by name (as initialParams gives them). */
+export function trainableShapes(model: LinearisedModel, method: Method, omegaBar: Classifier): Map<string, Shape> {
+  return new Map(trainables(model, method, omegaBar).map(({ name, shape }) => [name, shape]));
+}
+
+/** The trainable parameters a method starts from. ω̄ is copied, never aliased. */
+export function initialParams(model: LinearisedModel, method: Method, omegaBar: Classifier): Map<string, HostTensor> {
   const effective = method === 'finetune' ? effectiveParams(model.head, model.scales) : undefined;
-  for (const key of model.headParamKeys) {
-    const stored = model.head.params.get(key) as HostTensor;
-    if (effective) params.set(theta2Name(key), scaled(effective.get(key) as HostTensor, 1 / (model.finetuneScales.get(key) ?? 1)));
-    else params.set(w2Name(key), { shape: stored.shape, data: new Float32Array(stored.data.length) });
+  const params = new Map<string, HostTensor>();
+  for (const { name, shape, omega, key } of trainables(model, method, omegaBar)) {
+    // The probe and w2 start at zero; full and fine-tuning start from ω̄, fine-tuning from θ̄2.
+    if (omega && method !== 'activation') params.set(name, copy(omega));
+    else if (key !== undefined && effective)
+      params.set(name, scaled(effective.get(key) as HostTensor, 1 / (model.finetuneScales.get(key) ?? 1)));
+    else params.set(name, hostTensor(shape));
   }
   return params;
 }
@@ -200,6 +231,28 @@ export interface MethodProgramOptions {
    * instead of evaluating the frozen head on every step; `linearisationPointProgram` computes them.
    */
   readonly cachedPoint?: boolean;
+}
+
+/** How a training step is built. */
+export interface StepProgramOptions extends MethodProgramOptions {
+  /** The step reads a MASK input, 0 where a target is ignored (sigmoid-bce); default false. */
+  readonly masked?: boolean;
+}
+
+/** A batched input or output: the batch axis, then one sample's shape. */
+function batched(sampleShape: readonly number[]): Shape {
+  return [BATCH, ...sampleShape];
+}
+
+/** What a method's logits read: its samples, the cached point's parts when it reads them, its trainables. */
+function methodInputs(model: LinearisedModel, method: Method, omegaBar: Classifier, options: MethodProgramOptions): Record<string, Shape> {
+  const inputs: Record<string, Shape> = { [INPUT]: batched(methodInputShape(model, method)) };
+  if (options.cachedPoint === true && isLinearised(method)) {
+    if (method === 'full') inputs[FEATURES] = batched([model.featureCount]);
+    for (const [name, shape] of pointResiduals(model)) inputs[residualInput(name)] = batched(shape);
+  }
+  for (const [name, shape] of trainableShapes(model, method, omegaBar)) inputs[name] = shape;
+  return inputs;
 }
 
 /**
@@ -320,21 +373,25 @@ function directionTangent<T>(
  * for each of pointResiduals(model). What a feature cache stores so that their steps skip the head's
  * forward pass.
  */
-export function linearisationPointProgram(model: LinearisedModel): Program {
+export function linearisationPointProgram(model: LinearisedModel): SignedProgram {
   const frozenHead = effectiveParams(model.head, model.scales);
   const frozenTermHead = model.gradientTermHead && effectiveParams(model.gradientTermHead, model.scales);
-  const names = [...pointResiduals(model).keys()];
-  return (k, inputs) => {
+  const residuals = pointResiduals(model);
+  const names = [...residuals.keys()];
+  const outputs: Record<string, Shape> = { [FEATURES]: batched([model.featureCount]) };
+  for (const [name, shape] of residuals) outputs[residualInput(name)] = batched(shape);
+  const program: Program = (k, inputs) => {
     const params = constants(k, frozenHead);
     const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, params);
     const termParams = frozenTermHead ? constants(k, frozenTermHead) : params;
     const termPrimals = frozenTermHead ? evaluate(k, termGraph(model), { [model.cut]: inputs[INPUT] }, termParams) : primals;
-    const residuals = computeResiduals(k, termGraph(model), termPrimals, termParams, names);
+    const values = computeResiduals(k, termGraph(model), termPrimals, termParams, names);
     return {
       [FEATURES]: primals.get(model.features) as (typeof inputs)[string],
-      ...Object.fromEntries(Object.entries(residuals).map(([name, value]) => [residualInput(name), value])),
+      ...Object.fromEntries(Object.entries(values).map(([name, value]) => [residualInput(name), value])),
     };
   };
+  return { program, inputs: { [INPUT]: batched(model.cutShape) }, outputs };
 }
 
 /** The outputs of linearisationPointProgram by role: f(x) and each residual by name (pointResiduals). */
@@ -347,73 +404,111 @@ export function pointOfOutputs<T>(
 }
 
 /** cut value (`inputs`) → `outputs`: the point as one flat row per sample (see pointRowParts). */
-export function pointRowsProgram(model: LinearisedModel): Program {
+export function pointRowsProgram(model: LinearisedModel): SignedProgram {
   const point = linearisationPointProgram(model);
   const parts = pointRowParts(model);
-  return (k, inputs) => {
-    const values = point(k, inputs);
-    const flat = parts.map(([name, shape]) =>
-      k.reshape(values[name === FEATURES ? FEATURES : residualInput(name)], [-1, shape.reduce((a, b) => a * b, 1)]),
-    );
-    return { [OUTPUT]: k.concat(flat, 1) };
+  const sizes = parts.map(([, shape]) => shape.reduce((a, b) => a * b, 1));
+  return {
+    program: (k, inputs) => {
+      const values = point.program(k, inputs);
+      const flat = parts.map(([name], i) => k.reshape(values[name === FEATURES ? FEATURES : residualInput(name)], [-1, sizes[i]]));
+      return { [OUTPUT]: k.concat(flat, 1) };
+    },
+    inputs: point.inputs,
+    outputs: { [OUTPUT]: batched([sizes.reduce((a, b) => a + b, 0)]) },
   };
 }
 
-/** inputs (cut value) + `w2:<key>` → { features, tangent: J w2 }. */
-export function tangentProgram(model: LinearisedModel): Program {
+/** inputs (cut value) + `w2:<key>` → FEATURES f(x) and TANGENT J w2. */
+export function tangentProgram(model: LinearisedModel): SignedProgram {
   const frozenHead = effectiveParams(model.head, model.scales);
-  return (k, inputs) => {
-    const params = constants(k, frozenHead);
-    const primals = evaluate(k, model.head, { [model.cut]: inputs[INPUT] }, params);
-    return {
-      features: primals.get(model.features) as (typeof inputs)[string],
-      tangent: directionTangent(k, model, pointFromPrimals(k, model.head, primals, params), params, inputs),
-    };
+  const inputs: Record<string, Shape> = { [INPUT]: batched(model.cutShape) };
+  for (const key of model.headParamKeys) inputs[w2Name(key)] = (model.head.params.get(key) as HostTensor).shape;
+  const features = batched([model.featureCount]);
+  return {
+    program: (k, given) => {
+      const params = constants(k, frozenHead);
+      const primals = evaluate(k, model.head, { [model.cut]: given[INPUT] }, params);
+      return {
+        [FEATURES]: primals.get(model.features) as (typeof given)[string],
+        [TANGENT]: directionTangent(k, model, pointFromPrimals(k, model.head, primals, params), params, given),
+      };
+    },
+    inputs,
+    outputs: { [FEATURES]: features, [TANGENT]: features },
   };
 }
 
-/** inputs (and the point when cached) + trainables → { logits }. */
-export function logitsProgram(model: LinearisedModel, method: Method, omegaBar: Classifier, options: MethodProgramOptions = {}): Program {
+/** inputs (and the point when cached) + trainables → LOGITS. */
+export function logitsProgram(
+  model: LinearisedModel,
+  method: Method,
+  omegaBar: Classifier,
+  options: MethodProgramOptions = {},
+): SignedProgram {
   const forward = methodForward(model, method, omegaBar, options);
-  return (k, inputs) => ({ logits: forward(k, inputs).logits });
+  return {
+    program: (k, inputs) => ({ [LOGITS]: forward(k, inputs).logits }),
+    inputs: methodInputs(model, method, omegaBar, options),
+    outputs: { [LOGITS]: batched([omegaBar.weight.shape[0]]) },
+  };
 }
 
-/** inputs, targets, batchScale (and mask, and the point when cached) + trainables → { loss, logits, grad:<name> for each trainable }. */
+/**
+ * inputs, targets, batchScale (and mask, and the point when cached) + trainables → LOSS, LOGITS and
+ * gradName(name) for each trainable.
+ */
 export function trainStepProgram(
   model: LinearisedModel,
   method: Method,
   omegaBar: Classifier,
   loss: LossKind,
-  options: MethodProgramOptions = {},
-): Program {
+  options: StepProgramOptions = {},
+): SignedProgram {
   const forward = methodForward(model, method, omegaBar, options);
-  return (k, inputs) => {
-    const { logits, gradients } = forward(k, inputs);
-    const terms = lossAndGradient(k, loss, logits, inputs[TARGETS], inputs[BATCH_SCALE], inputs[MASK]);
-    const outputs: Record<string, typeof logits> = { loss: terms.loss, logits };
-    for (const [name, grad] of Object.entries(gradients(terms.dlogits))) outputs[gradName(name)] = grad;
-    return outputs;
+  const logits = batched([omegaBar.weight.shape[0]]);
+  const inputs: Record<string, Shape> = { ...methodInputs(model, method, omegaBar, options), [TARGETS]: logits, [BATCH_SCALE]: [1] };
+  if (options.masked === true) inputs[MASK] = logits;
+  const outputs: Record<string, Shape> = { [LOSS]: [1], [LOGITS]: logits };
+  for (const [name, shape] of trainableShapes(model, method, omegaBar)) outputs[gradName(name)] = shape;
+  return {
+    program: (k, given) => {
+      const forwarded = forward(k, given);
+      const terms = lossAndGradient(k, loss, forwarded.logits, given[TARGETS], given[BATCH_SCALE], given[MASK]);
+      const results: Record<string, typeof forwarded.logits> = { [LOSS]: terms.loss, [LOGITS]: forwarded.logits };
+      for (const [name, grad] of Object.entries(forwarded.gradients(terms.dlogits))) results[gradName(name)] = grad;
+      return results;
+    },
+    inputs,
+    outputs,
   };
 }
 
 /** cut value (`inputs`) → `outputs`: the features f(x) of the frozen head. */
-export function featuresProgram(model: LinearisedModel): Program {
+export function featuresProgram(model: LinearisedModel): SignedProgram {
   return forwardProgram({ ...model.head, params: effectiveParams(model.head, model.scales) });
 }
 
-/** A single-input, single-output graph's forward pass as a program: `inputs` → `outputs`. */
-export function forwardProgram(graph: Graph): Program {
+/**
+ * A single-input, single-output graph's forward pass as a program: `inputs` → `outputs`, of the
+ * shapes the graph declares and infers (the batch free).
+ */
+export function forwardProgram(graph: Graph): SignedProgram {
   if (graph.inputs.length !== 1 || graph.outputs.length !== 1) {
     throw new Error(`a forward program needs one input and one output; this graph has ${graph.inputs.length} and ${graph.outputs.length}`);
   }
-  return (k, inputs) => {
-    const values = evaluate(k, graph, { [graph.inputs[0].name]: inputs[INPUT] }, constants(k, graph.params));
-    return { [OUTPUT]: values.get(graph.outputs[0]) as (typeof inputs)[string] };
+  return {
+    program: (k, inputs) => {
+      const values = evaluate(k, graph, { [graph.inputs[0].name]: inputs[INPUT] }, constants(k, graph.params));
+      return { [OUTPUT]: values.get(graph.outputs[0]) as (typeof inputs)[string] };
+    },
+    inputs: { [INPUT]: graph.inputs[0].shape },
+    outputs: { [OUTPUT]: shapeOf(graph, graph.outputs[0]) },
   };
 }
 
 /**
- * The whole trained model as one program, images (`inputs`) → `logits`: the frozen trunk, then the
+ * The whole trained model as one program, images (`inputs`) → LOGITS: the frozen trunk, then the
  * method's head with its trained parameters baked in as constants. What `gradfeat export` writes.
  */
 export function deployedProgram(
@@ -421,14 +516,18 @@ export function deployedProgram(
   method: Method,
   omegaBar: Classifier,
   trained: ReadonlyMap<string, HostTensor>,
-): Program {
+): SignedProgram {
   const trunk = forwardProgram(model.trunk);
   const features = method === 'activation' ? featuresProgram(model) : undefined;
   const head = logitsProgram(model, method, omegaBar);
-  return (k, inputs) => {
-    const cut = trunk(k, inputs)[OUTPUT];
-    const headInput = features ? features(k, { [INPUT]: cut })[OUTPUT] : cut;
-    const params = Object.fromEntries([...trained].map(([name, value]) => [name, k.constant(value)]));
-    return head(k, { [INPUT]: headInput, ...params });
+  return {
+    program: (k, inputs) => {
+      const cut = trunk.program(k, inputs)[OUTPUT];
+      const headInput = features ? features.program(k, { [INPUT]: cut })[OUTPUT] : cut;
+      const params = Object.fromEntries([...trained].map(([name, value]) => [name, k.constant(value)]));
+      return head.program(k, { [INPUT]: headInput, ...params });
+    },
+    inputs: trunk.inputs,
+    outputs: head.outputs,
   };
 }

@@ -69,7 +69,7 @@ export async function localGradientEvaluator(request: EvaluatorRequest): Promise
   let compiled: Awaited<ReturnType<typeof compileStep>> | undefined;
   return {
     async sums(params, rows, chunk) {
-      compiled ??= await compileStep(request.backend, request.model, request.method, request.omegaBar, request.loss, request.data, params);
+      compiled ??= await compileStep(request.backend, request.model, request.method, request.omegaBar, request.loss, request.data);
       // Buffers per call, so that concurrent calls (a worker running several jobs) do not share them.
       const { into, gradients } = stepOutputBuffers(params);
       const grads = zeroSums(params);

@@ -1,13 +1,12 @@
-import type { Backend, Program } from '../backend/backend.js';
-import { compileBatchProgram, readRows, sampleShapesOf } from '../backend/batch-program.js';
+import { type Backend, INPUT } from '../backend/backend.js';
+import { compileBatchProgram, readRows } from '../backend/batch-program.js';
 import { memorySource, type SampleSource } from '../data/source.js';
-import type { Shape } from '../ir/graph.js';
 import type { Classifier, LinearisedModel } from '../methods/linearised-model.js';
 import {
   initialParams,
   isLinearised,
+  LOSS,
   type Method,
-  methodInputShape,
   pointResiduals,
   stepBatchInputs,
   stepFixedInputs,
@@ -152,7 +151,7 @@ export async function trainMethod(
   const parts = config.gradientParts ?? 1;
   const request = { backend, model, omegaBar, loss, data, method: state.method };
   const evaluator = hooks.evaluator || parts > 1 ? await (hooks.evaluator ?? localGradientEvaluator)(request) : undefined;
-  const step = evaluator ? undefined : await compileStep(backend, model, state.method, omegaBar, loss, data, state.params);
+  const step = evaluator ? undefined : await compileStep(backend, model, state.method, omegaBar, loss, data);
   // The step writes its loss and gradients into the same buffers every time.
   const { into, gradients: grads } = stepOutputBuffers(state.params);
   const batchesPerEpoch = Math.ceil(count / config.batchSize);
@@ -235,17 +234,17 @@ export async function compileStep(
   omegaBar: Classifier,
   loss: LossKind,
   data: TrainingData,
-  params: ReadonlyMap<string, HostTensor>,
 ): Promise<CompiledStep> {
   const count = data.inputs.count;
   if (data.targets.shape[0] !== count) throw new Error(`${data.targets.shape[0]} targets for ${count} training samples`);
-  const expected = methodInputShape(model, method);
+  const point = isLinearised(method) ? data.point : undefined;
+  const program = trainStepProgram(model, method, omegaBar, loss, { cachedPoint: point !== undefined, masked: data.mask !== undefined });
+  const expected = program.inputs[INPUT].slice(1);
   if (data.inputs.sampleShape.join(',') !== expected.join(',')) {
     throw new Error(
       `method '${method}' needs samples of shape [${expected.join(', ')}], the data has [${data.inputs.sampleShape.join(', ')}]`,
     );
   }
-  const point = isLinearised(method) ? data.point : undefined;
   const residuals = (cached: PointData) =>
     Object.fromEntries(
       [...pointResiduals(model).keys()].map((name) => {
@@ -254,25 +253,13 @@ export async function compileStep(
         return [name, source];
       }),
     );
-  const program: Program = trainStepProgram(model, method, omegaBar, loss, { cachedPoint: point !== undefined });
   const sources = stepBatchInputs<SampleSource>(method, {
     samples: data.inputs,
     targets: memorySource(data.targets),
     mask: data.mask && memorySource(data.mask),
     point: point && { features: point.features, residuals: residuals(point) },
   });
-  const compiled = await compileBatchProgram(
-    backend,
-    program,
-    {
-      batched: sampleShapesOf(sources),
-      fixed: stepFixedInputs<Shape>(
-        [1],
-        [...params].map(([name, value]) => [name, value.shape]),
-      ),
-    },
-    { name: `${method} training step` },
-  );
+  const compiled = await compileBatchProgram(backend, program, { name: `${method} training step` });
   // One input buffer per source and batch size, refilled every step (the run has finished with it).
   const buffers = new Map<string, Float32Array>();
   return {
@@ -282,7 +269,7 @@ export async function compileStep(
         ...stepFixedInputs(hostTensor([1], [batchScale]), values),
       };
       const outputs = await compiled.run(feed, { into, only: Object.keys(into) });
-      return outputs.loss.data[0];
+      return outputs[LOSS].data[0];
     },
     dispose: () => compiled.dispose(),
   };
