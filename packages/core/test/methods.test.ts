@@ -15,6 +15,8 @@ import {
   initialParams,
   initialTrainState,
   type LinearisedModel,
+  LOGITS,
+  LOSS,
   type LossKind,
   linearisationPointProgram,
   linearise,
@@ -32,6 +34,7 @@ import {
   residualInput,
   runProgramOnce,
   smallCnn,
+  TANGENT,
   TARGETS,
   type TrainConfig,
   tangentProgram,
@@ -89,7 +92,7 @@ describe('the four methods', () => {
     const cut = normalTensor(rng, [3, ...model.cutShape]);
     const gradientParams = Object.fromEntries(initialParams(model, 'gradient', omega));
     const gradient = await runProgramOnce(backend, logitsProgram(model, 'gradient', omega), { [INPUT]: cut, ...gradientParams }, 'g');
-    expect(Math.max(...gradient.logits.data.map(Math.abs))).toBe(0);
+    expect(Math.max(...gradient[LOGITS].data.map(Math.abs))).toBe(0);
     const full = await runProgramOnce(
       backend,
       logitsProgram(model, 'full', omega),
@@ -102,7 +105,7 @@ describe('the four methods', () => {
       { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
       'ft',
     );
-    expect(relativeError(full.logits.data, finetune.logits.data).relative).toBeLessThan(1e-7);
+    expect(relativeError(full[LOGITS].data, finetune[LOGITS].data).relative).toBeLessThan(1e-7);
   });
 
   it('w1 starts as a copy of ω̄, never an alias', () => {
@@ -130,8 +133,8 @@ describe('the four methods', () => {
       );
     const a = await runProgramOnce(backend, tangentProgram(ntk), { [INPUT]: cut, ...feed(() => 1) }, 'ntk');
     const b = await runProgramOnce(backend, tangentProgram(standard), { [INPUT]: cut, ...feed((key) => ntk.scales.get(key) ?? 1) }, 'std');
-    expect(relativeError(a.tangent.data, b.tangent.data).relative).toBeLessThan(1e-6);
-    expect(relativeError(a.features.data, b.features.data).relative).toBeLessThan(1e-6);
+    expect(relativeError(a[TANGENT].data, b[TANGENT].data).relative).toBeLessThan(1e-6);
+    expect(relativeError(a[FEATURES].data, b[FEATURES].data).relative).toBeLessThan(1e-6);
   });
 
   it('the ablation head changes only the gradient term: J at other θ2, features still from θ̄2', async () => {
@@ -154,8 +157,8 @@ describe('the four methods', () => {
     const same = await run({ ...model, gradientTermHead: model.head }, 'gradient', direction);
     const plain = await run(model, 'gradient', direction);
     const ablated = await run({ ...model, gradientTermHead: randomHead }, 'gradient', direction);
-    expect(same.logits.data).toEqual(plain.logits.data);
-    expect(relativeError(ablated.logits.data, plain.logits.data).relative).toBeGreaterThan(1e-2);
+    expect(same[LOGITS].data).toEqual(plain[LOGITS].data);
+    expect(relativeError(ablated[LOGITS].data, plain[LOGITS].data).relative).toBeGreaterThan(1e-2);
     // full = probe on the pre-trained features + the (ablated) gradient term.
     const full = await run({ ...model, gradientTermHead: randomHead }, 'full', { ...direction, ...probe });
     const activation = await runProgramOnce(
@@ -164,8 +167,8 @@ describe('the four methods', () => {
       { [INPUT]: cut, ...Object.fromEntries(initialParams(model, 'finetune', omega)) },
       'probe',
     );
-    const sum = activation.logits.data.map((v, i) => v + ablated.logits.data[i]);
-    expect(relativeError(full.logits.data, sum).relative).toBeLessThan(1e-6);
+    const sum = activation[LOGITS].data.map((v, i) => v + ablated[LOGITS].data[i]);
+    expect(relativeError(full[LOGITS].data, sum).relative).toBeLessThan(1e-6);
   });
 
   // Central differences of the loss in float64 along a random direction of all trainables at once:
@@ -195,7 +198,7 @@ describe('the four methods', () => {
             { shape: value.shape, data: value.data.map((v, i) => v + sign * epsilon * (direction.get(name) as HostTensor).data[i]) },
           ]),
         );
-        return (await lossAndGrads(model, method, omega, moved, data, loss, mask)).loss.data[0];
+        return (await lossAndGrads(model, method, omega, moved, data, loss, mask))[LOSS].data[0];
       };
       const numeric = ((await shifted(1)) - (await shifted(-1))) / (2 * epsilon);
       expect(Math.abs(numeric - analytic) / Math.abs(analytic)).toBeLessThan(1e-3);
@@ -240,7 +243,7 @@ describe('the linearisation point', () => {
           cachedFeeds,
           'c',
         );
-        for (const name of ['loss', ...[...params.keys()].map(gradName)]) {
+        for (const name of [LOSS, ...[...params.keys()].map(gradName)]) {
           expect(relativeError(cached[name].data, recomputed[name].data).relative, name).toBeLessThanOrEqual(1e-5);
         }
       });
