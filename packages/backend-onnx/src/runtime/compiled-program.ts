@@ -1,5 +1,4 @@
 import {
-  BATCH,
   type CompiledProgram,
   checkFeeds,
   checkOutputBuffer,
@@ -112,10 +111,10 @@ export class OnnxCompiledProgram implements CompiledProgram {
       const target = this.options.writesIntoCallerBuffers ? options.into?.[key] : undefined;
       fetches[onnxName] = target ? new this.Tensor('float32', target.data, target.shape) : null;
     }
-    const feeds = this.feeds(inputs);
+    const { feeds, batch } = this.feeds(inputs);
     let results: InferenceSession.OnnxValueMapType;
     try {
-      results = await this.sessions.use(this.batchOf(inputs), (session) => session.run(feeds, fetches));
+      results = await this.sessions.use(batch, (session) => session.run(feeds, fetches));
     } catch (error) {
       throw new Error(`program '${this.name}' on ONNX Runtime: ${(error as Error).message}`, { cause: error });
     }
@@ -138,20 +137,17 @@ export class OnnxCompiledProgram implements CompiledProgram {
     this.sessions.release();
   }
 
-  /** The rows of the batch-indexed inputs (checkFeeds made them agree), or 0 when the program has none. */
-  private batchOf(inputs: Readonly<Record<string, HostTensor>>): number {
-    const batched = Object.keys(this.signature).find((name) => this.signature[name][0] === BATCH);
-    return batched === undefined ? 0 : inputs[batched].shape[0];
-  }
-
-  /** Wraps each input's Float32Array (no copy unless it is shared memory), after checking it against the compiled signature. */
-  private feeds(inputs: Readonly<Record<string, HostTensor>>): Record<string, Tensor> {
-    checkFeeds(this.name, this.signature, inputs);
+  /**
+   * Wraps each input's Float32Array (no copy unless it is shared memory), after checking it against the
+   * compiled signature; with the run's batch size (0 when no input is batched).
+   */
+  private feeds(inputs: Readonly<Record<string, HostTensor>>): { feeds: Record<string, Tensor>; batch: number } {
+    const batch = checkFeeds(this.name, this.signature, inputs) ?? 0;
     const feeds: Record<string, Tensor> = {};
     for (const [key, value] of Object.entries(inputs)) {
       feeds[key] = new this.Tensor('float32', this.readable(key, value.data), value.shape);
     }
-    return feeds;
+    return { feeds, batch };
   }
 
   /** The input as onnxruntime-node reads it, copied into a buffer kept per input when it is shared memory. */
