@@ -1,5 +1,6 @@
 import type { Backend, HostTensor, OutputSignature, Program, SignedProgram } from '@gradfeat/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { backendForSuite } from './kernel-conformance.js';
 
 const add: Program = (k, { x, y }) => ({ z: k.add(x, y) });
 const sum = (inputs: SignedProgram['inputs'], outputs: OutputSignature = { z: inputs.x }): SignedProgram => ({
@@ -17,17 +18,7 @@ const tensor = (shape: number[]): HostTensor => ({ shape, data: new Float32Array
  */
 export function describeFeedChecks(backendName: string, makeBackend: () => Promise<Backend> | Backend): void {
   describe(`${backendName} checks feeds and outputs against the program's signature`, () => {
-    let backend: Backend | undefined;
-    beforeAll(async () => {
-      backend = await makeBackend();
-    });
-    afterAll(async () => {
-      await backend?.dispose?.();
-    });
-    const started = (): Backend => {
-      if (!backend) throw new Error(`backend ${backendName} did not start`);
-      return backend;
-    };
+    const started = backendForSuite(backendName, makeBackend);
 
     it('names a wrong, missing or extra input, and a wrong shape with the expected and the received one', async () => {
       const compiled = await started().compile(sum({ x: [-1, 3], y: [-1, 3] }), { name: 'sum' });

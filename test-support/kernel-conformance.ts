@@ -474,20 +474,31 @@ export async function compareKernelCase(
   return problems;
 }
 
+/**
+ * Called inside a describe: starts the backend before its tests and disposes of it after them.
+ * Returns what gives a test the started backend (it fails the test when the backend did not start).
+ */
+export function backendForSuite(backendName: string, makeBackend: () => Promise<Backend> | Backend): () => Backend {
+  let backend: Backend | undefined;
+  beforeAll(async () => {
+    backend = await makeBackend();
+  });
+  afterAll(async () => {
+    await backend?.dispose?.();
+  });
+  return () => {
+    if (!backend) throw new Error(`backend ${backendName} did not start`);
+    return backend;
+  };
+}
+
 export function describeKernelConformance(backendName: string, makeBackend: () => Promise<Backend>, tolerance: number): void {
   describe(`kernel conformance of ${backendName} against the float64 reference (relative error ≤ ${tolerance})`, () => {
     const reference = createReferenceBackend();
-    let backend: Backend | undefined;
-    beforeAll(async () => {
-      backend = await makeBackend();
-    });
-    afterAll(async () => {
-      await backend?.dispose?.();
-    });
+    const started = backendForSuite(backendName, makeBackend);
     for (const kernelCase of kernelConformanceCases()) {
       it(kernelCase.name, async () => {
-        if (!backend) throw new Error(`backend ${backendName} did not start`);
-        expect(await compareKernelCase(kernelCase, backend, reference, tolerance)).toEqual([]);
+        expect(await compareKernelCase(kernelCase, started(), reference, tolerance)).toEqual([]);
       });
     }
   });

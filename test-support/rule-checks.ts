@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   BATCH,
   type Backend,
@@ -27,7 +27,7 @@ import {
   type Tangent,
 } from '../packages/core/src/index.js';
 import { Rng } from '../packages/core/src/random.js';
-import { convAttrs, uniformTensor } from './kernel-conformance.js';
+import { backendForSuite, convAttrs, uniformTensor } from './kernel-conformance.js';
 
 /**
  * Backend-neutral checks of every op's rules, run as Programs so that they work on eager and graph
@@ -484,17 +484,7 @@ export function describeRuleChecks(backendName: string, makeBackend: () => Promi
     throw new Error(`rule checks: step ε = ${step} must be in (0, ${KINK_MARGIN / 2}) so that perturbations stay clear of kinks`);
   }
   describe(`op rules on ${backendName} (${describeTolerances(tolerances)})`, () => {
-    let backend: Backend | undefined;
-    beforeAll(async () => {
-      backend = await makeBackend();
-    });
-    afterAll(async () => {
-      await backend?.dispose?.();
-    });
-    const started = (): Backend => {
-      if (!backend) throw new Error(`backend ${backendName} did not start`);
-      return backend;
-    };
+    const started = backendForSuite(backendName, makeBackend);
 
     for (const ruleCase of ruleCases()) {
       describe(ruleCase.name, () => {
