@@ -45,10 +45,11 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly blocked?: BlockedLayout;
   private readonly constants = new Map<HostTensor, SymbolicTensor>();
   private readonly scalars = new Map<number, SymbolicTensor>();
+  private readonly scalarValues = new Map<SymbolicTensor, number>();
   /** Constants whose values are all one number, with that number. */
   private readonly uniformConstants = new Map<SymbolicTensor, number>();
   /** Clip nodes with one bound, so that a second bound on their result makes one Clip with both. */
-  private readonly halfClips = new Map<SymbolicTensor, { input: SymbolicTensor; limits: readonly [string, string] }>();
+  private readonly halfClips = new Map<SymbolicTensor, { input: SymbolicTensor; low?: SymbolicTensor; high?: SymbolicTensor }>();
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
@@ -100,6 +101,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (!handle) {
       handle = this.values.create([], { plain: this.graph.floatScalar(value) });
       this.scalars.set(value, handle);
+      this.scalarValues.set(handle, value);
     }
     return handle;
   }
@@ -149,28 +151,23 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private clipped(x: SymbolicTensor, bound: SymbolicTensor, side: 'min' | 'max'): SymbolicTensor | undefined {
     if (bound.shape.length !== 0 || x.shape.length === 0) return undefined;
     const half = this.halfClips.get(x);
-    const [low, high] = half?.limits ?? ['', ''];
-    const merged =
-      half &&
-      (side === 'min'
-        ? low === '' && this.ordered(this.values.plain(bound), high)
-        : high === '' && this.ordered(low, this.values.plain(bound)));
-    const limits: [string, string] =
-      side === 'min' ? [this.values.plain(bound), merged ? high : ''] : [merged ? low : '', this.values.plain(bound)];
+    const bounds = side === 'min' ? { low: bound, high: half?.high } : { low: half?.low, high: bound };
+    // Clip(Clip(x, low), ·, high) is Clip(x, low, high) when low ≤ high (both scalars of this trace).
+    const merged = half !== undefined && half[side === 'min' ? 'low' : 'high'] === undefined && this.ordered(bounds.low, bounds.high);
     const input = merged ? half.input : x;
+    const limits = merged ? bounds : side === 'min' ? { low: bound } : { high: bound };
+    const names = [limits.low ? this.values.plain(limits.low) : '', limits.high ? this.values.plain(limits.high) : ''];
     const layouts = this.values.layoutsOf(input);
     const result =
       layouts.plain === undefined && layouts.blocked !== undefined
-        ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...limits]) })
-        : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...limits]) });
-    if (!merged) this.halfClips.set(result, { input, limits });
+        ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...names]) })
+        : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...names]) });
+    if (!merged) this.halfClips.set(result, { input, ...limits });
     return result;
   }
 
-  /** Whether scalar bounds (by ONNX name) satisfy low ≤ high, under which a Clip of a Clip is one Clip with both bounds. */
-  private ordered(low: string, high: string): boolean {
-    const scalarNamed = (bound: string) => [...this.scalars].find(([, handle]) => this.values.own(handle).plain === bound)?.[0];
-    const [a, b] = [scalarNamed(low), scalarNamed(high)];
+  private ordered(low: SymbolicTensor | undefined, high: SymbolicTensor | undefined): boolean {
+    const [a, b] = [low && this.scalarValues.get(low), high && this.scalarValues.get(high)];
     return a !== undefined && b !== undefined && a <= b;
   }
 

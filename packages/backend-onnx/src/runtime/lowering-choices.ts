@@ -23,7 +23,7 @@ const POINTWISE_PRODUCT = 2 ** 16;
 const SMALL_PRODUCT = 2 ** 17;
 
 /** One input channel per group: a depthwise conv (with a channel multiplier when outPerGroup > 1). */
-export function isDepthwise(geometry: ConvGeometry): boolean {
+function isDepthwise(geometry: ConvGeometry): boolean {
   return geometry.attrs.groups > 1 && geometry.inPerGroup === 1;
 }
 
