@@ -51,35 +51,37 @@ export function oneSession(session: InferenceSession): SessionSource {
  */
 export function sessionPerBatchSize(create: (batch: number) => Promise<InferenceSession>, capacity = 4): SessionSource {
   const sessions = new Map<number, { session: Promise<InferenceSession>; runs: number }>();
+  const release = (session: Promise<InferenceSession>) => void session.then((s) => s.release()).catch(() => undefined);
   const releaseIdle = () => {
     for (const [batch, entry] of sessions) {
       if (sessions.size <= capacity) break;
       if (entry.runs > 0) continue;
       sessions.delete(batch);
-      void entry.session.then((session) => session.release()).catch(() => undefined);
+      release(entry.session);
     }
+  };
+  const start = (batch: number) => {
+    const session = create(batch);
+    // A session that could not be created is not kept, so the next batch of that size tries again.
+    session.catch(() => sessions.get(batch)?.session === session && sessions.delete(batch));
+    return { session, runs: 0 };
   };
   return {
     async use(batch, use) {
-      let entry = sessions.get(batch);
-      if (entry) sessions.delete(batch);
-      else entry = { session: create(batch), runs: 0 };
+      const entry = sessions.get(batch) ?? start(batch);
       // Map order is recency order: the entry goes to the end.
+      sessions.delete(batch);
       sessions.set(batch, entry);
       entry.runs++;
       try {
         return await use(await entry.session);
-      } catch (error) {
-        // A session that could not be created is not kept, so the next batch of that size tries again.
-        if (sessions.get(batch) === entry) await entry.session.catch(() => sessions.delete(batch));
-        throw error;
       } finally {
         entry.runs--;
         releaseIdle();
       }
     },
     release() {
-      for (const { session } of sessions.values()) void session.then((s) => s.release()).catch(() => undefined);
+      for (const { session } of sessions.values()) release(session);
       sessions.clear();
     },
   };
