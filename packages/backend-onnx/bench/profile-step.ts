@@ -44,7 +44,11 @@ for (const workload of workloads) {
   const result = await runBenchmark(backend, workload, { runs, warmup: 2 });
   const directory = tmpdir();
   const files = readdirSync(directory).filter((f) => join(directory, f).startsWith(prefix));
-  const events: ProfileEvent[] = files.flatMap((f) => JSON.parse(readFileSync(join(directory, f), 'utf8')));
+  // One file per session: keep the measured session's (the one that ran most), not the setup programs'.
+  const runsOf = (events: ProfileEvent[]) => events.filter((e) => e.cat === 'Session' && e.name === 'model_run').length;
+  const events: ProfileEvent[] = files
+    .map((f) => JSON.parse(readFileSync(join(directory, f), 'utf8')) as ProfileEvent[])
+    .reduce((best, next) => (runsOf(next) > runsOf(best) ? next : best), []);
   if (!process.env.KEEP_PROFILE) for (const f of files) rmSync(join(directory, f));
   // The warm-up runs grow ONNX Runtime's memory arena (page faults on first touch): leave them out.
   const warmup = 2;

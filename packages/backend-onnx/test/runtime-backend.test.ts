@@ -381,6 +381,59 @@ describe('NCHWc lowering', () => {
     expect(relativeError(actual.dw.data, expected.dw.data).relative).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
   });
 
+  it("sums a conv's bias gradient over dy's channels-first rows when its filter gradient made them", async () => {
+    const pointwise: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
+    const inputs = { x: wave([3, 256, 3, 2], 1), dy: wave([3, 256, 3, 2], 2) };
+    const program: SignedProgram = {
+      program: (k, { x, dy }) => ({
+        dw: k.conv2dBackpropFilter(x, dy, [256, 256, 1, 1], pointwise),
+        db: k.sum(dy, [0, 2, 3], false),
+        kept: k.sum(dy, [0, 2, 3], true),
+      }),
+      inputs: inputShapesOf(inputs, ['x', 'dy']),
+      outputs: { dw: [256, 256, 1, 1], db: [256], kept: [1, 256, 1, 1] },
+    };
+    const { model } = traceProgram(program, { name: 'bias gradient', nchwcBlockSize: 16 });
+    const nodes = onnxProto.onnx.ModelProto.decode(model).graph?.node ?? [];
+    // Only x and dy move to channels-first; both sums read dy's [C, N·h·w] rows along their axis 1.
+    expect(opCounts(model).get('Transpose')).toBe(2);
+    const producer = new Map(nodes.flatMap((node) => (node.output ?? []).map((name) => [name, node] as const)));
+    const sums = nodes.filter((node) => node.opType === 'ReduceSum');
+    expect(sums).toHaveLength(2);
+    for (const sum of sums) {
+      const rows = producer.get(sum.input?.[0] ?? '');
+      expect(rows?.opType).toBe('Reshape');
+      expect(producer.get(rows?.input?.[0] ?? '')?.opType).toBe('Transpose');
+    }
+    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'bias gradient');
+    for (const name of ['dw', 'db', 'kept']) {
+      expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    }
+  });
+
+  it.each([8, 16])(
+    "takes a 3×3 filter gradient's channels-last rows through the blocked layout (blocks of %i), not an element-wise Transpose",
+    async (block) => {
+      const inputs = { x: wave([2, 16, 6, 5], 3), dy: wave([2, 16, 6, 5], 4) };
+      const program: SignedProgram = {
+        program: (k, { x, dy }) => ({ dw: k.conv2dBackpropFilter(x, dy, [16, 16, 3, 3], same) }),
+        inputs: inputShapesOf(inputs, ['x', 'dy']),
+        outputs: { dw: [16, 16, 3, 3] },
+      };
+      const nodes = onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'channels-last rows', nchwcBlockSize: block }).model).graph?.node ?? [];
+      const toChannelsLast = (node: (typeof nodes)[number]) =>
+        node.opType === 'Transpose' && node.attribute?.some((a) => a.name === 'perm' && a.ints?.join() === '0,2,3,1');
+      expect(nodes.filter(toChannelsLast)).toEqual([]);
+      expect(nodes.filter((node) => node.opType === 'ReorderOutput')).toHaveLength(2);
+      const backend = await createOnnxBackend();
+      if (backend.nchwcBlockSize !== block) return;
+      const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+      const actual = await runProgramOnce(backend, program, inputs, 'channels-last rows');
+      expect(relativeError(actual.dw.data, expected.dw.data).relative).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    },
+  );
+
   it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {
     const counts = opCounts(traceProgram(blockedHead, { name: 'portable head' }).model);
     expect([...counts.keys()].filter((op) => op.includes('.'))).toEqual([]);

@@ -36,6 +36,31 @@ describe('optimisers', () => {
     expect(state.w[0][0]).toBeCloseTo(1.5, 6);
   });
 
+  it("Adam follows torch.optim.Adam's update over many steps, weight decay included (float64 reference, 1e-6 relative)", () => {
+    const config = { kind: 'adam', learningRate: 0.003, beta1: 0.5, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01 } as const;
+    const start = [0.7, -1.3, 0.02, 5];
+    const params = new Map([['w', param(start)]]);
+    const state: OptimiserState = {};
+    // torch.optim.Adam (1.13): g += λw; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
+    // w −= (η / (1−β1ᵗ))·m / (√v / √(1−β2ᵗ) + ε), with m and v stored as float32.
+    const w = [...start];
+    const m = [0, 0, 0, 0];
+    const v = [0, 0, 0, 0];
+    for (let step = 1; step <= 200; step++) {
+      const grad = w.map((wi, i) => Math.fround(Math.sin(step * (i + 1)) + 0.3 * wi));
+      applyUpdate(config, params, new Map([['w', Float32Array.from(grad)]]), state, config.learningRate, step);
+      for (let i = 0; i < w.length; i++) {
+        const g = grad[i] + config.weightDecay * w[i];
+        m[i] = Math.fround(config.beta1 * m[i] + (1 - config.beta1) * g);
+        v[i] = Math.fround(config.beta2 * v[i] + (1 - config.beta2) * g * g);
+        const stepSize = config.learningRate / (1 - config.beta1 ** step);
+        w[i] = Math.fround(w[i] - (stepSize * m[i]) / (Math.sqrt(v[i]) / Math.sqrt(1 - config.beta2 ** step) + config.epsilon));
+      }
+    }
+    const actual = (params.get('w') as HostTensor).data;
+    for (let i = 0; i < w.length; i++) expect(Math.abs(actual[i] - w[i]) / Math.abs(w[i])).toBeLessThanOrEqual(1e-6);
+  });
+
   it('halves the learning rate every K steps and clips the global gradient norm', () => {
     const config = { kind: 'sgd', learningRate: 0.8 } as const;
     expect([0, 9, 10, 25].map((s) => learningRateAt(config, { halveEvery: 10 }, s))).toEqual([0.8, 0.8, 0.4, 0.2]);

@@ -414,7 +414,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         return this.perGroup(geometry, (group) => this.conv2dBackpropFilter(group.x(x), group.dy(dy), group.filterShape, group.attrs), 0);
       case 'pointwise-channels-first': {
         // [O, N·h·w]·[C, N·h·w]ᵀ
-        const product = this.graph.node('Gemm', [this.channelsFirst(dy), this.channelsFirst(x)], {
+        const product = this.graph.node('Gemm', [this.values.channelsFirst(dy), this.values.channelsFirst(x)], {
           attributes: [attribute.int('transB', 1)],
         });
         return gradient(this.graph.node('Reshape', [product, this.int64s(filterShape)]));
@@ -465,17 +465,6 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     // [kh·kw, C] → [C, 1, kh, kw]
     const channelMajor = this.graph.node('Transpose', [tapMajor], { attributes: [attribute.ints('perm', [1, 0])] });
     return this.graph.node('Reshape', [channelMajor, this.int64s([channels, 1, ...geometry.kernel])]);
-  }
-
-  /**
-   * x [N, C, h, w] as [C, N·h·w]: a transpose that moves whole images of a channel (h·w floats at a
-   * time), several times faster than the element-wise one to channels-last.
-   */
-  private channelsFirst(x: SymbolicTensor): string {
-    const [, c, h, w] = x.shape;
-    const images = this.graph.node('Reshape', [this.values.plain(x), this.int64s([-1, c, h * w])]);
-    const swapped = this.graph.node('Transpose', [images], { attributes: [attribute.ints('perm', [1, 0, 2])] });
-    return this.graph.node('Reshape', [swapped, this.int64s([c, -1])]);
   }
 
   /** aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K = batch·pixels, in `rowSumChunks` chunks. */
@@ -647,6 +636,12 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     // the result (one pixel per channel) has the same memory in plain layout.
     // The batch is summed after the pixels: one reduction over both axes at once is several times slower.
     const spatial = reduced.includes(2) && reduced.includes(3) && !reduced.includes(1);
+    // A per-channel sum (a conv's bias gradient) of a value laid out channels-first already (for its
+    // filter gradient) reduces contiguous rows: [256, 3136] takes a third of the time of NHWC or NCHWc.
+    const channelsFirst = this.values.own(x).channelsFirst;
+    if (channelsFirst !== undefined && spatial && reduced.includes(0)) {
+      return this.values.create(shape, { plain: this.graph.node('Reshape', [emit(channelsFirst, [1]), this.int64s(shape)]) });
+    }
     if (this.blocked && spatial && this.values.awayFromPlain(x) && this.blocked.holds(x.shape)) {
       const pixels = emit(this.blocked.view(this.values.blocked(x), x.shape), [2, 3]);
       const all = reduced.includes(0) ? emit(pixels, [0]) : pixels;
