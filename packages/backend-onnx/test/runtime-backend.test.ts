@@ -412,6 +412,28 @@ describe('NCHWc lowering', () => {
     }
   });
 
+  it("flips a run-time filter and moves its gradient's taps last as GEMMs with permutation matrices, with the reference numbers", async () => {
+    const inputs = { x: wave([2, 16, 6, 5], 5), w: wave([16, 16, 3, 3], 6), dy: wave([2, 16, 6, 5], 7) };
+    const program: SignedProgram = {
+      program: (k, { x, w, dy }) => ({
+        dx: k.conv2dBackpropInput(dy, w, [6, 5], same),
+        dw: k.conv2dBackpropFilter(x, dy, [16, 16, 3, 3], same),
+      }),
+      inputs: inputShapesOf(inputs, ['x', 'dy']),
+      outputs: { dx: [-1, 16, 6, 5], dw: [16, 16, 3, 3] },
+    };
+    const graph = onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'tap permutations', nchwcBlockSize: 16 }).model).graph;
+    const nineByNine = new Set((graph?.initializer ?? []).filter((t) => t.dims?.map(Number).join() === '9,9').map((t) => t.name));
+    const nodes = graph?.node ?? [];
+    expect(nodes.filter((node) => node.opType === 'Slice')).toEqual([]);
+    expect(nodes.filter((node) => node.opType === 'MatMul' && nineByNine.has(node.input?.[1] ?? ''))).toHaveLength(2);
+    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'tap permutations');
+    for (const name of ['dx', 'dw']) {
+      expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    }
+  });
+
   it.each([8, 16])(
     "takes a 3×3 filter gradient's channels-last rows through the blocked layout (blocks of %i), not an element-wise Transpose",
     async (block) => {

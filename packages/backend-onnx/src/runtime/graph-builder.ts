@@ -382,8 +382,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const grouped = this.graph.node('Reshape', [this.values.plain(w), this.int64s([groups, outPerGroup, inPerGroup, kh, kw])]);
     const swapped = this.graph.node('Transpose', [grouped], { attributes: [attribute.ints('perm', [0, 2, 1, 3, 4])] });
     const transposed = this.graph.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
-    const reversed = [this.int64s([-1, -1]), this.int64s([-TO_THE_END, -TO_THE_END]), this.int64s([2, 3]), this.int64s([-1, -1])];
-    const flippedName = kh * kw === 1 ? transposed : this.graph.node('Slice', [transposed, ...reversed]);
+    const taps = kh * kw;
+    // Flipping both spatial axes reverses the flat tap index.
+    const flippedName = taps === 1 ? transposed : this.permuteTaps(transposed, [groups * inPerGroup, outPerGroup, kh, kw], { reverse: true });
     const flipped = this.values.create([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
     const [top, left, bottom, right] = flippedPads;
     return this.conv2d(dy, flipped, undefined, { strides: [1, 1], dilations, groups, pads: [top, left, bottom, right] });
@@ -432,12 +433,32 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
                 { attributes: [attribute.int('axis', 1)] },
               );
         // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
-        const channelMajor = this.graph.node('Transpose', [this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])])], {
-          attributes: [attribute.ints('perm', [0, 2, 1])],
-        });
-        return gradient(this.graph.node('Reshape', [channelMajor, this.int64s(filterShape)]));
+        return gradient(this.permuteTaps(this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])]), filterShape, { fromTapMajor: true }));
       }
     }
+  }
+
+  /**
+   * A filter's taps reordered as a GEMM with a permutation matrix: `x` viewed as rows of its kh·kw
+   * taps times the anti-identity (`reverse`: both spatial axes flipped), or `x` [O, taps, C] read
+   * transposed times the identity (`fromTapMajor`: [O, C, taps]). MLAS runs it several times faster
+   * than the Transpose or negative-step Slice that move single floats ([512, 512, 3, 3]: about 1
+   * against 3-8 ms). Finite values come out exactly (one input times 1 plus zeros); an infinite one
+   * turns its row's other taps into NaN, which only a diverged step has. Returns `shape`.
+   */
+  private permuteTaps(x: string, shape: readonly number[], how: { reverse?: boolean; fromTapMajor?: boolean }): string {
+    const taps = shape[2] * shape[3];
+    const permutation = this.graph.floatConstant(`tap permutation ${taps} ${how.reverse ? 'reversed' : 'identity'}`, () =>
+      hostTensor(
+        [taps, taps],
+        Float32Array.from({ length: taps * taps }, (_, i) => (Math.floor(i / taps) === (how.reverse ? taps - 1 - (i % taps) : i % taps) ? 1 : 0)),
+      ),
+    );
+    // ONNX Runtime fuses the Transpose into the MatMul (its A operand read transposed).
+    const rows = how.fromTapMajor
+      ? this.graph.node('Transpose', [x], { attributes: [attribute.ints('perm', [0, 2, 1])] })
+      : this.graph.node('Reshape', [x, this.int64s([-1, taps])]);
+    return this.graph.node('Reshape', [this.graph.node('MatMul', [rows, permutation]), this.int64s(shape)]);
   }
 
   /**
