@@ -434,6 +434,27 @@ describe('NCHWc lowering', () => {
     }
   });
 
+  it("multiplies a large filter gradient's dy channels-first, neither GEMM operand transposed, with the reference numbers", async () => {
+    const inputs = { x: wave([2, 128, 3, 4], 8), dy: wave([2, 128, 3, 4], 9) };
+    const program: SignedProgram = {
+      program: (k, { x, dy }) => ({ dw: k.conv2dBackpropFilter(x, dy, [128, 128, 3, 3], same), db: k.sum(dy, [0, 2, 3], false) }),
+      inputs: inputShapesOf(inputs, ['x', 'dy']),
+      outputs: { dw: [128, 128, 3, 3], db: [128] },
+    };
+    const nodes = onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'large filter gradient', nchwcBlockSize: 16 }).model).graph?.node ?? [];
+    const producer = new Map(nodes.flatMap((node) => (node.output ?? []).map((name) => [name, node] as const)));
+    const gemms = nodes.filter((node) => node.opType === 'Gemm');
+    expect(gemms).toHaveLength(1);
+    expect(gemms[0].attribute ?? []).toEqual([]);
+    const dyChannelsFirst = producer.get(gemms[0].input?.[0] ?? '');
+    expect(producer.get(dyChannelsFirst?.input?.[0] ?? '')?.opType).toBe('Transpose');
+    const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+    const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'large filter gradient');
+    for (const name of ['dw', 'db']) {
+      expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    }
+  });
+
   it.each([8, 16])(
     "takes a 3×3 filter gradient's channels-last rows through the blocked layout (blocks of %i), not an element-wise Transpose",
     async (block) => {

@@ -422,14 +422,13 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       }
       case 'im2col-gemm':
       case 'per-tap-gemm': {
-        // dy laid out [N·Ho·Wo, O] times x's im2col matrix, whole or one tap at a time.
-        const dyRows = this.graph.node('Reshape', [this.values.channelsLast(dy), this.int64s([-1, out])]);
+        // dyᵀ times x's im2col matrix, whole or one tap at a time.
         const tapMajor =
           lowering === 'im2col-gemm'
-            ? this.rowSum([dyRows, out], [this.columns(x, geometry), taps * c], ho * wo)
+            ? this.dyTimesRows(dy, [this.columns(x, geometry), taps * c])
             : this.graph.node(
                 'Concat',
-                Array.from({ length: taps }, (_, tap) => this.rowSum([dyRows, out], [this.gather(x, geometry, [tap]), c], ho * wo)),
+                Array.from({ length: taps }, (_, tap) => this.dyTimesRows(dy, [this.gather(x, geometry, [tap]), c])),
                 { attributes: [attribute.int('axis', 1)] },
               );
         // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
@@ -488,13 +487,21 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     return this.graph.node('Reshape', [channelMajor, this.int64s([channels, 1, ...geometry.kernel])]);
   }
 
-  /** aᵀ·b for a [K, M] and b [K, N] (each given with its column count) whose rows are pixels, K = batch·pixels, in `rowSumChunks` chunks. */
-  private rowSum([a, aColumns]: [string, number], [b, bColumns]: [string, number], pixelsPerImage: number): string {
-    const chunks = rowSumChunks(aColumns, bColumns, pixelsPerImage);
-    if (chunks === undefined) return this.graph.node('Gemm', [a, b], { attributes: [attribute.int('transA', 1)] });
-    const chunked = (rows: string, columns: number) => this.graph.node('Reshape', [rows, this.int64s([chunks, -1, columns])]);
-    const aT = this.graph.node('Transpose', [chunked(a, aColumns)], { attributes: [attribute.ints('perm', [0, 2, 1])] });
-    const partial = this.graph.node('MatMul', [aT, chunked(b, bColumns)]);
+  /**
+   * dyᵀ·rows for dy [N, O, h, w] and rows [K, columns] whose rows are dy's pixels (K = N·h·w): a
+   * filter gradient's long GEMM. Whole, it reads dy channels-first, [O, K]·[K, columns] with neither
+   * operand transposed, which MLAS runs 15-20 % faster than reading dy's channels-last rows
+   * transposed (ResNet-18 layer4: 50 against 62 ms). Split into `rowSumChunks` chunks of rows (summed
+   * afterwards), the chunks' own channels-first copies would cost as much as that gains.
+   */
+  private dyTimesRows(dy: SymbolicTensor, [rows, columns]: [string, number]): string {
+    const [, out, h, w] = dy.shape;
+    const chunks = rowSumChunks(out, columns, h * w);
+    if (chunks === undefined) return this.graph.node('Gemm', [this.values.channelsFirst(dy), rows]);
+    const dyRows = this.graph.node('Reshape', [this.values.channelsLast(dy), this.int64s([-1, out])]);
+    const chunked = (matrix: string, width: number) => this.graph.node('Reshape', [matrix, this.int64s([chunks, -1, width])]);
+    const dyT = this.graph.node('Transpose', [chunked(dyRows, out)], { attributes: [attribute.ints('perm', [0, 2, 1])] });
+    const partial = this.graph.node('MatMul', [dyT, chunked(rows, columns)]);
     return this.graph.node('ReduceSum', [partial, this.int64s([0])], { attributes: [attribute.int('keepdims', 0)] });
   }
 

@@ -79,10 +79,10 @@ export function filterGradientLowering(geometry: ConvGeometry, nchwc: NchwcAlgor
 }
 
 /**
- * How many chunks of contiguous rows a GEMM aᵀ·b with K = batch·pixels is split into (summed
- * afterwards), or undefined for one GEMM. When M·N is small, ONNX Runtime spreads a batch of GEMMs
- * over its threads, and a single GEMM with so long a K and so few columns is 2-5× slower; for a large
- * product, summing the chunks' products would cost a pass over them all.
+ * How many chunks of contiguous rows a filter gradient's GEMM dyᵀ·rows with K = batch·pixels is split
+ * into (summed afterwards), or undefined for one GEMM. When M·N is small, ONNX Runtime spreads a batch
+ * of GEMMs over its threads, and a single GEMM with so long a K and so few columns is 2-5× slower;
+ * for a large product, summing the chunks' products would cost a pass over them all.
  */
 export function rowSumChunks(aColumns: number, bColumns: number, pixelsPerImage: number): number | undefined {
   if (aColumns * bColumns > SMALL_PRODUCT) return undefined;
