@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  allFinite,
   createReferenceBackend,
   DivergenceMonitor,
   initialTrainState,
@@ -70,6 +71,21 @@ describe('divergence', () => {
     expect(() => new DivergenceMonitor('full', 100, []).observe(1, Number.NaN, new Map())).toThrow(
       'full: training diverged at step 1: the loss is NaN',
     );
+  });
+
+  it('finds a non-finite gradient value wherever it is, and takes the largest floats, −0 and denormals as finite', () => {
+    for (let length = 1; length <= 9; length++) {
+      const values = Float32Array.from({ length }, (_, i) => [3.4e38, -3.4e38, -0, 1e-45, 0.5][i % 5]);
+      expect(allFinite(values), `length ${length}`).toBe(true);
+      for (let at = 0; at < length; at++) {
+        for (const bad of [Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN]) {
+          const copy = values.slice();
+          copy[at] = bad;
+          expect(allFinite(copy), `${bad} at ${at} of ${length}`).toBe(false);
+        }
+      }
+    }
+    expect(allFinite(new Float32Array(0))).toBe(true);
   });
 
   it('tolerates a short spike, takes the initial loss from a resumed history, and counts a run that ends blown up as diverged', () => {

@@ -10,6 +10,7 @@ import { recordShard, startFeatureCache, type WriteFeatureCacheOptions, writeCac
 import { openCifar } from '../src/cifar.js';
 import { float16ToFloat32, float32ToFloat16 } from '../src/float16.js';
 import { type BatchSource, ImagePipeline } from '../src/pipeline.js';
+import { verifyShards } from '../src/shard-verify.js';
 import { selectTargets } from '../src/targets.js';
 import type { Targets } from '../src/types.js';
 import { CACHE_KEY as KEY, labels, memorySource, smallCacheOptions as options, temporaryDirectory, trunk } from './helpers.js';
@@ -170,6 +171,17 @@ describe('feature cache', () => {
     );
     await writeFile(shard, bytes.subarray(0, 100));
     await expect(openFeatureCache(directory, KEY)).rejects.toThrow(`${shard}: has 100 bytes, the manifest says 288`);
+  });
+
+  it('hashes a shard larger than its read buffers whole, and catches a byte flipped near its end', async () => {
+    // 10 MB: two full 4 MB chunks and a partial one, read into two alternating buffers.
+    const bytes = Buffer.from(Float32Array.from({ length: 2.5 * 1024 * 1024 }, (_, i) => Math.sin(i)).buffer);
+    const shard = { file: `big-shard-${run}.bin`, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
+    await writeFile(join(root, shard.file), bytes);
+    expect(await verifyShards(root, [shard])).toMatchObject({ shards: 1, bytes: bytes.length });
+    bytes[bytes.length - 3] ^= 0x01;
+    await writeFile(join(root, shard.file), bytes);
+    await expect(verifyShards(root, [shard])).rejects.toThrow(`${join(root, shard.file)}: checksum does not match the manifest`);
   });
 
   it('catches rows zeroed in place (same size) before training reads any, and reports what verifying cost', async () => {
