@@ -441,7 +441,9 @@ describe('NCHWc lowering', () => {
       inputs: inputShapesOf(inputs, ['x', 'dy']),
       outputs: { dw: [128, 128, 3, 3], db: [128] },
     };
-    const nodes = onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'large filter gradient', nchwcBlockSize: 16 }).model).graph?.node ?? [];
+    const nodes =
+      onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'large filter gradient', nchwcBlockSize: 16 }).model).graph?.node ??
+      [];
     const producer = new Map(nodes.flatMap((node) => (node.output ?? []).map((name) => [name, node] as const)));
     const gemms = nodes.filter((node) => node.opType === 'Gemm');
     expect(gemms).toHaveLength(1);
@@ -464,7 +466,9 @@ describe('NCHWc lowering', () => {
         inputs: inputShapesOf(inputs, ['x', 'dy']),
         outputs: { dw: [16, 16, 3, 3] },
       };
-      const nodes = onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'channels-last rows', nchwcBlockSize: block }).model).graph?.node ?? [];
+      const nodes =
+        onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'channels-last rows', nchwcBlockSize: block }).model).graph?.node ??
+        [];
       const toChannelsLast = (node: (typeof nodes)[number]) =>
         node.opType === 'Transpose' && node.attribute?.some((a) => a.name === 'perm' && a.ints?.join() === '0,2,3,1');
       expect(nodes.filter(toChannelsLast)).toEqual([]);

@@ -384,7 +384,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const transposed = this.graph.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
     const taps = kh * kw;
     // Flipping both spatial axes reverses the flat tap index.
-    const flippedName = taps === 1 ? transposed : this.permuteTaps(transposed, [groups * inPerGroup, outPerGroup, kh, kw], { reverse: true });
+    const flippedName =
+      taps === 1 ? transposed : this.permuteTaps(transposed, [groups * inPerGroup, outPerGroup, kh, kw], { reverse: true });
     const flipped = this.values.create([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
     const [top, left, bottom, right] = flippedPads;
     return this.conv2d(dy, flipped, undefined, { strides: [1, 1], dilations, groups, pads: [top, left, bottom, right] });
@@ -432,7 +433,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
                 { attributes: [attribute.int('axis', 1)] },
               );
         // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
-        return gradient(this.permuteTaps(this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])]), filterShape, { fromTapMajor: true }));
+        return gradient(
+          this.permuteTaps(this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])]), filterShape, { fromTapMajor: true }),
+        );
       }
     }
   }
@@ -450,7 +453,9 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const permutation = this.graph.floatConstant(`tap permutation ${taps} ${how.reverse ? 'reversed' : 'identity'}`, () =>
       hostTensor(
         [taps, taps],
-        Float32Array.from({ length: taps * taps }, (_, i) => (Math.floor(i / taps) === (how.reverse ? taps - 1 - (i % taps) : i % taps) ? 1 : 0)),
+        Float32Array.from({ length: taps * taps }, (_, i) =>
+          Math.floor(i / taps) === (how.reverse ? taps - 1 - (i % taps) : i % taps) ? 1 : 0,
+        ),
       ),
     );
     // ONNX Runtime fuses the Transpose into the MatMul (its A operand read transposed).
