@@ -457,6 +457,38 @@ describe('NCHWc lowering', () => {
     }
   });
 
+  it("folds a conv's ReLU6 into the conv when its backward mask can read the ReLU6's output, with the reference numbers", async () => {
+    const inputs = { x: wave([2, 16, 5, 4], 10), w: wave([16, 16, 3, 3], 11), dy: wave([2, 16, 5, 4], 12) };
+    const relu6Step = (returnPreActivation: boolean): SignedProgram => ({
+      program: (k, { x, w, dy }) => {
+        const pre = k.conv2d(x, w, undefined, same);
+        const y = k.minimum(k.maximum(pre, k.scalar(0)), k.scalar(6));
+        const mask = k.mul(k.greater(pre, k.scalar(0)), k.less(pre, k.scalar(6)));
+        return { y, dx: k.conv2dBackpropInput(k.mul(dy, mask), w, [5, 4], same), ...(returnPreActivation ? { pre } : {}) };
+      },
+      inputs: inputShapesOf(inputs, ['x', 'dy']),
+      outputs: { y: [-1, 16, 5, 4], dx: [-1, 16, 5, 4], ...(returnPreActivation ? { pre: [-1, 16, 5, 4] } : {}) },
+    });
+    const nodesOf = (program: SignedProgram) =>
+      onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'relu6', nchwcBlockSize: 16 }).model).graph?.node ?? [];
+    const activations = (nodes: ReturnType<typeof nodesOf>) =>
+      nodes.flatMap((node) => node.attribute?.filter((a) => a.name === 'activation_params').map((a) => a.floats) ?? []);
+    const folded = nodesOf(relu6Step(false));
+    expect(folded.filter((node) => node.opType === 'Clip')).toEqual([]);
+    expect(activations(folded)).toEqual([[0, 6]]);
+    // A pre-activation read elsewhere (here returned) keeps its Clip.
+    const kept = nodesOf(relu6Step(true));
+    expect(kept.filter((node) => node.opType === 'Clip')).toHaveLength(1);
+    expect(activations(kept)).toEqual([]);
+    for (const program of [relu6Step(false), relu6Step(true)]) {
+      const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+      const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'relu6');
+      for (const name of Object.keys(expected)) {
+        expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      }
+    }
+  });
+
   it.each([8, 16])(
     "takes a 3×3 filter gradient's channels-last rows through the blocked layout (blocks of %i), not an element-wise Transpose",
     async (block) => {

@@ -50,6 +50,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly uniformConstants = new Map<SymbolicTensor, number>();
   /** Clip nodes with one bound, so that a second bound on their result makes one Clip with both. */
   private readonly halfClips = new Map<SymbolicTensor, { input: SymbolicTensor; low?: SymbolicTensor; high?: SymbolicTensor }>();
+  /** The latest Clip of each clipped value, with its bounds (±∞ when absent). */
+  private readonly clipsOf = new Map<SymbolicTensor, { clipped: SymbolicTensor; low: number; high: number }>();
   private readonly maxPoolIndices = new Map<string, string>();
   /** im2col matrices by input value and conv geometry: a conv with a run-time filter and its filter gradient share one. */
   private readonly columnMatrices = new Map<string, string>();
@@ -163,6 +165,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...names]) })
         : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...names]) });
     if (!merged) this.halfClips.set(result, { input, ...limits });
+    const valueOf = (limit: SymbolicTensor | undefined, absent: number) => (limit ? (this.scalarValues.get(limit) ?? Number.NaN) : absent);
+    this.clipsOf.set(input, { clipped: result, low: valueOf(limits.low, -Infinity), high: valueOf(limits.high, Infinity) });
     return result;
   }
 
@@ -178,7 +182,21 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    * with a float measured slower than Cast and Mul in ONNX Runtime 1.30.)
    */
   private comparison(opType: 'Greater' | 'Less', a: SymbolicTensor, b: SymbolicTensor): SymbolicTensor {
-    return this.deferCondition(this.elementwise(opType, [a, b]));
+    return this.deferCondition(this.elementwise(opType, [this.clippedAlike(opType, a, b) ?? a, b]));
+  }
+
+  /**
+   * The Clip y = clip(x, low, high) of x, when comparing y with the scalar b gives the same mask as
+   * comparing x: x > b ⇔ y > b for low ≤ b < high, and x < b ⇔ y < b for low < b ≤ high (a ReLU's
+   * or ReLU6's backward mask). Read from y, the mask leaves the conv before the Clip with no other
+   * reader, so the Clip folds into it (fuseConvActivations).
+   */
+  private clippedAlike(opType: 'Greater' | 'Less', x: SymbolicTensor, b: SymbolicTensor): SymbolicTensor | undefined {
+    const clip = this.clipsOf.get(x);
+    const value = this.scalarValues.get(b);
+    if (!clip || value === undefined) return undefined;
+    const same = opType === 'Greater' ? clip.low <= value && value < clip.high : clip.low < value && value <= clip.high;
+    return same ? clip.clipped : undefined;
   }
 
   private deferCondition(booleans: SymbolicTensor): SymbolicTensor {

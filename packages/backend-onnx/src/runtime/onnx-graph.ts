@@ -1,4 +1,5 @@
 import { type HostTensor, hostTensor } from '@gradfeat/core/engine';
+import { fuseConvActivations } from './conv-activations.js';
 import {
   type AttributeProto,
   encodeModel,
@@ -31,6 +32,8 @@ export class OnnxGraph {
   private readonly usedNames = new Set<string>();
   private readonly constantNames = new Set<string>();
   private readonly derivedConstants = new Map<string, string>();
+  /** Float scalar initializers by name, with their values. */
+  private readonly scalarValues = new Map<string, number>();
   /** Output of a Reshape node → its input: a reshape of a reshape reads the original. */
   private readonly reshapeSources = new Map<string, string>();
   private nameCounter = 0;
@@ -107,7 +110,11 @@ export class OnnxGraph {
   }
 
   floatScalar(value: number): string {
-    return this.derivedConstant(`float ${Object.is(value, -0) ? '-0' : value}`, (name) => floatTensorProto(name, hostTensor([], [value])));
+    const name = this.derivedConstant(`float ${Object.is(value, -0) ? '-0' : value}`, (name) =>
+      floatTensorProto(name, hostTensor([], [value])),
+    );
+    this.scalarValues.set(name, value);
+    return name;
   }
 
   floatConstant(key: string, make: () => HostTensor): string {
@@ -125,10 +132,12 @@ export class OnnxGraph {
       for (const input of node.input ?? []) needed.add(input);
     }
     nodes.reverse();
-    const domains = new Set(nodes.flatMap((node) => (node.domain ? [node.domain] : [])));
+    const outputs = new Set(this.graphOutputs.map((output) => output.name as string));
+    const fused = fuseConvActivations(nodes, { outputs, scalarValue: (name) => this.scalarValues.get(name) });
+    const domains = new Set(fused.flatMap((node) => (node.domain ? [node.domain] : [])));
     return encodeModel({
       ...model,
-      nodes,
+      nodes: fused,
       initializers: this.initializers.filter((tensor) => needed.has(tensor.name as string)),
       inputs: this.graphInputs,
       outputs: this.graphOutputs,

@@ -26,6 +26,7 @@ export const attribute = {
   int: (name: string, value: number): AttributeProto => ({ name, type: AttributeType.INT, i: value }),
   ints: (name: string, values: readonly number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints: [...values] }),
   float: (name: string, value: number): AttributeProto => ({ name, type: AttributeType.FLOAT, f: value }),
+  floats: (name: string, values: readonly number[]): AttributeProto => ({ name, type: AttributeType.FLOATS, floats: [...values] }),
   string: (name: string, value: string): AttributeProto => ({ name, type: AttributeType.STRING, s: new TextEncoder().encode(value) }),
   tensor: (name: string, value: TensorProto): AttributeProto => ({ name, type: AttributeType.TENSOR, t: value }),
 };
