@@ -165,7 +165,8 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...names]) })
         : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...names]) });
     if (!merged) this.halfClips.set(result, { input, ...limits });
-    const boundValue = (limit: SymbolicTensor | undefined, absent: number) => (limit ? (this.scalarValues.get(limit) ?? Number.NaN) : absent);
+    const boundValue = (limit: SymbolicTensor | undefined, absent: number) =>
+      limit ? (this.scalarValues.get(limit) ?? Number.NaN) : absent;
     this.clipsOf.set(input, { clipped: result, low: boundValue(limits.low, -Infinity), high: boundValue(limits.high, Infinity) });
     return result;
   }
