@@ -1,7 +1,7 @@
 /**
  * gradfeat against PyTorch on the same machine in one go: runs ../shared/bench/bench_torch.py and
  * `gradfeat bench` alternately, REPEATS times each, and prints per workload the median of each side's
- * figures, their ratio, and the peak resident memory (gradfeat: each workload in its own process;
+ * figures, their ratio (with the range of each repeat's own ratio), and the peak resident memory (gradfeat: each workload in its own process;
  * PyTorch: its whole run). Ratios are only meaningful within one run on one machine.
  *   pnpm bench:pytorch [--repeats 3] [--runs 5] [--json] [--workload full_step_mb13 ...]
  * Needs Debian's python3-torch (apt-get install python3-torch) and ../shared; builds nothing itself,
@@ -96,6 +96,10 @@ const rows = workloads.map((workload) => {
     pytorch,
     pytorchRange: [Math.min(...theirs), Math.max(...theirs)],
     ratio: gradfeat / pytorch,
+    // Each repeat's own ratio: its PyTorch and gradfeat runs are minutes apart, not a whole run.
+    repeatRatioRange: ((ratios: number[]) => [Math.min(...ratios), Math.max(...ratios)])(
+      ours.map((r, repeat) => r.imagesPerSecond / theirs[repeat]),
+    ),
     peakRssMiB: Math.max(...ours.map((r) => r.peakRssBytes)) / 2 ** 20,
   };
 });
@@ -107,12 +111,12 @@ else {
   console.log(
     `${machine.cpu}, ${machine.cores} cores; load average ${loadBefore.toFixed(2)} before, ${machine.loadAfter.toFixed(2)} after; median of ${repeats} repeats; PyTorch ${torchRuns[0]?.torch} peak RSS ${pytorchPeakRssMiB.toFixed(0)} MiB (all workloads in one process)`,
   );
-  console.log('| workload | batch | PyTorch (images/s) | gradfeat (images/s) | ratio | gradfeat peak RSS |');
+  console.log('| workload | batch | PyTorch (images/s) | gradfeat (images/s) | ratio (per repeat) | gradfeat peak RSS |');
   console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
-  const range = ([low, high]: number[]) => `${low.toFixed(0)}–${high.toFixed(0)}`;
+  const range = ([low, high]: number[], digits = 0) => `${low.toFixed(digits)}–${high.toFixed(digits)}`;
   for (const row of rows) {
     console.log(
-      `| \`${row.workload}\` | ${row.batch} | ${row.pytorch.toFixed(0)} (${range(row.pytorchRange)}) | ${row.gradfeat.toFixed(0)} (${range(row.gradfeatRange)}) | ${row.ratio.toFixed(2)}× | ${row.peakRssMiB.toFixed(0)} MiB |`,
+      `| \`${row.workload}\` | ${row.batch} | ${row.pytorch.toFixed(0)} (${range(row.pytorchRange)}) | ${row.gradfeat.toFixed(0)} (${range(row.gradfeatRange)}) | ${row.ratio.toFixed(2)}× (${range(row.repeatRatioRange, 2)}) | ${row.peakRssMiB.toFixed(0)} MiB |`,
     );
   }
 }
