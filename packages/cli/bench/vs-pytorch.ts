@@ -83,6 +83,9 @@ for (let repeat = 0; repeat < repeats; repeat++) {
   }
 }
 
+/** The smallest and largest of some figures. */
+const extent = (values: readonly number[]): [number, number] => [Math.min(...values), Math.max(...values)];
+
 const rows = workloads.map((workload) => {
   const ours = gradfeatRuns.get(workload) as BenchResult[];
   const theirs = torchRuns.map((run) => run[workload]);
@@ -92,14 +95,12 @@ const rows = workloads.map((workload) => {
     workload,
     batch: ours[0].batch,
     gradfeat,
-    gradfeatRange: [Math.min(...ours.map((r) => r.imagesPerSecond)), Math.max(...ours.map((r) => r.imagesPerSecond))],
+    gradfeatRange: extent(ours.map((r) => r.imagesPerSecond)),
     pytorch,
-    pytorchRange: [Math.min(...theirs), Math.max(...theirs)],
+    pytorchRange: extent(theirs),
     ratio: gradfeat / pytorch,
     // Each repeat's own ratio: its PyTorch and gradfeat runs are minutes apart, not a whole run.
-    repeatRatioRange: ((ratios: number[]) => [Math.min(...ratios), Math.max(...ratios)])(
-      ours.map((r, repeat) => r.imagesPerSecond / theirs[repeat]),
-    ),
+    repeatRatioRange: extent(ours.map((r, repeat) => r.imagesPerSecond / theirs[repeat])),
     peakRssMiB: Math.max(...ours.map((r) => r.peakRssBytes)) / 2 ** 20,
   };
 });

@@ -45,7 +45,6 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
   private readonly blocked?: BlockedLayout;
   private readonly constants = new Map<HostTensor, SymbolicTensor>();
   private readonly scalars = new Map<number, SymbolicTensor>();
-  private readonly scalarValues = new Map<SymbolicTensor, number>();
   /** Constants whose values are all one number, with that number. */
   private readonly uniformConstants = new Map<SymbolicTensor, number>();
   /** Clip nodes with one bound, so that a second bound on their result makes one Clip with both. */
@@ -103,7 +102,6 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (!handle) {
       handle = this.values.create([], { plain: this.graph.floatScalar(value) });
       this.scalars.set(value, handle);
-      this.scalarValues.set(handle, value);
     }
     return handle;
   }
@@ -165,14 +163,19 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         ? this.values.create(x.shape, { blocked: this.graph.node('Clip', [layouts.blocked, ...names]) })
         : this.values.create(x.shape, { plain: this.graph.node('Clip', [this.values.plain(input), ...names]) });
     if (!merged) this.halfClips.set(result, { input, ...limits });
-    const boundValue = (limit: SymbolicTensor | undefined, absent: number) =>
-      limit ? (this.scalarValues.get(limit) ?? Number.NaN) : absent;
+    const boundValue = (limit: SymbolicTensor | undefined, absent: number) => (limit ? (this.scalarValue(limit) ?? Number.NaN) : absent);
     this.clipsOf.set(input, { clipped: result, low: boundValue(limits.low, -Infinity), high: boundValue(limits.high, Infinity) });
     return result;
   }
 
+  /** The value of a scalar this trace made with `scalar`, else undefined. */
+  private scalarValue(x: SymbolicTensor): number | undefined {
+    const name = x.shape.length === 0 ? this.values.own(x).plain : undefined;
+    return name === undefined ? undefined : this.graph.scalarValue(name);
+  }
+
   private ordered(low: SymbolicTensor | undefined, high: SymbolicTensor | undefined): boolean {
-    const [a, b] = [low && this.scalarValues.get(low), high && this.scalarValues.get(high)];
+    const [a, b] = [low && this.scalarValue(low), high && this.scalarValue(high)];
     return a !== undefined && b !== undefined && a <= b;
   }
 
@@ -194,7 +197,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    */
   private clippedAlike(opType: 'Greater' | 'Less', x: SymbolicTensor, b: SymbolicTensor): SymbolicTensor | undefined {
     const clip = this.clipsOf.get(x);
-    const value = this.scalarValues.get(b);
+    const value = this.scalarValue(b);
     if (!clip || value === undefined) return undefined;
     const same = opType === 'Greater' ? clip.low <= value && value < clip.high : clip.low < value && value <= clip.high;
     return same ? clip.clipped : undefined;
@@ -403,8 +406,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     const transposed = this.graph.node('Reshape', [swapped, this.int64s([groups * inPerGroup, outPerGroup, kh, kw])]);
     const taps = kh * kw;
     // Flipping both spatial axes reverses the flat tap index.
-    const flippedName =
-      taps === 1 ? transposed : this.permuteTaps(transposed, [groups * inPerGroup, outPerGroup, kh, kw], { reverse: true });
+    const flippedName = taps === 1 ? transposed : this.permuteTaps(transposed, [groups * inPerGroup, outPerGroup, kh, kw], 'flip');
     const flipped = this.values.create([groups * inPerGroup, outPerGroup, kh, kw], { plain: flippedName });
     const [top, left, bottom, right] = flippedPads;
     return this.conv2d(dy, flipped, undefined, { strides: [1, 1], dilations, groups, pads: [top, left, bottom, right] });
@@ -452,35 +454,34 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
                 { attributes: [attribute.int('axis', 1)] },
               );
         // [O, kh·kw·C] (tap-major) → [O, C, kh, kw]
-        return gradient(
-          this.permuteTaps(this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])]), filterShape, { fromTapMajor: true }),
-        );
+        return gradient(this.permuteTaps(this.graph.node('Reshape', [tapMajor, this.int64s([out, taps, c])]), filterShape, 'tapsLast'));
       }
     }
   }
 
   /**
    * A filter's taps reordered as a GEMM with a permutation matrix: `x` viewed as rows of its kh·kw
-   * taps times the anti-identity (`reverse`: both spatial axes flipped), or `x` [O, taps, C] read
-   * transposed times the identity (`fromTapMajor`: [O, C, taps]). MLAS runs it several times faster
+   * taps times the anti-identity ('flip': both spatial axes flipped), or `x` [O, taps, C] read
+   * transposed times the identity ('tapsLast': [O, C, taps]). MLAS runs it several times faster
    * than the Transpose or negative-step Slice that move single floats ([512, 512, 3, 3]: about 1
    * against 3-8 ms). Finite values come out exactly (one input times 1 plus zeros); an infinite one
    * turns its row's other taps into NaN, which only a diverged step has. Returns `shape`.
    */
-  private permuteTaps(x: string, shape: readonly number[], how: { reverse?: boolean; fromTapMajor?: boolean }): string {
+  private permuteTaps(x: string, shape: readonly number[], move: 'flip' | 'tapsLast'): string {
     const taps = shape[2] * shape[3];
-    const permutation = this.graph.floatConstant(`tap permutation ${taps} ${how.reverse ? 'reversed' : 'identity'}`, () =>
+    const permutation = this.graph.floatConstant(`tap permutation ${taps} ${move}`, () =>
       hostTensor(
         [taps, taps],
         Float32Array.from({ length: taps * taps }, (_, i) =>
-          Math.floor(i / taps) === (how.reverse ? taps - 1 - (i % taps) : i % taps) ? 1 : 0,
+          Math.floor(i / taps) === (move === 'flip' ? taps - 1 - (i % taps) : i % taps) ? 1 : 0,
         ),
       ),
     );
     // ONNX Runtime fuses the Transpose into the MatMul (its A operand read transposed).
-    const rows = how.fromTapMajor
-      ? this.graph.node('Transpose', [x], { attributes: [attribute.ints('perm', [0, 2, 1])] })
-      : this.graph.node('Reshape', [x, this.int64s([-1, taps])]);
+    const rows =
+      move === 'tapsLast'
+        ? this.graph.node('Transpose', [x], { attributes: [attribute.ints('perm', [0, 2, 1])] })
+        : this.graph.node('Reshape', [x, this.int64s([-1, taps])]);
     return this.graph.node('Reshape', [this.graph.node('MatMul', [rows, permutation]), this.int64s(shape)]);
   }
 

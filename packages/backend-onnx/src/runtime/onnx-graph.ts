@@ -117,6 +117,11 @@ export class OnnxGraph {
     return name;
   }
 
+  /** The value of a scalar made by `floatScalar`, by its name. */
+  scalarValue(name: string): number | undefined {
+    return this.scalarValues.get(name);
+  }
+
   floatConstant(key: string, make: () => HostTensor): string {
     return this.derivedConstant(`float tensor ${key}`, (name) => floatTensorProto(name, make()));
   }
@@ -133,7 +138,7 @@ export class OnnxGraph {
     }
     nodes.reverse();
     const outputs = new Set(this.graphOutputs.map((output) => output.name as string));
-    const fused = fuseConvActivations(nodes, { outputs, scalarValue: (name) => this.scalarValues.get(name) });
+    const fused = fuseConvActivations(nodes, { outputs, scalarValue: (name) => this.scalarValue(name) });
     const domains = new Set(fused.flatMap((node) => (node.domain ? [node.domain] : [])));
     return encodeModel({
       ...model,
