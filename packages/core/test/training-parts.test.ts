@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
   applyUpdate,
@@ -12,6 +14,7 @@ import {
   runProgramOnce,
   topKAccuracy,
 } from '../src/index.js';
+import { ADAM_WASM_BASE64 } from '../src/train/adam-wasm.js';
 
 const param = (values: number[]): HostTensor => ({ shape: [values.length], data: Float32Array.from(values) });
 
@@ -59,6 +62,42 @@ describe('optimisers', () => {
     }
     const actual = (params.get('w') as HostTensor).data;
     for (let i = 0; i < w.length; i++) expect(Math.abs(actual[i] - w[i]) / Math.abs(w[i])).toBeLessThanOrEqual(1e-6);
+  });
+
+  it('Adam through WebAssembly SIMD gives the bits of the float64 loop, over two chunks and a 3-value tail', () => {
+    // 16384 values go through WebAssembly memory at a time; 16384 + 1027 covers a second, partial chunk
+    // and a tail the JavaScript loop takes (1027 = 4·256 + 3).
+    const n = 16384 + 1027;
+    const config = { kind: 'adam', learningRate: 0.002, beta1: 0.5, beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-6 } as const;
+    const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+    const params = new Map([['w', { shape: [n], data: start.slice() }]]);
+    const state: OptimiserState = {};
+    const w = start.slice();
+    const m = new Float32Array(n);
+    const v = new Float32Array(n);
+    for (let step = 1; step <= 50; step++) {
+      // Gradients spanning many binades, zeros and signs included.
+      const grad = Float32Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.cos(step * 1.3 + i) * 10 ** ((i % 9) - 5)));
+      applyUpdate(config, params, new Map([['w', grad]]), state, config.learningRate, step);
+      const stepSize = config.learningRate / (1 - config.beta1 ** step);
+      const correction2Root = Math.sqrt(1 - config.beta2 ** step);
+      for (let i = 0; i < n; i++) {
+        const g = grad[i] + config.weightDecay * w[i];
+        m[i] = config.beta1 * m[i] + (1 - config.beta1) * g;
+        v[i] = config.beta2 * v[i] + (1 - config.beta2) * g * g;
+        w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / correction2Root + config.epsilon);
+      }
+    }
+    const mismatches = (a: Float32Array, b: Float32Array) => a.reduce((count, x, i) => count + (Object.is(x, b[i]) ? 0 : 1), 0);
+    expect(mismatches((params.get('w') as HostTensor).data, w)).toBe(0);
+    expect(mismatches(state.w[0], m)).toBe(0);
+    expect(mismatches(state.w[1], v)).toBe(0);
+  });
+
+  it('the committed Adam WebAssembly bytes are those of adam.wat (regenerate: pnpm --filter @gradfeat/core assemble-wasm)', async () => {
+    const { assembleWat } = await import('../scripts/wat.mjs');
+    const wat = readFileSync(fileURLToPath(new URL('../src/train/adam.wat', import.meta.url)), 'utf8');
+    expect(Buffer.from(await assembleWat(wat)).toString('base64')).toBe(ADAM_WASM_BASE64);
   });
 
   it('halves the learning rate every K steps and clips the global gradient norm', () => {

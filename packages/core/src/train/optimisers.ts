@@ -1,4 +1,5 @@
 import type { HostTensor } from '../tensor.js';
+import { adamLeading } from './adam-simd.js';
 
 /**
  * Optimisers update host-side parameters in place from host-side gradients: the parameters are
@@ -74,23 +75,29 @@ export function applyUpdate(
         w[i] -= learningRate * velocity[i];
       }
     } else {
-      const beta1 = config.beta1 ?? 0.5;
-      const beta2 = config.beta2 ?? 0.999;
-      const epsilon = config.epsilon ?? 1e-8;
       state[name] ??= [new Float32Array(w.length), new Float32Array(w.length)];
       const [m, v] = state[name];
       // PyTorch's order of operations: the bias corrections fold into one step size and one divisor
       // (a fifth faster than correcting m and v per element, and the same formula as torch.optim.Adam).
-      const stepSize = learningRate / (1 - beta1 ** step);
-      const correction2Root = Math.sqrt(1 - beta2 ** step);
-      for (let i = 0; i < w.length; i++) {
+      const beta1 = config.beta1 ?? 0.5;
+      const beta2 = config.beta2 ?? 0.999;
+      const adam = {
+        decay,
+        beta1,
+        beta2,
+        stepSize: learningRate / (1 - beta1 ** step),
+        correction2Root: Math.sqrt(1 - beta2 ** step),
+        epsilon: config.epsilon ?? 1e-8,
+      };
+      // WebAssembly SIMD takes the leading values, this loop (the same arithmetic) the rest.
+      for (let i = adamLeading(w, grad, m, v, adam); i < w.length; i++) {
         const g = grad[i] + decay * w[i];
         // The moments as stored (float32), as the update reads them.
         const mi = Math.fround(beta1 * m[i] + (1 - beta1) * g);
         const vi = Math.fround(beta2 * v[i] + (1 - beta2) * g * g);
         m[i] = mi;
         v[i] = vi;
-        w[i] -= (stepSize * mi) / (Math.sqrt(vi) / correction2Root + epsilon);
+        w[i] -= (adam.stepSize * mi) / (Math.sqrt(vi) / adam.correction2Root + adam.epsilon);
       }
     }
   }

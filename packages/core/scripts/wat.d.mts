@@ -1,0 +1,2 @@
+/** WebAssembly text to binary (SIMD on), by wabt. */
+export function assembleWat(text: string): Promise<Uint8Array>;
