@@ -149,6 +149,40 @@ function blockedChainCase(rng: Rng): KernelCase {
   };
 }
 
+/**
+ * Values to and from the storage order of cached values: a conv output (which a backend may hold
+ * blocked) and a stored input read back and used by a conv and an elementwise op. Shapes that are
+ * stored blocked (32 and 16 channels) and row-major (8 channels; one pixel).
+ */
+function storageOrderCase(rng: Rng): KernelCase {
+  const filter = uniformTensor(rng, [32, 32, 3, 3]);
+  return {
+    name: 'toStorageOrder and fromStorageOrder, blocked and row-major shapes',
+    inputs: {
+      x: uniformTensor(rng, [2, 32, 3, 4]),
+      stored: uniformTensor(rng, [2, 32, 3, 4]),
+      sixteen: uniformTensor(rng, [2, 16, 2, 3]),
+      eight: uniformTensor(rng, [2, 8, 3, 4]),
+      pixel: uniformTensor(rng, [2, 32, 1, 1]),
+    },
+    program: (k, { x, stored, sixteen, eight, pixel }) => {
+      const attrs = convAttrs([1, 1], [1, 1, 1, 1]);
+      const y = k.conv2d(x, k.constant(filter), undefined, attrs);
+      const read = k.fromStorageOrder(stored);
+      return {
+        convStored: k.toStorageOrder(y),
+        convStoredFlat: k.reshape(k.toStorageOrder(y), [-1, 32 * 3 * 4]),
+        read,
+        readThroughConv: k.conv2d(k.mul(read, y), k.constant(filter), undefined, attrs),
+        sixteenStored: k.toStorageOrder(sixteen),
+        eightStored: k.toStorageOrder(eight),
+        eightRead: k.fromStorageOrder(eight),
+        pixelStored: k.toStorageOrder(pixel),
+      };
+    },
+  };
+}
+
 function constantCase(rng: Rng): KernelCase {
   const table = uniformTensor(rng, [2, 3]);
   return {
@@ -315,6 +349,7 @@ export function kernelConformanceCases(seed = 20200426): KernelCase[] {
       false,
     ),
     blockedChainCase(rng),
+    storageOrderCase(rng),
     avgPoolCase(rng, 'avgPool 3×3, stride 2, pads 1, count_include_pad', [2, 3, 7, 6], {
       kernel: [3, 3],
       strides: [2, 2],

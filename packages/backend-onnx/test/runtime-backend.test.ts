@@ -20,10 +20,12 @@ import {
   oneHot,
   type PoolAttrs,
   type Program,
+  pointResiduals,
   Rng,
   registeredBackends,
   registerPlugin,
   relativeError,
+  residualInput,
   resolveBackend,
   runProgramOnce,
   type SignedProgram,
@@ -560,6 +562,27 @@ describe('linearised steps at a cached point on ONNX Runtime', () => {
         }
       });
     }
+
+    it(`${what}: residuals pass between the point and the step in NCHWc blocks of 16, never reordered`, () => {
+      const model = linearise(network, { cut: 'input' });
+      const nodesOf = (program: SignedProgram) =>
+        onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'point', nchwcBlockSize: 16 }).model).graph?.node ?? [];
+      const residuals = [...pointResiduals(model).keys()].map(residualInput);
+      const pointNodes = nodesOf(linearisationPointProgram(model));
+      const producer = new Map(pointNodes.flatMap((node) => (node.output ?? []).map((name) => [name, node] as const)));
+      // Each residual output (an Identity) is an NCHWc value as it is: not reordered, transposed or reshaped into order.
+      for (const name of residuals) {
+        const identity = producer.get(name);
+        expect(identity?.opType, name).toBe('Identity');
+        expect(producer.get(identity?.input?.[0] ?? '')?.opType, name).not.toMatch(/^(ReorderOutput|Transpose|Reshape)$/);
+      }
+      // And the step reads them as they come: no reorder or transpose of a residual, directly or after a reshape.
+      const stepNodes = nodesOf(trainStepProgram(model, 'full', model.sourceClassifier, 'softmax-ce', { cachedPoint: true }));
+      const readers = (names: readonly string[]) => stepNodes.filter((node) => node.input?.some((input) => names.includes(input)));
+      const direct = readers(residuals);
+      const afterReshape = readers(direct.filter((node) => node.opType === 'Reshape').flatMap((node) => node.output ?? []));
+      expect([...direct, ...afterReshape].filter((node) => /^(ReorderInput|Transpose)$/.test(node.opType ?? ''))).toEqual([]);
+    });
   }
 });
 

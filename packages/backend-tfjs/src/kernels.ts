@@ -1,4 +1,4 @@
-import type { HostTensor, Kernels } from '@gradfeat/core/engine';
+import { type HostTensor, type Kernels, withStorageOrder } from '@gradfeat/core/engine';
 import * as tf from '@tensorflow/tfjs-core';
 import { type ConvKernelOptions, conv2d, conv2dBackpropFilter, conv2dBackpropInput } from './conv.js';
 import { avgPool, avgPoolBackprop, maxPool, maxPoolBackprop, maxPoolJvp } from './pooling.js';
@@ -19,7 +19,7 @@ function padPairs(pads: readonly number[]): [number, number][] {
  * which owns the upload cache and its lifetime.
  */
 export function tfjsKernels(constant: (value: HostTensor) => tf.Tensor, conv: ConvKernelOptions): Kernels<tf.Tensor> {
-  return {
+  return withStorageOrder({
     shape: (x) => x.shape,
     constant,
     scalar: (value) => tf.scalar(value, 'float32'),
@@ -63,5 +63,5 @@ export function tfjsKernels(constant: (value: HostTensor) => tf.Tensor, conv: Co
     maxPool,
     maxPoolJvp,
     maxPoolBackprop,
-  };
+  });
 }

@@ -8,6 +8,7 @@ import {
   type PointData,
   pointRowParts,
   pointRowsProgram,
+  STORAGE_ORDER,
   splitRows,
 } from '@gradfeat/core';
 import {
@@ -31,13 +32,16 @@ export interface HeadCacheOptions extends DerivedCacheOptions {
   readonly model: LinearisedModel;
 }
 
-/** The key of a point cache: the cut values' key, and the head whose point it holds. */
+/**
+ * The key of a point cache: the cut values' key, the head whose point it holds, and the order its
+ * residuals are stored in (caches of an earlier, row-major order are not read as this one).
+ */
 export function pointCacheKey(model: LinearisedModel, cut: FeatureCache): FeatureCacheKey {
   const heads = [model.head, ...(model.gradientTermHead ? [model.gradientTermHead] : [])].map(graphFingerprint).join(' ');
   return {
     ...cut.manifest.key,
     modelHash: `${cut.manifest.key.modelHash} head ${heads}`,
-    cut: `${model.cut} → point of ${model.features}`,
+    cut: `${model.cut} → point of ${model.features}, residuals ${STORAGE_ORDER}`,
   };
 }
 

@@ -175,6 +175,34 @@ describe('reference structural kernels on hand-computed examples', () => {
     expectValues(k.transpose(tensor([2, 3], [1, 2, 3, 4, 5, 6]), [1, 0]), [3, 2], [1, 4, 2, 5, 3, 6]);
   });
 
+  it('stores [N, C, H, W] with C a multiple of 16 as [N, C/16, H, W, 16], everything else row-major, and reads it back', () => {
+    const [n, c, h, w] = [2, 32, 2, 3];
+    const values = Array.from({ length: n * c * h * w }, (_, i) => i);
+    const x = tensor([n, c, h, w], values);
+    // Element (b, ch, y, x) of the logical value sits at [b][ch / 16][y][x][ch % 16] of the stored one.
+    const expected = Array.from({ length: values.length }, (_, i) => {
+      const lane = i % 16;
+      const col = Math.floor(i / 16) % w;
+      const row = Math.floor(i / (16 * w)) % h;
+      const block = Math.floor(i / (16 * w * h)) % (c / 16);
+      const b = Math.floor(i / (c * h * w));
+      return values[((b * c + block * 16 + lane) * h + row) * w + col];
+    });
+    expectValues(k.toStorageOrder(x), [n, c, h, w], expected);
+    expectValues(k.fromStorageOrder(tensor([n, c, h, w], expected)), [n, c, h, w], values);
+    for (const shape of [
+      [2, 8, 2, 3],
+      [2, 32, 1, 1],
+      [4, 32],
+    ]) {
+      const plain = tensor(
+        shape,
+        Array.from({ length: shape.reduce((a, d) => a * d, 1) }, (_, i) => i),
+      );
+      expectValues(k.toStorageOrder(plain), shape, [...plain.data]);
+    }
+  });
+
   it('memoises constant() per HostTensor object', () => {
     const value = hostTensor([2], [1, 2]);
     expect(k.constant(value)).toBe(k.constant(value));

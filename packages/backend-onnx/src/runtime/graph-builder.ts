@@ -1,12 +1,16 @@
 import {
   BATCH,
   type Conv2DAttrs,
+  fromStorageOrderComposite,
   type HostTensor,
   hostTensor,
   type Kernels,
   type Pair,
   type PoolAttrs,
+  STORAGE_BLOCK,
   sameShape,
+  storedBlocked,
+  toStorageOrderComposite,
 } from '@gradfeat/core/engine';
 import { BlockedLayout, type NchwcAlgorithm } from './blocked-layout.js';
 import {
@@ -587,6 +591,22 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
       { attributes: [attribute.int('axis', 0), attribute.string('reduction', 'add')] },
     );
     return this.values.create(x.shape, { plain: this.graph.node('Reshape', [scattered, this.int64s(x.shape)]) });
+  }
+
+  toStorageOrder(x: SymbolicTensor): SymbolicTensor {
+    if (!this.storesBlocked(x)) return toStorageOrderComposite(this, x);
+    // NCHWc memory in blocks of 16 is the storage order: the blocked value, read as if plain.
+    return this.values.create(x.shape, { plain: this.values.blocked(x) });
+  }
+
+  fromStorageOrder(x: SymbolicTensor): SymbolicTensor {
+    if (!this.storesBlocked(x)) return fromStorageOrderComposite(this, x);
+    return this.values.create(x.shape, { blocked: this.values.plain(x) });
+  }
+
+  /** Whether the storage order of x is this trace's NCHWc layout (blocks of 16, no channel padding). */
+  private storesBlocked(x: SymbolicTensor): boolean {
+    return this.blocked?.block === STORAGE_BLOCK && storedBlocked(x.shape);
   }
 
   private plainNode(

@@ -1,5 +1,6 @@
 import type { Conv2DAttrs, Pair, PoolAttrs } from '../ir/graph.js';
 import type { HostTensor } from '../tensor.js';
+import { fromStorageOrderComposite, type StorageOrderKernels, toStorageOrderComposite } from './storage-order.js';
 
 /**
  * The backend contract: the kernels that gradfeat's op rules are written in. `T` is the backend's
@@ -78,6 +79,14 @@ export interface Kernels<T> {
   maxPoolJvp(x: T, dx: T, attrs: PoolAttrs): T;
   /** Transpose of maxPoolJvp: dy scattered (summed) to each window's first maximum of x. */
   maxPoolBackprop(x: T, dy: T, attrs: PoolAttrs): T;
+
+  /**
+   * x's values in the storage order of cached values (see storage-order.ts), as a tensor of x's shape:
+   * what a program outputs for a later one to read. Optional: by default reshapes and a transpose.
+   */
+  toStorageOrder(x: T): T;
+  /** The inverse of toStorageOrder: a stored value as the program reads it. Optional, like toStorageOrder. */
+  fromStorageOrder(x: T): T;
 }
 
 /** The name of one kernel of `Kernels`. */
@@ -116,7 +125,15 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'maxPool',
   'maxPoolJvp',
   'maxPoolBackprop',
+  'toStorageOrder',
+  'fromStorageOrder',
 ];
+
+/** Kernels with a default made of other kernels, used when a backend does not register its own. */
+const COMPOSITE_KERNELS: Record<StorageOrderKernels, <T>(k: Kernels<T>) => (x: T) => T> = {
+  toStorageOrder: (k) => (x) => toStorageOrderComposite(k, x),
+  fromStorageOrder: (k) => (x) => fromStorageOrderComposite(k, x),
+};
 
 /** Thrown when a program calls a kernel its backend does not provide; names both. */
 export class MissingKernelError extends Error {
@@ -132,19 +149,24 @@ export class MissingKernelError extends Error {
 }
 
 /**
- * Completes a backend's kernel list: a kernel it does not register becomes a function that throws a
- * MissingKernelError naming it, so a partial plugin runs every network that does not need the gap.
+ * Completes a backend's kernel list: a kernel it does not register becomes its composite default
+ * where it has one, else a function that throws a MissingKernelError naming it, so a partial plugin
+ * runs every network that does not need the gap.
  */
 export function completeKernels<T>(backend: string, registered: Partial<Kernels<T>>): Kernels<T> {
   const full: Record<string, unknown> = {};
+  const complete = full as unknown as Kernels<T>;
   for (const name of KERNEL_NAMES) {
     const kernel = registered[name];
+    const composite = COMPOSITE_KERNELS[name as StorageOrderKernels];
     full[name] =
       typeof kernel === 'function'
         ? kernel.bind(registered)
-        : () => {
-            throw new MissingKernelError(backend, name);
-          };
+        : composite
+          ? composite(complete)
+          : () => {
+              throw new MissingKernelError(backend, name);
+            };
   }
-  return full as unknown as Kernels<T>;
+  return complete;
 }

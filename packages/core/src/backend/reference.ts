@@ -12,6 +12,7 @@ import {
   maxPoolJvp,
 } from './reference-windows.js';
 import type { BackendPlugin } from './registry.js';
+import { withStorageOrder } from './storage-order.js';
 
 /**
  * The reference backend: every kernel of the contract in plain TypeScript loops. It is slow but
@@ -56,7 +57,7 @@ function toReference(value: HostTensor): ReferenceTensor {
 /** The kernels themselves, callable directly on ReferenceTensors; each call gets its own constant cache. */
 export function referenceKernels(): Kernels<ReferenceTensor> {
   const constants = new WeakMap<HostTensor, ReferenceTensor>();
-  return {
+  return withStorageOrder({
     shape: (x) => x.shape,
     constant(value) {
       let uploaded = constants.get(value);
@@ -99,7 +100,7 @@ export function referenceKernels(): Kernels<ReferenceTensor> {
     maxPool,
     maxPoolJvp,
     maxPoolBackprop,
-  };
+  });
 }
 
 /** NumPy broadcasting of two shapes, aligned on their last axes. */

@@ -10,6 +10,7 @@ export * from '../backend/batch-program.js';
 export * from '../backend/kernels.js';
 export * from '../backend/reference.js';
 export * from '../backend/registry.js';
+export * from '../backend/storage-order.js';
 export * from '../data/source.js';
 export * from '../io/file-source.js';
 export * from '../io/model-formats.js';

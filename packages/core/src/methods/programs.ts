@@ -228,7 +228,8 @@ interface Forward<T> {
 export interface MethodProgramOptions {
   /**
    * The linearised models read their point (features and residuals, see pointResiduals) from inputs
-   * instead of evaluating the frozen head on every step; `linearisationPointProgram` computes them.
+   * instead of evaluating the frozen head on every step; `linearisationPointProgram` computes them
+   * (the residuals in the storage order).
    */
   readonly cachedPoint?: boolean;
 }
@@ -312,7 +313,7 @@ function methodForward(model: LinearisedModel, method: Method, omegaBar: Classif
     let point: LinearisationPoint<T>;
     if (cached) {
       const given: Record<string, T> = { [`value:${model.cut}`]: inputs[INPUT] };
-      for (const name of residualNames) given[name] = inputs[residualInput(name)];
+      for (const name of residualNames) given[name] = k.fromStorageOrder(inputs[residualInput(name)]);
       point = pointFromResiduals(given);
     } else {
       const termPrimals = frozenTermHead ? evaluate(k, termGraph(model), { [model.cut]: inputs[INPUT] }, termParams) : headPrimals();
@@ -370,8 +371,8 @@ function directionTangent<T>(
 
 /**
  * cut value (`inputs`) → the linearised models' point: `features` f(x) at θ̄2 and `residual:<name>`
- * for each of pointResiduals(model). What a feature cache stores so that their steps skip the head's
- * forward pass.
+ * for each of pointResiduals(model), in the storage order (see storage-order.ts), which the steps
+ * with `cachedPoint` read. What a feature cache stores so that their steps skip the head's forward pass.
  */
 export function linearisationPointProgram(model: LinearisedModel): SignedProgram {
   const frozenHead = effectiveParams(model.head, model.scales);
@@ -388,7 +389,7 @@ export function linearisationPointProgram(model: LinearisedModel): SignedProgram
     const values = computeResiduals(k, termGraph(model), termPrimals, termParams, names);
     return {
       [FEATURES]: primals.get(model.features) as (typeof inputs)[string],
-      ...Object.fromEntries(Object.entries(values).map(([name, value]) => [residualInput(name), value])),
+      ...Object.fromEntries(Object.entries(values).map(([name, value]) => [residualInput(name), k.toStorageOrder(value)])),
     };
   };
   return { program, inputs: { [INPUT]: batched(model.cutShape) }, outputs };
