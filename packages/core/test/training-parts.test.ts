@@ -14,9 +14,11 @@ import {
   runProgramOnce,
   topKAccuracy,
 } from '../src/index.js';
-import { ADAM_WASM_BASE64 } from '../src/train/adam-wasm.js';
+import { OPTIMISERS_WASM_BASE64 } from '../src/train/optimisers-wasm.js';
 
 const param = (values: number[]): HostTensor => ({ shape: [values.length], data: Float32Array.from(values) });
+/** How many values differ in their bits (Object.is: −0 ≠ 0, NaN = NaN). */
+const mismatches = (a: Float32Array, b: Float32Array) => a.reduce((count, x, i) => count + (Object.is(x, b[i]) ? 0 : 1), 0);
 
 describe('optimisers', () => {
   it('SGD with momentum and weight decay follows v ← μv + g + λw, w ← w − ηv', () => {
@@ -88,16 +90,36 @@ describe('optimisers', () => {
         w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / correction2Root + config.epsilon);
       }
     }
-    const mismatches = (a: Float32Array, b: Float32Array) => a.reduce((count, x, i) => count + (Object.is(x, b[i]) ? 0 : 1), 0);
     expect(mismatches((params.get('w') as HostTensor).data, w)).toBe(0);
     expect(mismatches(state.w[0], m)).toBe(0);
     expect(mismatches(state.w[1], v)).toBe(0);
   });
 
-  it('the committed Adam WebAssembly bytes are those of adam.wat (regenerate: pnpm --filter @gradfeat/core assemble-wasm)', async () => {
+  it('SGD through WebAssembly SIMD gives the bits of the float64 loop, over two chunks and a 3-value tail', () => {
+    const n = 16384 + 1027;
+    const config = { kind: 'sgd', learningRate: 0.05, momentum: 0.9, weightDecay: 1e-4 } as const;
+    const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+    const params = new Map([['w', { shape: [n], data: start.slice() }]]);
+    const state: OptimiserState = {};
+    const w = start.slice();
+    const velocity = new Float32Array(n);
+    for (let step = 1; step <= 50; step++) {
+      const grad = Float32Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.cos(step * 1.3 + i) * 10 ** ((i % 9) - 5)));
+      const learningRate = config.learningRate / step;
+      applyUpdate(config, params, new Map([['w', grad]]), state, learningRate, step);
+      for (let i = 0; i < n; i++) {
+        velocity[i] = config.momentum * velocity[i] + grad[i] + config.weightDecay * w[i];
+        w[i] -= learningRate * velocity[i];
+      }
+    }
+    expect(mismatches((params.get('w') as HostTensor).data, w)).toBe(0);
+    expect(mismatches(state.w[0], velocity)).toBe(0);
+  });
+
+  it('the committed WebAssembly bytes are those of optimisers.wat (regenerate: pnpm --filter @gradfeat/core assemble-wasm)', async () => {
     const { assembleWat } = await import('../scripts/wat.mjs');
-    const wat = readFileSync(fileURLToPath(new URL('../src/train/adam.wat', import.meta.url)), 'utf8');
-    expect(Buffer.from(await assembleWat(wat)).toString('base64')).toBe(ADAM_WASM_BASE64);
+    const wat = readFileSync(fileURLToPath(new URL('../src/train/optimisers.wat', import.meta.url)), 'utf8');
+    expect(Buffer.from(await assembleWat(wat)).toString('base64')).toBe(OPTIMISERS_WASM_BASE64);
   });
 
   it('halves the learning rate every K steps and clips the global gradient norm', () => {

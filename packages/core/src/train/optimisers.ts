@@ -1,5 +1,5 @@
 import type { HostTensor } from '../tensor.js';
-import { adamLeading } from './adam-simd.js';
+import { adamLeading, sgdLeading } from './optimisers-simd.js';
 
 /**
  * Optimisers update host-side parameters in place from host-side gradients: the parameters are
@@ -70,7 +70,8 @@ export function applyUpdate(
       const momentum = config.momentum ?? 0.9;
       state[name] ??= [new Float32Array(w.length)];
       const [velocity] = state[name];
-      for (let i = 0; i < w.length; i++) {
+      // WebAssembly SIMD takes the leading values, this loop (the same arithmetic) the rest.
+      for (let i = sgdLeading(w, grad, velocity, { momentum, decay, learningRate }); i < w.length; i++) {
         velocity[i] = momentum * velocity[i] + grad[i] + decay * w[i];
         w[i] -= learningRate * velocity[i];
       }
