@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   applyUpdate,
   averagePrecision,
@@ -19,6 +19,47 @@ import { OPTIMISERS_WASM_BASE64 } from '../src/train/optimisers-wasm.js';
 const param = (values: number[]): HostTensor => ({ shape: [values.length], data: Float32Array.from(values) });
 /** How many values differ in their bits (Object.is: −0 ≠ 0, NaN = NaN). */
 const mismatches = (a: Float32Array, b: Float32Array) => a.reduce((count, x, i) => count + (Object.is(x, b[i]) ? 0 : 1), 0);
+
+/**
+ * 50 steps of Adam or SGD (weight decay on) through `update` on 16384 + 1027 values (WebAssembly takes
+ * 16384 at a time: a second, partial chunk and a 3-value tail for the JavaScript loop), against the
+ * float64 formulas written out here; returns how many stored values differ in their bits.
+ */
+function mismatchesAfterSteps(update: typeof applyUpdate, kind: 'adam' | 'sgd'): number {
+  const n = 16384 + 1027;
+  const adam = { kind: 'adam', learningRate: 0.002, beta1: 0.5, beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-6 } as const;
+  const sgd = { kind: 'sgd', learningRate: 0.05, momentum: 0.9, weightDecay: 1e-4 } as const;
+  const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
+  const params = new Map([['w', { shape: [n], data: start.slice() }]]);
+  const state: OptimiserState = {};
+  const w = start.slice();
+  const [m, v] = [new Float32Array(n), new Float32Array(n)];
+  for (let step = 1; step <= 50; step++) {
+    // Gradients spanning many binades, zeros and signs included.
+    const grad = Float32Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.cos(step * 1.3 + i) * 10 ** ((i % 9) - 5)));
+    if (kind === 'adam') {
+      update(adam, params, new Map([['w', grad]]), state, adam.learningRate, step);
+      const stepSize = adam.learningRate / (1 - adam.beta1 ** step);
+      const correction2Root = Math.sqrt(1 - adam.beta2 ** step);
+      for (let i = 0; i < n; i++) {
+        const g = grad[i] + adam.weightDecay * w[i];
+        m[i] = adam.beta1 * m[i] + (1 - adam.beta1) * g;
+        v[i] = adam.beta2 * v[i] + (1 - adam.beta2) * g * g;
+        w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / correction2Root + adam.epsilon);
+      }
+    } else {
+      const learningRate = sgd.learningRate / step;
+      update(sgd, params, new Map([['w', grad]]), state, learningRate, step);
+      for (let i = 0; i < n; i++) {
+        v[i] = sgd.momentum * v[i] + grad[i] + sgd.weightDecay * w[i];
+        w[i] -= learningRate * v[i];
+      }
+    }
+  }
+  const expected = kind === 'adam' ? [w, m, v] : [w, v];
+  const actual = [(params.get('w') as HostTensor).data, ...state.w];
+  return expected.reduce((count, values, i) => count + mismatches(actual[i], values), 0);
+}
 
 describe('optimisers', () => {
   it('SGD with momentum and weight decay follows v ← μv + g + λw, w ← w − ηv', () => {
@@ -66,54 +107,27 @@ describe('optimisers', () => {
     for (let i = 0; i < w.length; i++) expect(Math.abs(actual[i] - w[i]) / Math.abs(w[i])).toBeLessThanOrEqual(1e-6);
   });
 
-  it('Adam through WebAssembly SIMD gives the bits of the float64 loop, over two chunks and a 3-value tail', () => {
-    // 16384 values go through WebAssembly memory at a time; 16384 + 1027 covers a second, partial chunk
-    // and a tail the JavaScript loop takes (1027 = 4·256 + 3).
-    const n = 16384 + 1027;
-    const config = { kind: 'adam', learningRate: 0.002, beta1: 0.5, beta2: 0.999, epsilon: 1e-8, weightDecay: 1e-6 } as const;
-    const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
-    const params = new Map([['w', { shape: [n], data: start.slice() }]]);
-    const state: OptimiserState = {};
-    const w = start.slice();
-    const m = new Float32Array(n);
-    const v = new Float32Array(n);
-    for (let step = 1; step <= 50; step++) {
-      // Gradients spanning many binades, zeros and signs included.
-      const grad = Float32Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.cos(step * 1.3 + i) * 10 ** ((i % 9) - 5)));
-      applyUpdate(config, params, new Map([['w', grad]]), state, config.learningRate, step);
-      const stepSize = config.learningRate / (1 - config.beta1 ** step);
-      const correction2Root = Math.sqrt(1 - config.beta2 ** step);
-      for (let i = 0; i < n; i++) {
-        const g = grad[i] + config.weightDecay * w[i];
-        m[i] = config.beta1 * m[i] + (1 - config.beta1) * g;
-        v[i] = config.beta2 * v[i] + (1 - config.beta2) * g * g;
-        w[i] -= (stepSize * m[i]) / (Math.sqrt(v[i]) / correction2Root + config.epsilon);
-      }
-    }
-    expect(mismatches((params.get('w') as HostTensor).data, w)).toBe(0);
-    expect(mismatches(state.w[0], m)).toBe(0);
-    expect(mismatches(state.w[1], v)).toBe(0);
-  });
+  it.each(['adam', 'sgd'] as const)(
+    '%s through WebAssembly SIMD gives the bits of the float64 loop, over two chunks and a 3-value tail',
+    (kind) => {
+      expect(mismatchesAfterSteps(applyUpdate, kind)).toBe(0);
+    },
+  );
 
-  it('SGD through WebAssembly SIMD gives the bits of the float64 loop, over two chunks and a 3-value tail', () => {
-    const n = 16384 + 1027;
-    const config = { kind: 'sgd', learningRate: 0.05, momentum: 0.9, weightDecay: 1e-4 } as const;
-    const start = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * (1 + (i % 7)));
-    const params = new Map([['w', { shape: [n], data: start.slice() }]]);
-    const state: OptimiserState = {};
-    const w = start.slice();
-    const velocity = new Float32Array(n);
-    for (let step = 1; step <= 50; step++) {
-      const grad = Float32Array.from({ length: n }, (_, i) => (i % 11 === 0 ? 0 : Math.cos(step * 1.3 + i) * 10 ** ((i % 9) - 5)));
-      const learningRate = config.learningRate / step;
-      applyUpdate(config, params, new Map([['w', grad]]), state, learningRate, step);
-      for (let i = 0; i < n; i++) {
-        velocity[i] = config.momentum * velocity[i] + grad[i] + config.weightDecay * w[i];
-        w[i] -= learningRate * velocity[i];
-      }
+  it('without WebAssembly the JavaScript loops do the whole update, to the same bits', async () => {
+    vi.resetModules();
+    vi.stubGlobal('WebAssembly', undefined);
+    try {
+      const simd = await import('../src/train/optimisers-simd.js');
+      const one = Float32Array.of(1, 2, 3, 4);
+      expect(simd.sgdLeading(one, one.slice(), one.slice(), { momentum: 0.9, decay: 0, learningRate: 0.1 })).toBe(0);
+      const { applyUpdate: hostOnly } = await import('../src/train/optimisers.js');
+      expect(mismatchesAfterSteps(hostOnly, 'adam')).toBe(0);
+      expect(mismatchesAfterSteps(hostOnly, 'sgd')).toBe(0);
+    } finally {
+      vi.unstubAllGlobals();
+      vi.resetModules();
     }
-    expect(mismatches((params.get('w') as HostTensor).data, w)).toBe(0);
-    expect(mismatches(state.w[0], velocity)).toBe(0);
   });
 
   it('the committed WebAssembly bytes are those of optimisers.wat (regenerate: pnpm --filter @gradfeat/core assemble-wasm)', async () => {
