@@ -515,6 +515,36 @@ describe('NCHWc lowering', () => {
     },
   );
 
+  it('relays constant filters out with ONNX operators, which ONNX Runtime folds when it loads: no filter reorder runs per step', async () => {
+    const dense = wave([16, 16, 3, 3], 13);
+    const depthwise = wave([16, 1, 3, 3], 14);
+    const inputs = { x: wave([2, 16, 5, 4], 15) };
+    const program: SignedProgram = {
+      program: (k, { x }) => ({
+        y: k.conv2d(k.conv2d(x, k.constant(dense), undefined, same), k.constant(depthwise), undefined, { ...same, groups: 16 }),
+      }),
+      inputs: inputShapesOf(inputs, ['x']),
+      outputs: { y: [-1, 16, 5, 4] },
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'gradfeat-folded-'));
+    try {
+      const optimizedModelFilePath = join(dir, 'optimized.onnx');
+      const backend = await createOnnxBackend({ sessionOptions: { optimizedModelFilePath } });
+      const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+      const actual = await runProgramOnce(backend, program, inputs, 'constant filters');
+      expect(relativeError(actual.y.data, expected.y.data).relative).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      if (backend.nchwcBlockSize === undefined) return;
+      const optimized = onnxProto.onnx.ModelProto.decode(await readFile(optimizedModelFilePath)).graph;
+      const ops = (optimized?.node ?? []).map((node) => node.opType);
+      // Left per run: x into blocks, the two convs, the result out of blocks.
+      expect(ops.filter((op) => op === 'Transpose')).toEqual([]);
+      expect(ops.filter((op) => op === 'ReorderInput')).toHaveLength(1);
+      expect(ops.filter((op) => op === 'Conv')).toHaveLength(2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps exported (portable) graphs free of ONNX Runtime-only operators', () => {
     const counts = opCounts(traceProgram(blockedHead, { name: 'portable head' }).model);
     expect([...counts.keys()].filter((op) => op.includes('.'))).toEqual([]);
