@@ -77,7 +77,7 @@ function throughChunks(
   const offsets = lanes.map((lane) => lane.byteOffset);
   for (let start = 0; start < done; start += CHUNK) {
     const count = Math.min(CHUNK, done - start);
-    arrays.forEach((array, i) => lanes[i].set(array.subarray(start, start + count)));
+    for (let i = 0; i < arrays.length; i++) lanes[i].set(arrays[i].subarray(start, start + count));
     update(simd.exports, offsets, count);
     for (let i = 0; i < updated; i++) arrays[i].set(lanes[i].subarray(0, count), start);
   }
