@@ -95,9 +95,9 @@ export function adamLeading(w: Float32Array, grad: Float32Array, m: Float32Array
 }
 
 /**
- * SGD with momentum on the leading values of w and velocity in place, with WebAssembly SIMD (4× the
- * JavaScript loop on ResNet-18 layer4's 4.7 M values) and the same bits as that loop. Returns how many
- * leading values it updated.
+ * SGD with momentum on the leading values of w and velocity in place, with WebAssembly SIMD (ResNet-18
+ * layer4's 4.7 M values: 7–11 ms per training step, the JavaScript loop 18.5) and the same bits as that
+ * loop. Returns how many leading values it updated.
  */
 export function sgdLeading(w: Float32Array, grad: Float32Array, velocity: Float32Array, step: SgdStep): number {
   return throughChunks([w, velocity, grad], 2, (exports, [wAt, vAt, gAt], count) =>
