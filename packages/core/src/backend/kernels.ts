@@ -1,6 +1,6 @@
 import type { Conv2DAttrs, Pair, PoolAttrs } from '../ir/graph.js';
 import type { HostTensor } from '../tensor.js';
-import { fromStorageOrderComposite, type StorageOrderKernels, toStorageOrderComposite } from './storage-order.js';
+import { compositeStorageOrder } from './storage-order.js';
 
 /**
  * The backend contract: the kernels that gradfeat's op rules are written in. `T` is the backend's
@@ -129,12 +129,6 @@ export const KERNEL_NAMES: readonly KernelName[] = [
   'fromStorageOrder',
 ];
 
-/** Kernels with a default made of other kernels, used when a backend does not register its own. */
-const COMPOSITE_KERNELS: Record<StorageOrderKernels, <T>(k: Kernels<T>) => (x: T) => T> = {
-  toStorageOrder: (k) => (x) => toStorageOrderComposite(k, x),
-  fromStorageOrder: (k) => (x) => fromStorageOrderComposite(k, x),
-};
-
 /** Thrown when a program calls a kernel its backend does not provide; names both. */
 export class MissingKernelError extends Error {
   constructor(
@@ -156,17 +150,18 @@ export class MissingKernelError extends Error {
 export function completeKernels<T>(backend: string, registered: Partial<Kernels<T>>): Kernels<T> {
   const full: Record<string, unknown> = {};
   const complete = full as unknown as Kernels<T>;
+  // Kernels with a default made of other kernels, used where the backend registers none.
+  const composites: Partial<Record<KernelName, unknown>> = compositeStorageOrder(complete);
   for (const name of KERNEL_NAMES) {
     const kernel = registered[name];
-    const composite = COMPOSITE_KERNELS[name as StorageOrderKernels];
+    const composite = composites[name];
     full[name] =
       typeof kernel === 'function'
         ? kernel.bind(registered)
-        : composite
-          ? composite(complete)
-          : () => {
-              throw new MissingKernelError(backend, name);
-            };
+        : (composite ??
+          (() => {
+            throw new MissingKernelError(backend, name);
+          }));
   }
   return complete;
 }

@@ -20,31 +20,40 @@ export function storedBlocked(shape: readonly number[]): boolean {
 
 /** toStorageOrder from reshapes and a transpose, for backends without a faster kernel. */
 export function toStorageOrderComposite<T>(k: Kernels<T>, x: T): T {
-  const shape = k.shape(x);
-  if (!storedBlocked(shape)) return x;
-  const [n, c, h, w] = shape;
-  const channelBlocks = k.reshape(x, [n, c / STORAGE_BLOCK, STORAGE_BLOCK, h, w]);
-  return k.reshape(k.transpose(channelBlocks, [0, 1, 3, 4, 2]), [n, c, h, w]);
+  return regroupChannels(k, x, (n, c, h, w) => [n, c / STORAGE_BLOCK, STORAGE_BLOCK, h, w], [0, 1, 3, 4, 2]);
 }
 
 /** fromStorageOrder from reshapes and a transpose, for backends without a faster kernel. */
 export function fromStorageOrderComposite<T>(k: Kernels<T>, x: T): T {
+  return regroupChannels(k, x, (n, c, h, w) => [n, c / STORAGE_BLOCK, h, w, STORAGE_BLOCK], [0, 1, 4, 2, 3]);
+}
+
+/** x viewed as `view(n, c, h, w)`, permuted by `perm`, read back as [n, c, h, w]; x itself where its shape is stored row-major. */
+function regroupChannels<T>(
+  k: Kernels<T>,
+  x: T,
+  view: (n: number, c: number, h: number, w: number) => number[],
+  perm: readonly number[],
+): T {
   const shape = k.shape(x);
   if (!storedBlocked(shape)) return x;
   const [n, c, h, w] = shape;
-  const blocks = k.reshape(x, [n, c / STORAGE_BLOCK, h, w, STORAGE_BLOCK]);
-  return k.reshape(k.transpose(blocks, [0, 1, 4, 2, 3]), [n, c, h, w]);
+  return k.reshape(k.transpose(k.reshape(x, view(n, c, h, w)), perm), shape);
 }
 
-/** The kernels that have a composite default (see COMPOSITE_KERNELS in kernels.ts). */
+/** The kernels that have a composite default (completeKernels fills them in where a backend has none). */
 export type StorageOrderKernels = 'toStorageOrder' | 'fromStorageOrder';
+
+/** The storage-order kernels composed of `k`'s reshape and transpose. */
+export function compositeStorageOrder<T>(k: Kernels<T>): Pick<Kernels<T>, StorageOrderKernels> {
+  return {
+    toStorageOrder: (x) => toStorageOrderComposite(k, x),
+    fromStorageOrder: (x) => fromStorageOrderComposite(k, x),
+  };
+}
 
 /** A full kernel set from one without the storage-order kernels: those composed of its reshape and transpose. */
 export function withStorageOrder<T>(kernels: Omit<Kernels<T>, StorageOrderKernels>): Kernels<T> {
-  const complete: Kernels<T> = {
-    ...kernels,
-    toStorageOrder: (x) => toStorageOrderComposite(complete, x),
-    fromStorageOrder: (x) => fromStorageOrderComposite(complete, x),
-  };
-  return complete;
+  const complete = { ...kernels } as Kernels<T>;
+  return Object.assign(complete, compositeStorageOrder(complete));
 }
