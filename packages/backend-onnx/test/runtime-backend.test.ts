@@ -367,6 +367,43 @@ describe('NCHWc lowering', () => {
     compiled.dispose();
   });
 
+  it('multiplies a blocked value by one factor per image and channel as one depthwise conv per batch size, bit for bit', async () => {
+    const backend = await createOnnxBackend();
+    const block = backend.nchwcBlockSize;
+    const inputs = { x: wave([3, 16, 5, 5], 1), w: wave([16, 16, 3, 3], 2), factors: wave([3, 16, 1, 1], 3) };
+    // The conv leaves its output blocked; the factors are what a pooled gradient spread over the pixels is.
+    const program = (batchInputs: string[]): SignedProgram => ({
+      program: (k, { x, w, factors }) => {
+        const blocked = k.conv2d(x, w, undefined, same);
+        return { blocked, product: k.mul(factors, blocked) };
+      },
+      inputs: inputShapesOf(inputs, batchInputs),
+      outputs: { blocked: [batchInputs.length > 0 ? -1 : 3, 16, 5, 5], product: [batchInputs.length > 0 ? -1 : 3, 16, 5, 5] },
+    });
+    if (block === undefined) return expect(traceProgram(program(['x', 'factors']), { name: 'portable' }).fasterPerBatchSize).toBe(false);
+    const anyBatch = traceProgram(program(['x', 'factors']), { name: 'any batch', nchwcBlockSize: block });
+    expect(anyBatch.fasterPerBatchSize).toBe(true);
+    expect(opCounts(anyBatch.model).get('Mul')).toBe(1);
+    const fixed = onnxProto.onnx.ModelProto.decode(traceProgram(program([]), { name: 'batch of 3', nchwcBlockSize: block }).model);
+    const nodes = fixed.graph?.node ?? [];
+    expect(nodes.filter((node) => node.opType === 'Mul')).toEqual([]);
+    const groups = nodes.filter((node) => node.opType === 'Conv').map((node) => node.attribute?.find((a) => a.name === 'group')?.i ?? 1);
+    expect(groups.map(Number).sort((a, b) => a - b)).toEqual([1, 3 * 16]);
+    // Compiled for any batch, it runs one session per batch size; each product is the one float32 multiplication.
+    const compiled = await backend.compile(program(['x', 'factors']), { name: 'per image and channel' });
+    for (const batch of [3, 2]) {
+      const { blocked, product } = await compiled.run({
+        ...inputs,
+        x: wave([batch, 16, 5, 5], batch),
+        factors: wave([batch, 16, 1, 1], batch + 4),
+      });
+      const factors = wave([batch, 16, 1, 1], batch + 4).data;
+      const expected = Array.from(blocked.data, (v, i) => Math.fround(v * factors[Math.floor(i / 25)]));
+      expect(Array.from(product.data), `batch ${batch}`).toEqual(expected);
+    }
+    compiled.dispose();
+  });
+
   it("takes a wide pointwise filter's gradient as one channels-first GEMM, with the reference numbers", async () => {
     const pointwise: Conv2DAttrs = { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1 };
     const inputs = { x: wave([3, 256, 3, 2], 1), dy: wave([3, 256, 3, 2], 2) };
@@ -456,6 +493,40 @@ describe('NCHWc lowering', () => {
     const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'large filter gradient');
     for (const name of ['dw', 'db']) {
       expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+    }
+  });
+
+  it("folds a same-shape Add into a conv's Sum, and a ReLU after it into its activation, with the reference numbers", async () => {
+    const inputs = { x: wave([2, 16, 5, 4], 13), w: wave([16, 16, 3, 3], 14), v: wave([16, 16, 3, 3], 15), b: wave([1, 16, 1, 1], 16) };
+    const sums = (returnConv: boolean): SignedProgram => ({
+      program: (k, { x, w, v, b }) => {
+        const first = k.conv2d(x, w, undefined, same);
+        const second = k.conv2d(x, v, undefined, same);
+        // y: a residual block's relu(conv + conv); shifted: a broadcast Add, which is no conv's Sum.
+        const y = k.maximum(k.add(first, second), k.scalar(0));
+        return { y, shifted: k.add(k.conv2d(y, w, undefined, same), b), ...(returnConv ? { second, first } : {}) };
+      },
+      inputs: inputShapesOf(inputs, ['x']),
+      outputs: { y: [-1, 16, 5, 4], shifted: [-1, 16, 5, 4], ...(returnConv ? { first: [-1, 16, 5, 4], second: [-1, 16, 5, 4] } : {}) },
+    });
+    const nodesOf = (program: SignedProgram) =>
+      onnxProto.onnx.ModelProto.decode(traceProgram(program, { name: 'sums', nchwcBlockSize: 16 }).model).graph?.node ?? [];
+    const folded = nodesOf(sums(false));
+    const convs = folded.filter((node) => node.opType === 'Conv');
+    expect(convs.map((node) => node.input?.length)).toEqual([2, 4, 2]);
+    expect(convs[1].input?.[3]).toBe(convs[0].output?.[0]);
+    expect(new TextDecoder().decode(convs[1].attribute?.find((a) => a.name === 'activation')?.s ?? new Uint8Array())).toBe('Relu');
+    expect(folded.filter((node) => node.opType === 'Add')).toHaveLength(1);
+    // Conv outputs read elsewhere (here returned) keep the Add.
+    const kept = nodesOf(sums(true));
+    expect(kept.filter((node) => node.opType === 'Add')).toHaveLength(2);
+    expect(kept.filter((node) => node.opType === 'Conv').map((node) => node.input?.length)).toEqual([2, 2, 2]);
+    for (const program of [sums(false), sums(true)]) {
+      const expected = await runProgramOnce(createReferenceBackend(), program, inputs, 'reference');
+      const actual = await runProgramOnce(await createOnnxBackend(), program, inputs, 'sums');
+      for (const name of Object.keys(expected)) {
+        expect(relativeError(actual[name].data, expected[name].data).relative, name).toBeLessThanOrEqual(FLOAT32_TOLERANCE);
+      }
     }
   });
 

@@ -142,6 +142,22 @@ export class BlockedLayout {
     return this.reshape(this.toPlain(gradient, [1, channels, ...kernel]), [channels, 1, ...kernel]);
   }
 
+  /**
+   * A blocked [n, C, h, w] value times one factor per image and channel, [n, C, 1, 1] in plain layout,
+   * as one depthwise NCHWc conv of n·C 1×1 filters: the batch viewed as one image of n·C channels, and
+   * the factors, whose plain memory is already that conv's OIHWBo filter order. ONNX Runtime's
+   * broadcasting Mul walks such a product in spans of one block (16 floats) and takes five times as
+   * long ([64, 256, 7, 7]: 0.23 against 0.05 ms). The same products, bit for bit: each output is one
+   * multiplication. Its group count fixes the batch size.
+   */
+  timesPerImageChannel(blocked: string, factors: string, [n, c, h, w]: readonly number[]): string {
+    const product = this.graph.node('Conv', [this.reshape(blocked, [1, n * c, h, w]), this.reshape(factors, [n * c, 1, 1, 1])], {
+      domain: NCHWC_DOMAIN,
+      attributes: [attribute.ints('kernel_shape', [1, 1]), attribute.int('group', n * c)],
+    });
+    return this.reshape(product, [n, c, h, w]);
+  }
+
   private reshape(name: string, shape: readonly number[]): string {
     return this.graph.node('Reshape', [name, this.graph.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
   }

@@ -79,7 +79,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     return this.graph.encode(model);
   }
 
-  /** Whether a trace at a fixed batch size would lower some kernel faster than this one (see BlockedLayout.depthwiseFilterGradient). */
+  /** Whether a trace at a fixed batch size would lower some kernel faster than this one (see BlockedLayout.depthwiseFilterGradient and timesPerImageChannel). */
   get fasterPerBatchSize(): boolean {
     return this.lowersFasterPerBatchSize;
   }
@@ -197,7 +197,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
    * The Clip y = clip(x, low, high) of x, when comparing y with the scalar b gives the same mask as
    * comparing x: x > b ⇔ y > b for low ≤ b < high, and x < b ⇔ y < b for low < b ≤ high (a ReLU's
    * or ReLU6's backward mask). Read from y, the mask leaves the conv before the Clip with no other
-   * reader, so the Clip folds into it (fuseConvActivations).
+   * reader, so the Clip folds into it (fuseIntoConvs).
    */
   private clippedAlike(opType: 'Greater' | 'Less', x: SymbolicTensor, b: SymbolicTensor): SymbolicTensor | undefined {
     const clip = this.clipsOf.get(x);
@@ -681,18 +681,43 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
     if (operands.every((x) => x.shape.length === 0 || sameShape(x.shape, shape)) && (flat || inBlocks)) {
       const name = (x: SymbolicTensor) =>
         x.shape.length === 0 ? this.values.plain(x) : inBlocks ? this.values.blocked(x) : this.values.plain(x);
-      if (!flat) return this.values.create(shape, { blocked: emit(operands.map(name)) });
+      if (!flat) {
+        const blocked = emit(operands.map(name));
+        if (opType === 'Add' && operands.every((x) => sameShape(x.shape, shape))) this.graph.sameShapeAdds.add(blocked);
+        return this.values.create(shape, { blocked });
+      }
       const flatShape = this.int64s([-1]);
       const names = operands.map((x) => (x.shape.length === 0 ? name(x) : this.graph.node('Reshape', [name(x), flatShape])));
       const result = this.graph.node('Reshape', [emit(names), this.int64s(shape.map((d) => (d === BATCH ? -1 : d)))]);
       return this.values.create(shape, inBlocks ? { blocked: result } : { plain: result });
     }
     if (inBlocks) {
+      const scaled = opType === 'Mul' ? this.timesPerImageChannel(operands, shape) : undefined;
+      if (scaled) return scaled;
       const views = operands.map((x) => this.values.blockedView(x, shape));
       if (views.every((v) => v !== undefined))
         return this.values.create(shape, { blocked: this.values.requireBlocked().unview(emit(views as string[]), shape) });
     }
     return this.values.create(shape, { plain: emit(operands.map((x) => this.values.plain(x))) });
+  }
+
+  /**
+   * A full-size blocked operand times a per-image, per-channel [n, C, 1, 1] one (a pooled gradient
+   * spread over the pixels, then masked) as BlockedLayout.timesPerImageChannel, when the batch is fixed.
+   */
+  private timesPerImageChannel(operands: readonly SymbolicTensor[], shape: readonly number[]): SymbolicTensor | undefined {
+    if (operands.length !== 2 || shape.length !== 4) return undefined;
+    const factors = operands.findIndex((x) => sameShape(x.shape, [shape[0], shape[1], 1, 1]));
+    const full = operands[1 - factors];
+    if (factors < 0 || !sameShape(full.shape, shape) || sameShape(full.shape, operands[factors].shape)) return undefined;
+    if (shape[0] === BATCH) {
+      this.lowersFasterPerBatchSize = true;
+      return undefined;
+    }
+    const blocked = this.values
+      .requireBlocked()
+      .timesPerImageChannel(this.values.blocked(full), this.values.plain(operands[factors]), shape);
+    return this.values.create(shape, { blocked });
   }
 
   private reduce(opType: 'ReduceSum' | 'ReduceMax', x: SymbolicTensor, axes: readonly number[], keepDims: boolean): SymbolicTensor {

@@ -1,5 +1,5 @@
 import { type HostTensor, hostTensor } from '@gradfeat/core/engine';
-import { fuseConvActivations } from './conv-activations.js';
+import { fuseIntoConvs } from './conv-fusions.js';
 import {
   type AttributeProto,
   encodeModel,
@@ -34,6 +34,8 @@ export class OnnxGraph {
   private readonly derivedConstants = new Map<string, string>();
   /** Float scalar initializers by name, with their values. */
   private readonly scalarValues = new Map<string, number>();
+  /** Outputs of Adds whose operands have one shape, which may become a conv's Sum (see fuseIntoConvs). */
+  readonly sameShapeAdds = new Set<string>();
   /** Output of a Reshape node → its input: a reshape of a reshape reads the original. */
   private readonly reshapeSources = new Map<string, string>();
   private nameCounter = 0;
@@ -138,7 +140,7 @@ export class OnnxGraph {
     }
     nodes.reverse();
     const outputs = new Set(this.graphOutputs.map((output) => output.name as string));
-    const fused = fuseConvActivations(nodes, { outputs, scalarValue: (name) => this.scalarValue(name) });
+    const fused = fuseIntoConvs(nodes, { outputs, scalarValue: (name) => this.scalarValue(name), sameShapeAdds: this.sameShapeAdds });
     const domains = new Set(fused.flatMap((node) => (node.domain ? [node.domain] : [])));
     return encodeModel({
       ...model,
