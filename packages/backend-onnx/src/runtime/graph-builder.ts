@@ -683,7 +683,7 @@ export class OnnxGraphBuilder implements Kernels<SymbolicTensor> {
         x.shape.length === 0 ? this.values.plain(x) : inBlocks ? this.values.blocked(x) : this.values.plain(x);
       if (!flat) {
         const blocked = emit(operands.map(name));
-        if (opType === 'Add' && operands.every((x) => sameShape(x.shape, shape))) this.graph.sameShapeAdds.add(blocked);
+        if (opType === 'Add' && operands.every((x) => sameShape(x.shape, shape))) this.graph.markSameShapeAdd(blocked);
         return this.values.create(shape, { blocked });
       }
       const flatShape = this.int64s([-1]);

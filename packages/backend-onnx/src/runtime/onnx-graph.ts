@@ -35,7 +35,7 @@ export class OnnxGraph {
   /** Float scalar initializers by name, with their values. */
   private readonly scalarValues = new Map<string, number>();
   /** Outputs of Adds whose operands have one shape, which may become a conv's Sum (see fuseIntoConvs). */
-  readonly sameShapeAdds = new Set<string>();
+  private readonly sameShapeAdds = new Set<string>();
   /** Output of a Reshape node → its input: a reshape of a reshape reads the original. */
   private readonly reshapeSources = new Map<string, string>();
   private nameCounter = 0;
@@ -85,6 +85,11 @@ export class OnnxGraph {
       attribute: [...(options.attributes ?? [])],
     });
     return outputs;
+  }
+
+  /** Records that the Add writing `output` adds two values of one shape (no broadcasting). */
+  markSameShapeAdd(output: string): void {
+    this.sameShapeAdds.add(output);
   }
 
   isConstant(name: string): boolean {
